@@ -1,0 +1,169 @@
+"""Validated configuration: one pydantic model per service, from a TOML file and env vars.
+
+Precedence (highest first): environment variables, the TOML file, model defaults.
+Env vars are ``SWITCHBOARD_<FIELD>``, nested with ``__``, e.g.
+``SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS=127.0.0.1:9092``; the TOML file is named by
+``SWITCHBOARD_CONFIG``. Defaults work against the local broker from ``make kafka-up``.
+
+A wrong value raises :class:`ConfigError` naming every bad field, before anything connects.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from services.common.errors import ConfigError
+
+__all__ = [
+    "ENV_PREFIX",
+    "GrpcSettings",
+    "KafkaSettings",
+    "LogSettings",
+    "MetricsSettings",
+    "ServiceSettings",
+    "load_settings",
+]
+
+ENV_PREFIX = "SWITCHBOARD_"
+CONFIG_FILE_VAR = "SWITCHBOARD_CONFIG"
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Strict):
+    """Where the broker is and how topics are named."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    #: Prepended to every topic name; lets tests and tenants share one broker.
+    topic_prefix: str = ""
+    #: Consumer group; services default it to their own name.
+    group_id: str = ""
+    #: Stable per instance: a restarted instance fences its own zombie transactions.
+    transactional_id: str = ""
+    #: Upper bound on records handled per transaction.
+    max_batch: int = Field(default=500, ge=1, le=100_000)
+    #: Longest a poll waits when idle, so timers and commands run promptly.
+    poll_interval_ms: int = Field(default=50, ge=1, le=10_000)
+    request_timeout_ms: int = Field(default=30_000, ge=1_000)
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _has_host_and_port(cls, value: str) -> str:
+        for server in value.split(","):
+            host, sep, port = server.strip().rpartition(":")
+            if not sep or not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...], got {value!r}")
+        return value
+
+
+class MetricsSettings(_Strict):
+    """Prometheus endpoint."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (tests); the chosen port is logged.
+    port: int = Field(default=9400, ge=0, le=65535)
+
+
+class GrpcSettings(_Strict):
+    """gRPC server address and optional TLS."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (tests).
+    port: int = Field(default=50051, ge=0, le=65535)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: CA bundle to verify client certificates (mTLS); absent means no client certs asked.
+    tls_client_ca_file: Path | None = None
+    #: Seconds in-flight calls get to finish on shutdown.
+    shutdown_grace: float = Field(default=5.0, ge=0)
+
+
+class LogSettings(_Strict):
+    """structlog output."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: auto: pretty on a terminal, JSON otherwise.
+    format: Literal["auto", "json", "console"] = "auto"
+
+
+class ServiceSettings(_Strict):
+    """Fields every service has; each service subclasses this with its own."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    grpc: GrpcSettings = GrpcSettings()
+    log: LogSettings = LogSettings()
+    #: Name of this instance in logs and the default transactional id.
+    instance: str = "local"
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, config_file: Path | None = None
+    ) -> Self:
+        """Load from ``env`` (default ``os.environ``) and the TOML file it names."""
+        return load_settings(cls, os.environ if env is None else env, config_file)
+
+
+def _env_tree(env: Mapping[str, str]) -> dict[str, Any]:
+    """``SWITCHBOARD_A__B=1`` -> ``{"a": {"b": "1"}}``."""
+    tree: dict[str, Any] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_VAR:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"{'.'.join(path)}: conflicts with {ENV_PREFIX}{part.upper()}")
+            node = child
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(root)"
+        lines.append(f"{field}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_settings(
+    model: type[_Model], env: Mapping[str, str], config_file: Path | None = None
+) -> _Model:
+    """Build ``model`` from the TOML file (``config_file`` or ``$SWITCHBOARD_CONFIG``) and env."""
+    data: dict[str, Any] = {}
+    path = config_file or (Path(env[CONFIG_FILE_VAR]) if env.get(CONFIG_FILE_VAR) else None)
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{CONFIG_FILE_VAR}: file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{CONFIG_FILE_VAR}: {path} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_tree(env))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {_describe(exc)}") from None

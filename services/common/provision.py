@@ -1,0 +1,79 @@
+"""Create Switchboard's topics idempotently: ``python -m services.common.provision``.
+
+Reads ``deploy/topics.toml``; topics that exist are left alone (their partition count
+is checked, because co-partitioning depends on it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import structlog
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from services.common.topics import DEFAULT_TOPICS_FILE, TopicSpec, load_topic_specs
+
+__all__ = ["ensure_topics", "main"]
+
+log = structlog.get_logger("provision")
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Sequence[TopicSpec]) -> list[str]:
+    """Create the missing topics; return the names created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="provision")
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            # A concurrent provisioner may win the race; that is fine.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(
+                    [
+                        NewTopic(
+                            name=spec.name,
+                            num_partitions=spec.partitions,
+                            replication_factor=1,
+                            topic_configs=spec.configs(),
+                        )
+                        for spec in missing
+                    ]
+                )
+        await _wait_until_visible(admin, [spec.name for spec in missing])
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()
+
+
+async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
+    """Topic creation is asynchronous in the broker; wait until metadata lists them."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while names:
+        listed = set(await admin.list_topics())
+        names = [name for name in names if name not in listed]
+        if not names:
+            return
+        if loop.time() > deadline:
+            raise TimeoutError(f"topics not visible after 30 s: {names}")
+        await asyncio.sleep(0.1)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--bootstrap-servers", default="127.0.0.1:9092")
+    parser.add_argument("--prefix", default="")
+    parser.add_argument("--file", type=Path, default=DEFAULT_TOPICS_FILE)
+    args = parser.parse_args(argv)
+    specs = load_topic_specs(args.file, args.prefix)
+    created = asyncio.run(ensure_topics(args.bootstrap_servers, specs))
+    print(f"topics: {len(specs)} defined, {len(created)} created")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+"""Test support shared by fixtures and tests: broker and gRPC handles, polling with a deadline."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import grpc
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from services.common.config import KafkaSettings
+from services.common.provision import ensure_topics
+from services.common.topics import Topics, load_topic_specs
+
+__all__ = ["GrpcServer", "KafkaBroker", "until"]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
+    """Poll ``predicate`` until true or fail after ``timeout`` s (for effects with no signal)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {what or predicate}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class KafkaBroker:
+    """The running broker, and helpers to give each test its own topics."""
+
+    bootstrap_servers: str
+
+    def settings(self, topics: Topics, **overrides: object) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=self.bootstrap_servers, topic_prefix=topics.prefix, **overrides
+        )
+
+    async def fresh_topics(self) -> Topics:
+        """Provision every topic of deploy/topics.toml under a prefix unique to the caller."""
+        topics = Topics(prefix=f"t{uuid.uuid4().hex[:10]}.")
+        await ensure_topics(self.bootstrap_servers, load_topic_specs(prefix=topics.prefix))
+        return topics
+
+    async def produce(
+        self,
+        topic: str,
+        values: Sequence[bytes],
+        key: bytes | None = b"default",
+        headers: Sequence[tuple[str, bytes]] = (),
+    ) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        await producer.start()
+        try:
+            for value in values:
+                await producer.send_and_wait(topic, value, key=key, headers=list(headers))
+        finally:
+            await producer.stop()
+
+    async def read_all(
+        self, topic: str, *, expect: int, timeout: float = 20.0, committed_only: bool = True
+    ) -> list[ConsumerRecord[bytes, bytes]]:
+        """Read ``topic`` from the start until ``expect`` records arrived or ``timeout`` passed."""
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            isolation_level="read_committed" if committed_only else "read_uncommitted",
+        )
+        await consumer.start()
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            while not partitions:
+                await consumer._client.force_metadata_update()
+                partitions = consumer.partitions_for_topic(topic) or set()
+            consumer.assign([TopicPartition(topic, p) for p in partitions])
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + timeout
+            while len(records) < expect and loop.time() < deadline:
+                batch = await consumer.getmany(timeout_ms=100)
+                for recs in batch.values():
+                    records.extend(recs)
+        finally:
+            await consumer.stop()
+        return records
+
+
+@dataclass
+class GrpcServer:
+    """A started gRPC server on loopback and a channel to it."""
+
+    server: grpc.aio.Server
+    port: int
+    channel: grpc.aio.Channel
