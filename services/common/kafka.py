@@ -172,6 +172,9 @@ async def read_changelog(
     )
     await consumer.start()
     try:
+        known = await consumer.topics()
+        if topic not in known:
+            raise RuntimeError(f"changelog topic {topic!r} does not exist; provision topics first")
         consumer.assign(wanted)
         await consumer.seek_to_beginning(*wanted)
         ends: dict[TopicPartition, int] = await consumer.end_offsets(wanted)
@@ -207,12 +210,18 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._owner.cycle_lock:  # the batch in flight commits first
             log.info("partitions revoked", partitions=sorted(map(str, revoked)))
-            await self._owner.handler.on_revoked(set(revoked))
+            try:
+                await self._owner.handler.on_revoked(set(revoked))
+            except Exception as exc:  # noqa: BLE001 - aiokafka would only log it; we must stop
+                self._owner.fail(exc)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._owner.cycle_lock:
             log.info("partitions assigned", partitions=sorted(map(str, assigned)))
-            await self._owner.handler.on_assigned(set(assigned))
+            try:
+                await self._owner.handler.on_assigned(set(assigned))
+            except Exception as exc:  # noqa: BLE001 - never consume a partition without its state
+                self._owner.fail(exc)
 
 
 @dataclass
@@ -235,6 +244,7 @@ class ConsumeLoop:
     _consumer: AIOKafkaConsumer | None = None
     _producer: AIOKafkaProducer | None = None
     _last_lag_report: float = 0.0
+    _fatal: BaseException | None = None
 
     def __post_init__(self) -> None:
         self._topics = Topics(self.settings.topic_prefix)
@@ -267,6 +277,12 @@ class ConsumeLoop:
 
     def stop(self) -> None:
         """Ask the loop to finish its current batch, commit and close."""
+        self._stopping.set()
+
+    def fail(self, error: BaseException) -> None:
+        """Stop without another cycle and make :meth:`run` raise ``error``."""
+        log.error("consume loop failing", error=repr(error))
+        self._fatal = error
         self._stopping.set()
 
     async def run(self) -> None:
@@ -308,11 +324,15 @@ class ConsumeLoop:
                 timeout_ms=wait_ms, max_records=self.settings.max_batch
             )
             async with self.cycle_lock:
+                if self._fatal is not None:
+                    raise self._fatal
                 await self._cycle(batch)
             self.metrics.last_progress.set(time.time())
             if not self._started.is_set() and self._consumer.assignment():
                 self._started.set()
             await self._report_lag()
+        if self._fatal is not None:
+            raise self._fatal
         # One last cycle so queued commands and due timers are committed before we close.
         async with self.cycle_lock:
             await self._cycle({})
