@@ -1,0 +1,1 @@
+"""The auditor: reads every topic after a run and accounts for every contact."""
