@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -10,12 +13,13 @@ from dataclasses import dataclass
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.common.config import KafkaSettings
 from services.common.provision import ensure_topics
 from services.common.topics import Topics, load_topic_specs
 
-__all__ = ["GrpcServer", "KafkaBroker", "until"]
+__all__ = ["GrpcServer", "KafkaBroker", "ServiceProcess", "free_port", "until"]
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
@@ -96,3 +100,79 @@ class GrpcServer:
     server: grpc.aio.Server
     port: int
     channel: grpc.aio.Channel
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now (for services started as processes)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServiceProcess:
+    """A service started as a real process (``python -m module``), as in production.
+
+    Fault tests kill it with SIGKILL and start it again; its log goes to ``log_path``.
+    """
+
+    module: str
+    env: dict[str, str]
+    log_path: str
+    args: tuple[str, ...] = ()
+    grpc_port: int | None = None
+    process: asyncio.subprocess.Process | None = None
+
+    async def start(self, *, wait_healthy: bool = True, timeout: float = 60.0) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115, ASYNC230 - handed to the child; tiny
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            self.module,
+            *self.args,
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=log,
+        )
+        log.close()
+        if wait_healthy and self.grpc_port is not None:
+            await self.wait_serving(timeout)
+
+    async def wait_serving(self, timeout: float = 60.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.grpc_port}") as channel:
+            stub = health_pb2_grpc.HealthStub(channel)
+            while True:
+                if self.process is not None and self.process.returncode is not None:
+                    raise AssertionError(
+                        f"{self.module} exited with {self.process.returncode}; see {self.log_path}"
+                    )
+                try:
+                    reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        return
+                except grpc.aio.AioRpcError:
+                    pass
+                if loop.time() > deadline:
+                    raise AssertionError(
+                        f"{self.module} not SERVING within {timeout} s; see {self.log_path}"
+                    )
+                await asyncio.sleep(0.1)
+
+    async def kill(self) -> None:
+        """SIGKILL: no graceful shutdown, no final commit (a crash)."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+    async def stop(self, timeout: float = 30.0) -> int | None:
+        """SIGTERM and wait (graceful shutdown); SIGKILL if it does not finish in time."""
+        if self.process is None or self.process.returncode is not None:
+            return None if self.process is None else self.process.returncode
+        self.process.terminate()
+        try:
+            return await asyncio.wait_for(self.process.wait(), timeout)
+        except TimeoutError:
+            await self.kill()
+            return None
