@@ -1,0 +1,1 @@
+"""The router: skills-based routing of contacts to agents."""

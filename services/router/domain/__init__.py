@@ -1,0 +1,29 @@
+"""The pure routing core: no I/O, no asyncio, no Kafka; decisions in microseconds."""
+
+from services.router.domain.core import AgentView, ContactView, QueueStats, RoutingCore
+from services.router.domain.errors import (
+    InvalidTransition,
+    PolicyError,
+    RoutingError,
+    UnknownAgent,
+    UnknownQueue,
+    UnknownSkill,
+)
+from services.router.domain.policy import QueuePolicy, RelaxationStep, RoutingPolicy, Strategy
+
+__all__ = [
+    "AgentView",
+    "ContactView",
+    "InvalidTransition",
+    "PolicyError",
+    "QueuePolicy",
+    "QueueStats",
+    "RelaxationStep",
+    "RoutingCore",
+    "RoutingError",
+    "RoutingPolicy",
+    "Strategy",
+    "UnknownAgent",
+    "UnknownQueue",
+    "UnknownSkill",
+]
