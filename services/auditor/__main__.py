@@ -32,7 +32,11 @@ async def _read_topic(bootstrap_servers: str, topic: str) -> list[tuple[bytes | 
     try:
         if topic not in await consumer.topics():
             return out
+        # topics() does not fill the consumer's metadata cache; ask for it explicitly.
+        await consumer._client.force_metadata_update()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return out
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

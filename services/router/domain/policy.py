@@ -153,6 +153,11 @@ def _no_unknown(data: Mapping[str, Any], known: set[str], path: str) -> None:
 def _number(
     value: Any, path: str, *, minimum: float | None = None, above: float | None = None
 ) -> float:
+    if isinstance(value, str):  # from an environment override
+        try:
+            value = float(value)
+        except ValueError:
+            raise PolicyError(f"{path}: must be a number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PolicyError(f"{path}: must be a number, got {value!r}")
     if minimum is not None and value < minimum:

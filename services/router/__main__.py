@@ -1,0 +1,86 @@
+"""``python -m services.router``: route contacts to agents, from Kafka to Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+
+import grpc
+import structlog
+from prometheus_client import CollectorRegistry
+from switchboard.v1 import router_admin_pb2_grpc
+
+from services.common.errors import ConfigError
+from services.common.kafka import ConsumeLoop
+from services.common.log_setup import configure_logging
+from services.common.metrics import RuntimeMetrics, serve_metrics
+from services.common.runtime import RunningService, run_service
+from services.common.topics import Topics
+from services.router.adapters.grpc import RouterAdminServicer
+from services.router.adapters.kafka import RouterHandler
+from services.router.metrics import RouterMetrics
+from services.router.settings import RouterSettings
+
+__all__ = ["build_and_run", "main"]
+
+
+async def build_and_run(
+    settings: RouterSettings,
+    registry: CollectorRegistry | None = None,
+    on_started: Callable[[RunningService], None] | None = None,
+    *,
+    handle_signals: bool = True,
+) -> None:
+    """Wire the router and run it until stopped (also used by tests, in-process)."""
+    registry = registry or CollectorRegistry()
+    topics = Topics(settings.kafka.topic_prefix)
+    handler = RouterHandler(
+        policy=settings.policy(),
+        topics=topics,
+        kafka=settings.kafka,
+        metrics=RouterMetrics.create(registry),
+    )
+    loop = ConsumeLoop(
+        service="router",
+        settings=settings.kafka,
+        input_topics=[topics.contact_events, topics.agent_events],
+        handler=handler,
+        metrics=RuntimeMetrics.create(registry),
+        transactional_id=settings.kafka.transactional_id or f"router-{settings.instance}",
+    )
+
+    def register(server: grpc.aio.Server) -> Sequence[str]:
+        router_admin_pb2_grpc.add_RouterAdminServicer_to_server(
+            RouterAdminServicer(handler.states, handler.clock), server
+        )
+        return ["switchboard.v1.RouterAdmin"]
+
+    await run_service(
+        "router", settings, loop, register, on_started=on_started, handle_signals=handle_signals
+    )
+
+
+def main() -> None:
+    try:
+        settings = RouterSettings.from_env()
+    except ConfigError as exc:
+        print(f"router: {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log)
+    registry = CollectorRegistry()
+    _, port = serve_metrics(settings.metrics.host, settings.metrics.port, registry)
+    structlog.get_logger("router").info(
+        "metrics endpoint", url=f"http://{settings.metrics.host}:{port}/metrics"
+    )
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(build_and_run(settings, registry))
+
+
+if __name__ == "__main__":
+    main()

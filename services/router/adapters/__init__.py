@@ -1,0 +1,1 @@
+"""Adapters of the router: protobuf mapping, the Kafka handler, the RouterAdmin servicer."""

@@ -1,0 +1,99 @@
+"""RouterAdmin: a read-only view of the router's state for operations tools."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from switchboard.v1 import agent_events_pb2, common_pb2, router_admin_pb2, router_admin_pb2_grpc
+
+from services.common.clock import Clock
+from services.common.state import DomainStates
+from services.router.domain import RoutingCore
+
+__all__ = ["RouterAdminServicer"]
+
+
+def _duration(target: Any, seconds: float) -> None:
+    target.FromNanoseconds(int(max(0.0, seconds) * 1e9))
+
+
+class RouterAdminServicer(router_admin_pb2_grpc.RouterAdminServicer):
+    """Reads the cores directly: same event loop as the consume loop, and read-only."""
+
+    def __init__(self, states: DomainStates[RoutingCore], clock: Clock) -> None:
+        self._states = states
+        self._clock = clock
+
+    def _cores(self, domain: str) -> list[tuple[str, RoutingCore]]:
+        return [(d, c) for d, c in self._states.items() if not domain or d == domain]
+
+    async def GetQueueStats(
+        self, request: router_admin_pb2.GetQueueStatsRequest, context: Any
+    ) -> router_admin_pb2.GetQueueStatsResponse:
+        now = self._clock.now()
+        reply = router_admin_pb2.GetQueueStatsResponse()
+        for domain, core in self._cores(request.domain):
+            for s in core.queue_stats(now):
+                if request.queues and s.queue not in request.queues:
+                    continue
+                q = reply.queues.add(
+                    domain=domain,
+                    queue=s.queue,
+                    waiting=s.waiting,
+                    offered=s.offered,
+                    service_level=s.service_level,
+                    answered=s.answered,
+                    abandoned=s.abandoned,
+                    staffed_agents=s.staffed_agents,
+                )
+                _duration(q.longest_wait, s.longest_wait)
+                _duration(q.estimated_wait, s.estimated_wait)
+        return reply
+
+    async def ListAgents(
+        self, request: router_admin_pb2.ListAgentsRequest, context: Any
+    ) -> router_admin_pb2.ListAgentsResponse:
+        reply = router_admin_pb2.ListAgentsResponse()
+        for domain, core in self._cores(request.domain):
+            for a in core.agent_views():
+                if request.state and int(a.state) != request.state:
+                    continue
+                view = reply.agents.add(
+                    agent_id=a.agent_id,
+                    domain=domain,
+                    team=a.team,
+                    state=agent_events_pb2.AgentState.ValueType(int(a.state)),
+                    reason=a.reason,
+                    languages=list(a.languages),
+                    handled=a.handled,
+                )
+                for skill, level in a.skills:
+                    view.skills.add(skill=skill, proficiency=level)
+                for channel, count in a.active:
+                    view.active.add(
+                        channel=common_pb2.Channel.ValueType(int(channel)), max_concurrent=count
+                    )
+        return reply
+
+    async def GetContact(
+        self, request: router_admin_pb2.GetContactRequest, context: Any
+    ) -> router_admin_pb2.GetContactResponse:
+        now = self._clock.now()
+        for _, core in self._cores(request.domain):
+            view = core.contact_view(request.contact_id, now)
+            if view is None:
+                continue
+            reply = router_admin_pb2.GetContactResponse(
+                contact_id=view.contact_id,
+                queue=view.queue,
+                status=view.status,
+                position=view.position,
+                agent_id=view.agent_id,
+                channel=common_pb2.Channel.ValueType(int(view.channel)),
+            )
+            _duration(reply.estimated_wait, view.estimated_wait)
+            _duration(reply.waited, view.waited)
+            return reply
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"contact {request.contact_id} not found")
+        raise AssertionError("unreachable")

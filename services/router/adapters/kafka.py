@@ -1,0 +1,205 @@
+"""The router's Kafka handler: envelopes in, routing decisions out, state in the changelog.
+
+Thin by design: map the envelope to a core input, apply it to the domain's core, map
+the decisions back to envelopes on ``routing.decisions`` (keyed by domain), and count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from switchboard.v1.envelope_pb2 import Envelope
+
+from services.common.clock import Clock, SystemClock
+from services.common.codec import encode_envelope, new_envelope
+from services.common.config import KafkaSettings
+from services.common.errors import RejectedEvent
+from services.common.kafka import InboundRecord, OutboundRecord, TopicPartition
+from services.common.state import DomainStates
+from services.common.topics import Topics
+from services.router.adapters.mapping import decision_to_envelope, envelope_to_input
+from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
+from services.router.domain import model as m
+from services.router.metrics import RouterMetrics
+
+__all__ = ["RouterHandler"]
+
+log = structlog.get_logger("router")
+SOURCE = "router"
+#: Gauges (waiting, longest wait, agents by state) are recomputed at most this often.
+GAUGE_INTERVAL_S = 1.0
+
+
+@dataclass
+class RouterHandler:
+    """:class:`services.common.kafka.EventHandler` for the router."""
+
+    policy: RoutingPolicy
+    topics: Topics
+    kafka: KafkaSettings
+    metrics: RouterMetrics
+    clock: Clock = field(default_factory=SystemClock)
+    states: DomainStates[RoutingCore] = field(init=False)
+    _known_skills: frozenset[str] = field(init=False)
+    _tick_seq: int = 0
+    _gauges_at: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.states = DomainStates(
+            changelog_topic=self.topics.changelog("router"),
+            new_core=lambda _domain: RoutingCore(self.policy),
+            restore_core=lambda _domain, snaps: RoutingCore.restore(self.policy, snaps),
+            take_changes=lambda core: core.take_changes(),
+        )
+        skills: set[str] = set()
+        for queue in self.policy.queues.values():
+            skills.update(s for s, _ in queue.skills)
+            skills.update(s for s, _ in queue.optional_skills)
+        self._known_skills = frozenset(skills)
+
+    # -- EventHandler ----------------------------------------------------------------
+
+    def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        event = envelope_to_input(envelope, self._known_skills)
+        if event is None:
+            return []
+        if not envelope.domain:
+            raise RejectedEvent("envelope.domain is required for routing")
+        self._bind(event)
+        core = self.states.core_for(envelope.domain, record.partition)
+        started = time.perf_counter()
+        try:
+            decisions = core.apply(event, self.clock.now())
+        except RoutingError as exc:
+            raise RejectedEvent(exc.reason) from None
+        finally:
+            self.metrics.decision_seconds.observe(time.perf_counter() - started)
+        if isinstance(event, m.ContactArrived) and decisions is not None:
+            self.metrics.arrived.labels(event.queue, event.channel.name.lower()).inc()
+        return self._publish(envelope.domain, envelope.event_id, decisions)
+
+    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+        out: list[OutboundRecord] = []
+        for domain, core in self.states.items():
+            deadline = core.next_deadline()
+            if deadline is not None and deadline <= now:
+                self._tick_seq += 1
+                out.extend(
+                    self._publish(
+                        domain, f"tick-{int(now * 1000)}-{self._tick_seq}", core.tick(now)
+                    )
+                )
+        return out
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            d for _, core in self.states.items() if (d := core.next_deadline()) is not None
+        ]
+        return min(deadlines, default=None)
+
+    def drain_changelog(self) -> Sequence[OutboundRecord]:
+        self._update_gauges()
+        return self.states.drain()
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        wanted = {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
+        restored = await self.states.restore(self.kafka, wanted)
+        log.info("router state restored", partitions=sorted(wanted), domains=restored)
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        self.states.drop(
+            {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
+        )
+
+    # -- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _bind(event: m.Input) -> None:
+        ids: dict[str, Any] = {}
+        if contact_id := getattr(event, "contact_id", ""):
+            ids["contact_id"] = contact_id
+        if agent_id := getattr(event, "agent_id", ""):
+            ids["agent_id"] = agent_id
+        structlog.contextvars.bind_contextvars(**ids)
+
+    def _publish(
+        self, domain: str, cause: str, decisions: Sequence[m.Decision]
+    ) -> list[OutboundRecord]:
+        out = []
+        for n, decision in enumerate(decisions):
+            self._count(decision)
+            envelope = new_envelope(
+                domain, SOURCE, event_id=f"{cause}:{n}", occurred_at=self.clock.now()
+            )
+            decision_to_envelope(decision, envelope)
+            out.append(
+                OutboundRecord(
+                    self.topics.routing_decisions, encode_envelope(envelope), domain.encode()
+                )
+            )
+        if decisions:
+            log.debug("decided", decisions=[type(d).__name__ for d in decisions])
+        return out
+
+    def _count(self, decision: m.Decision) -> None:
+        metrics = self.metrics
+        match decision:
+            case m.OfferMade():
+                metrics.offers.labels("made").inc()
+            case m.ContactAssigned():
+                metrics.offers.labels("accepted").inc()
+                metrics.answered.labels(
+                    decision.queue, str(decision.within_service_level).lower()
+                ).inc()
+                metrics.wait_seconds.labels(decision.queue).observe(decision.waited)
+            case m.OfferTimedOut():
+                metrics.offers.labels("timed_out").inc()
+            case m.ContactRequeued() if decision.reason == m.RequeueReason.REJECTED:
+                metrics.offers.labels("rejected").inc()
+            case m.ContactRequeued() if decision.reason == m.RequeueReason.AGENT_UNAVAILABLE:
+                metrics.offers.labels("withdrawn").inc()
+            case m.ContactClosed() if decision.abandoned:
+                metrics.abandoned.labels(decision.queue).inc()
+            case _:
+                pass
+
+    def _update_gauges(self) -> None:
+        now = self.clock.now()
+        if now - self._gauges_at < GAUGE_INTERVAL_S:
+            return
+        self._gauges_at = now
+        waiting: dict[str, int] = dict.fromkeys(self.policy.queues, 0)
+        longest: dict[str, float] = dict.fromkeys(self.policy.queues, 0.0)
+        answered: dict[str, tuple[int, int]] = dict.fromkeys(self.policy.queues, (0, 0))
+        states: dict[str, int] = {s.name.lower(): 0 for s in m.AgentState}
+        busy = present = 0
+        for _, core in self.states.items():
+            for stats in core.queue_stats(now):
+                waiting[stats.queue] += stats.waiting + stats.offered
+                longest[stats.queue] = max(longest[stats.queue], stats.longest_wait)
+                total, within = answered[stats.queue]
+                answered[stats.queue] = (
+                    total + stats.answered,
+                    within + round(stats.service_level * stats.answered),
+                )
+            for agent in core.agent_views():
+                states[agent.state.name.lower()] += 1
+                if agent.state not in (m.AgentState.AWAY, m.AgentState.LOGGED_OUT):
+                    present += 1
+                    busy += agent.state in (
+                        m.AgentState.BUSY,
+                        m.AgentState.RESERVED,
+                        m.AgentState.WRAP_UP,
+                    )
+        for queue in self.policy.queues:
+            self.metrics.waiting.labels(queue).set(waiting[queue])
+            self.metrics.longest_wait.labels(queue).set(longest[queue])
+            total, within = answered[queue]
+            self.metrics.service_level.labels(queue).set(within / total if total else 1.0)
+        for state, count in states.items():
+            self.metrics.agents.labels(state).set(count)
+        self.metrics.occupancy.set(busy / present if present else 0.0)
