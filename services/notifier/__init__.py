@@ -1,0 +1,1 @@
+"""The notifier: tells customers why they wait, for how long, and what happens next."""

@@ -1,0 +1,1 @@
+"""The pure notifier core: triggers, templates, coalescing, delivery policy. No I/O."""

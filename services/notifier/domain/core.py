@@ -1,0 +1,536 @@
+"""The notifier core: which customer must be told what, and when. Sans-I/O.
+
+API::
+
+    core = NotifierCore(policy, catalog)
+    core.apply(event, cause_id, now) -> list[Notification]   # decided, now pending delivery
+    core.tick(now) -> list[Notification]                     # follow-ups, coalesced updates
+    core.next_deadline() -> float | None
+    core.due(now) -> list[Pending]                           # what the delivery worker sends now
+    core.retry_later(notification_id, at)                    # a retryable failure
+    core.settle(notification_id, now, error) -> Pending | None     # final outcome reached
+    core.take_changes() / NotifierCore.restore(policy, catalog, snapshots)
+
+Exactly once: a notification id is derived from its cause (``<event id>:<kind>``); the
+core remembers settled ids for ``ledger_s`` and never decides the same id twice; pending
+ones are part of the persisted state, so a restart resumes their delivery; the gateway
+receives the id as its idempotency key, so a delivery interrupted by a crash is not
+repeated there either.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from services.notifier.domain.templates import TemplateCatalog
+
+__all__ = [
+    "ContactAbandoned",
+    "ContactArrived",
+    "ContactAssigned",
+    "ContactClosed",
+    "ContactEnded",
+    "ContactPaused",
+    "ContactResumed",
+    "ContactUnroutable",
+    "Customer",
+    "DirectRequest",
+    "Notification",
+    "NotifierCore",
+    "NotifierPolicy",
+    "Pending",
+    "QueuePositionUpdated",
+]
+
+STYLE_BY_CHANNEL = {1: "voice", 2: "chat", 3: "email", 4: "sms", 5: "chat"}
+
+
+@dataclass(frozen=True, slots=True)
+class NotifierPolicy:
+    """When to speak up, and when to keep quiet."""
+
+    position_min_interval_s: float = 60.0
+    callback_offer_after_s: float = 300.0
+    overrun_grace_s: float = 30.0
+    rate_limit_count: int = 6
+    rate_limit_window_s: float = 600.0
+    ledger_s: float = 86_400.0
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NotifierPolicy:
+        from services.notifier.domain.errors import PolicyError
+
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise PolicyError(f"{sorted(unknown)[0]}: unknown field")
+        values: dict[str, Any] = {}
+        for name, value in data.items():
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise PolicyError(f"{name}: must be a number")
+            try:
+                number = float(value)
+            except ValueError:
+                raise PolicyError(f"{name}: must be a number, got {value!r}") from None
+            if number <= 0:
+                raise PolicyError(f"{name}: must be > 0")
+            values[name] = int(number) if name == "rate_limit_count" else number
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    customer_id: str = ""
+    name: str = ""
+    phone: str = ""
+    email: str = ""
+    language: str = "en"
+
+
+# ------------------------------------------------------------------ inputs
+
+
+@dataclass(frozen=True, slots=True)
+class ContactArrived:
+    contact_id: str
+    channel: int
+    customer: Customer
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPaused:
+    """A voice hold (``hold=True``) or a paused chat/ticket."""
+
+    contact_id: str
+    reason: str
+    expected_s: float
+    hold: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ContactResumed:
+    contact_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactEnded:
+    contact_id: str
+    outcome: str  # resolved | unresolved | no_reply | duplicate | callback_scheduled
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAbandoned:
+    contact_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePositionUpdated:
+    contact_id: str
+    position: int
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class ContactAssigned:
+    contact_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactUnroutable:
+    contact_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContactClosed:
+    contact_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class DirectRequest:
+    request_id: str
+    contact_id: str
+    channel: int
+    customer: Customer
+    text: str
+
+
+Input = (
+    ContactArrived
+    | ContactPaused
+    | ContactResumed
+    | ContactEnded
+    | ContactAbandoned
+    | QueuePositionUpdated
+    | ContactAssigned
+    | ContactUnroutable
+    | ContactClosed
+    | DirectRequest
+)
+
+# ------------------------------------------------------------------ outputs
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    notification_id: str
+    contact_id: str
+    kind: str
+    channel: int
+    language: str
+    customer: Customer
+    subject: str
+    body: str
+    created_at: float
+
+
+@dataclass
+class Pending:
+    """A decided notification and its delivery progress."""
+
+    notification: Notification
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    first_attempt_at: float = 0.0
+    last_error: str = ""
+
+
+@dataclass
+class _Contact:
+    channel: int
+    customer: Customer
+    pause_kind: str = ""
+    pause_reason: str = ""
+    pause_expected_s: float = 0.0
+    pause_until: float = 0.0
+    pause_cause: str = ""
+    overrun_sent: bool = False
+    position_sent_at: float = 0.0
+    position_sent: int = 0
+    deferred_position: int = 0
+    deferred_wait_s: float = 0.0
+    deferred_cause: str = ""
+    callback_offered: bool = False
+    unroutable_told: bool = False
+    ended: bool = False
+    recent: list[float] = field(default_factory=list)
+
+
+class NotifierCore:
+    """Notification decisions for one routing domain."""
+
+    def __init__(self, policy: NotifierPolicy, catalog: TemplateCatalog) -> None:
+        self.policy = policy
+        self.catalog = catalog
+        self._contacts: dict[str, _Contact] = {}
+        self._pending: dict[str, Pending] = {}
+        self._settled: dict[str, float] = {}
+        self._timers: list[tuple[float, str, str]] = []
+        self._dirty: set[str] = set()
+        self.coalesced = 0
+        self.rate_limited = 0
+
+    # ------------------------------------------------------------------ decisions
+
+    def apply(self, event: Input, cause_id: str, now: float) -> list[Notification]:
+        out: list[Notification] = []
+        if isinstance(event, ContactArrived):
+            if event.contact_id not in self._contacts:
+                self._contacts[event.contact_id] = _Contact(event.channel, event.customer)
+                self._dirty.add(f"contact:{event.contact_id}")
+            return out
+        if isinstance(event, DirectRequest):
+            direct = self._contacts.get(event.contact_id) or _Contact(event.channel, event.customer)
+            self._decide(out, cause_id, "direct", event.contact_id, direct, now, body=event.text)
+            return out
+        contact = self._contacts.get(event.contact_id)
+        if contact is None:
+            return out  # never saw it arrive (or already closed): nothing to say
+        self._dirty.add(f"contact:{event.contact_id}")
+        if isinstance(event, ContactPaused):
+            contact.pause_kind = "hold_started" if event.hold else "pause_started"
+            contact.pause_reason = event.reason
+            contact.pause_expected_s = event.expected_s
+            contact.pause_until = now + event.expected_s
+            contact.pause_cause = cause_id
+            contact.overrun_sent = False
+            self._decide(
+                out,
+                cause_id,
+                contact.pause_kind,
+                event.contact_id,
+                contact,
+                now,
+                reason=event.reason,
+                duration_s=event.expected_s,
+            )
+            self._timer(
+                contact.pause_until + self.policy.overrun_grace_s, "overrun", event.contact_id
+            )
+        elif isinstance(event, ContactResumed):
+            if contact.pause_kind:
+                contact.pause_kind = ""
+                self._decide(out, cause_id, "resumed", event.contact_id, contact, now)
+        elif isinstance(event, QueuePositionUpdated):
+            self._position(out, cause_id, event, contact, now)
+        elif isinstance(event, ContactAssigned):
+            contact.deferred_position = 0
+        elif isinstance(event, ContactUnroutable):
+            if not contact.unroutable_told:
+                contact.unroutable_told = True
+                self._decide(out, cause_id, "no_agent_available", event.contact_id, contact, now)
+        elif isinstance(event, ContactEnded):
+            contact.ended = True
+            contact.pause_kind = ""
+            self._decide(
+                out, cause_id, "closed", event.contact_id, contact, now, outcome=event.outcome
+            )
+        elif isinstance(event, ContactAbandoned | ContactClosed):
+            del self._contacts[event.contact_id]
+        return out
+
+    def _position(
+        self,
+        out: list[Notification],
+        cause_id: str,
+        event: QueuePositionUpdated,
+        contact: _Contact,
+        now: float,
+    ) -> None:
+        if event.wait_s >= self.policy.callback_offer_after_s and not contact.callback_offered:
+            contact.callback_offered = True
+            self._decide(
+                out, cause_id, "callback_offer", event.contact_id, contact, now, wait_s=event.wait_s
+            )
+            return
+        if event.position == contact.position_sent:
+            return
+        if now - contact.position_sent_at < self.policy.position_min_interval_s:
+            if contact.deferred_position:
+                self.coalesced += 1  # the burst collapses into the latest update
+            contact.deferred_position, contact.deferred_wait_s = event.position, event.wait_s
+            contact.deferred_cause = cause_id
+            self._timer(
+                contact.position_sent_at + self.policy.position_min_interval_s,
+                "position",
+                event.contact_id,
+            )
+            return
+        self._send_position(
+            out, cause_id, event.contact_id, contact, event.position, event.wait_s, now
+        )
+
+    def _send_position(
+        self,
+        out: list[Notification],
+        cause_id: str,
+        contact_id: str,
+        contact: _Contact,
+        position: int,
+        wait_s: float,
+        now: float,
+    ) -> None:
+        window = self.policy.rate_limit_window_s
+        contact.recent = [t for t in contact.recent if now - t < window]
+        if len(contact.recent) >= self.policy.rate_limit_count:
+            self.rate_limited += 1
+            return
+        contact.recent.append(now)
+        contact.position_sent, contact.position_sent_at = position, now
+        contact.deferred_position = 0
+        self._decide(
+            out,
+            cause_id,
+            "queue_position",
+            contact_id,
+            contact,
+            now,
+            position=position,
+            wait_s=wait_s,
+        )
+
+    def tick(self, now: float) -> list[Notification]:
+        out: list[Notification] = []
+        while self._timers and self._timers[0][0] <= now:
+            _, kind, contact_id = heapq.heappop(self._timers)
+            contact = self._contacts.get(contact_id)
+            if contact is None:
+                continue
+            if kind == "overrun":
+                if (
+                    contact.pause_kind
+                    and not contact.overrun_sent
+                    and now >= contact.pause_until + self.policy.overrun_grace_s
+                ):
+                    contact.overrun_sent = True
+                    self._dirty.add(f"contact:{contact_id}")
+                    self._decide(
+                        out,
+                        f"{contact.pause_cause}:late",
+                        "pause_overrun",
+                        contact_id,
+                        contact,
+                        now,
+                        duration_s=contact.pause_expected_s,
+                    )
+            elif (
+                kind == "position"
+                and contact.deferred_position
+                and now - contact.position_sent_at >= self.policy.position_min_interval_s
+            ):
+                self._dirty.add(f"contact:{contact_id}")
+                self._send_position(
+                    out,
+                    contact.deferred_cause,
+                    contact_id,
+                    contact,
+                    contact.deferred_position,
+                    contact.deferred_wait_s,
+                    now,
+                )
+        for nid, at in list(self._settled.items()):
+            if now - at > self.policy.ledger_s:
+                del self._settled[nid]
+                self._dirty.add(f"sent:{nid}")
+        return out
+
+    def next_deadline(self) -> float | None:
+        return self._timers[0][0] if self._timers else None
+
+    def _timer(self, due: float, kind: str, contact_id: str) -> None:
+        heapq.heappush(self._timers, (due, kind, contact_id))
+
+    def _decide(
+        self,
+        out: list[Notification],
+        cause_id: str,
+        kind: str,
+        contact_id: str,
+        contact: _Contact,
+        now: float,
+        *,
+        body: str = "",
+        **values: Any,
+    ) -> None:
+        notification_id = f"{cause_id}:{kind}"
+        if notification_id in self._settled or notification_id in self._pending:
+            return  # decided before (a replayed event): never twice
+        style = STYLE_BY_CHANNEL.get(contact.channel, "sms")
+        language = contact.customer.language or "en"
+        if kind == "direct":
+            subject, text = "", body
+        else:
+            message = self.catalog.render(
+                kind, style, language, name=contact.customer.name, **values
+            )
+            subject, text = message.subject, message.body
+        note = Notification(
+            notification_id,
+            contact_id,
+            kind,
+            contact.channel,
+            language,
+            contact.customer,
+            subject,
+            text,
+            now,
+        )
+        self._pending[notification_id] = Pending(note, next_attempt_at=now)
+        self._dirty.add(f"pending:{notification_id}")
+        out.append(note)
+
+    # ------------------------------------------------------------------ delivery bookkeeping
+
+    def due(self, now: float) -> list[Pending]:
+        return [p for p in self._pending.values() if p.next_attempt_at <= now]
+
+    def pending(self, notification_id: str) -> Pending | None:
+        return self._pending.get(notification_id)
+
+    def is_settled(self, notification_id: str) -> bool:
+        return notification_id in self._settled
+
+    def retry_later(self, notification_id: str, at: float, error: str, now: float) -> None:
+        pending = self._pending.get(notification_id)
+        if pending is None:
+            return
+        pending.attempts += 1
+        pending.first_attempt_at = pending.first_attempt_at or now
+        pending.next_attempt_at = at
+        pending.last_error = error
+        self._dirty.add(f"pending:{notification_id}")
+
+    def settle(self, notification_id: str, now: float, error: str = "") -> Pending | None:
+        """Final outcome reached: forget the pending entry, remember the id."""
+        pending = self._pending.pop(notification_id, None)
+        if pending is None:
+            return None
+        pending.attempts += 1
+        pending.last_error = error or pending.last_error
+        self._settled[notification_id] = now
+        self._dirty.update({f"pending:{notification_id}", f"sent:{notification_id}"})
+        contact = self._contacts.get(pending.notification.contact_id)
+        if (
+            contact is not None
+            and contact.ended
+            and not any(
+                p.notification.contact_id == pending.notification.contact_id
+                for p in self._pending.values()
+            )
+        ):
+            del self._contacts[pending.notification.contact_id]
+            self._dirty.add(f"contact:{pending.notification.contact_id}")
+        return pending
+
+    # ------------------------------------------------------------------ persistence
+
+    def take_changes(self) -> dict[str, dict[str, Any] | None]:
+        changes: dict[str, dict[str, Any] | None] = {}
+        for key in self._dirty:
+            kind, _, ident = key.partition(":")
+            if kind == "contact":
+                contact = self._contacts.get(ident)
+                changes[key] = asdict(contact) if contact else None
+            elif kind == "pending":
+                pending = self._pending.get(ident)
+                changes[key] = asdict(pending) if pending else None
+            elif kind == "sent":
+                at = self._settled.get(ident)
+                changes[key] = {"at": at} if at is not None else None
+        self._dirty.clear()
+        return changes
+
+    @classmethod
+    def restore(
+        cls, policy: NotifierPolicy, catalog: TemplateCatalog, snapshots: Mapping[str, Any]
+    ) -> NotifierCore:
+        core = cls(policy, catalog)
+        for key, snap in snapshots.items():
+            kind, _, ident = key.partition(":")
+            if snap is None:
+                continue
+            if kind == "contact":
+                snap = dict(snap)
+                snap["customer"] = Customer(**snap["customer"])
+                contact = _Contact(**snap)
+                core._contacts[ident] = contact
+                if contact.pause_kind and not contact.overrun_sent:
+                    core._timer(contact.pause_until + policy.overrun_grace_s, "overrun", ident)
+                if contact.deferred_position:
+                    core._timer(
+                        contact.position_sent_at + policy.position_min_interval_s, "position", ident
+                    )
+            elif kind == "pending":
+                note = dict(snap["notification"])
+                note["customer"] = Customer(**note["customer"])
+                core._pending[ident] = Pending(
+                    notification=Notification(**note),
+                    attempts=snap["attempts"],
+                    next_attempt_at=snap["next_attempt_at"],
+                    first_attempt_at=snap["first_attempt_at"],
+                    last_error=snap["last_error"],
+                )
+            elif kind == "sent":
+                core._settled[ident] = snap["at"]
+        return core

@@ -1,0 +1,178 @@
+"""Customer-message templates: loaded from editable TOML files, validated at start.
+
+One file per language (``en.toml``, ``ru.toml``, ``pl.toml``); a table per message kind
+with one text per channel style (``sms``, ``email`` + ``email_subject``, ``chat``,
+``voice``), plus the phrases (``reasons``, ``outcomes``, ``greeting``) they use. A text
+with an unknown placeholder stops the service at start, naming file, message and
+placeholder, because a customer must never receive ``{custmer_name}``.
+"""
+
+from __future__ import annotations
+
+import string
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "KINDS",
+    "PLACEHOLDERS",
+    "STYLES",
+    "RenderedMessage",
+    "TemplateCatalog",
+    "TemplateError",
+    "duration_phrase",
+]
+
+KINDS = (
+    "hold_started",
+    "pause_started",
+    "pause_overrun",
+    "resumed",
+    "queue_position",
+    "callback_offer",
+    "no_agent_available",
+    "closed",
+)
+STYLES = ("sms", "email_subject", "email", "chat", "voice")
+PLACEHOLDERS = frozenset({"greeting", "name", "reason", "duration", "position", "wait", "outcome"})
+REASONS = (
+    "checking_information",
+    "waiting_for_specialist",
+    "awaiting_customer",
+    "waiting_for_third_party",
+    "technical_issue",
+    "unspecified",
+)
+OUTCOMES = ("resolved", "unresolved", "no_reply", "duplicate", "callback_scheduled")
+
+
+class TemplateError(Exception):
+    """A template file is missing, malformed, incomplete or uses an unknown placeholder."""
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedMessage:
+    subject: str
+    body: str
+
+
+def _plural_slavic(n: int, one: str, few: str, many: str) -> str:
+    """Russian and Polish plural categories (CLDR): 1 / 2-4 / 5+ with the teens as many."""
+    if n % 10 == 1 and n % 100 != 11:
+        return one
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return few
+    return many
+
+
+def _plural_pl(n: int, one: str, few: str, many: str) -> str:
+    """Polish: only exactly 1 is singular (21 minut, not 21 minuta)."""
+    if n == 1:
+        return one
+    return _plural_slavic(n, many, few, many) if n % 10 == 1 else _plural_slavic(n, one, few, many)
+
+
+_UNITS = {
+    "en": (("minute", "minutes"), ("hour", "hours"), ("less than a minute",)),
+    "ru": (("минута", "минуты", "минут"), ("час", "часа", "часов"), ("меньше минуты",)),
+    "pl": (("minuta", "minuty", "minut"), ("godzina", "godziny", "godzin"), ("mniej niż minuta",)),
+}
+
+
+def duration_phrase(seconds: float, language: str) -> str:
+    """``125`` s -> "2 minutes" / "2 минуты" / "2 minuty"; hours past 90 minutes."""
+    minutes_words, hours_words, under = _UNITS.get(language, _UNITS["en"])
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return under[0]
+    if minutes >= 90:
+        n, words = round(minutes / 60), hours_words
+    else:
+        n, words = minutes, minutes_words
+    if language == "ru":
+        word = _plural_slavic(n, *words)
+    elif language == "pl":
+        word = _plural_pl(n, *words)
+    else:
+        word = words[0] if n == 1 else words[1]
+    return f"{n} {word}"
+
+
+@dataclass(frozen=True)
+class TemplateCatalog:
+    """All languages' templates; ``render`` fills one for a customer."""
+
+    languages: Mapping[str, Mapping[str, Mapping[str, str]]]
+    fallback: str = "en"
+
+    @classmethod
+    def load(cls, directory: Path) -> TemplateCatalog:
+        files = sorted(directory.glob("*.toml"))
+        if not files:
+            raise TemplateError(f"{directory}: no template files (*.toml)")
+        languages: dict[str, dict[str, dict[str, str]]] = {}
+        for path in files:
+            try:
+                data = tomllib.loads(path.read_text(encoding="utf-8"))
+            except tomllib.TOMLDecodeError as exc:
+                raise TemplateError(f"{path.name}: not valid TOML: {exc}") from None
+            languages[path.stem] = _validate(path.name, data)
+        if "en" not in languages:
+            raise TemplateError(f"{directory}: en.toml is required (it is the fallback)")
+        return cls(languages)
+
+    def render(
+        self,
+        kind: str,
+        style: str,
+        language: str,
+        *,
+        name: str = "",
+        reason: str = "unspecified",
+        outcome: str = "resolved",
+        duration_s: float = 0,
+        wait_s: float = 0,
+        position: int = 0,
+    ) -> RenderedMessage:
+        lang = language if language in self.languages else self.fallback
+        table = self.languages[lang]
+        greeting = (
+            table["greeting"]["named"].format(name=name) if name else table["greeting"]["anonymous"]
+        )
+        values = {
+            "greeting": greeting,
+            "name": name,
+            "reason": table["reasons"].get(reason, table["reasons"]["unspecified"]),
+            "outcome": table["outcomes"].get(outcome, table["outcomes"]["resolved"]),
+            "duration": duration_phrase(duration_s, lang),
+            "wait": duration_phrase(wait_s, lang),
+            "position": str(position),
+        }
+        body_style = "email" if style == "email" else style
+        subject = table[kind]["email_subject"].format(**values) if style == "email" else ""
+        return RenderedMessage(subject=subject, body=table[kind][body_style].format(**values))
+
+
+def _validate(file: str, data: Mapping[str, object]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    required = {"greeting": ("named", "anonymous"), "reasons": REASONS, "outcomes": OUTCOMES}
+    required.update(dict.fromkeys(KINDS, STYLES))
+    for section, keys in required.items():
+        table = data.get(section)
+        if not isinstance(table, Mapping):
+            raise TemplateError(f"{file}: missing table [{section}]")
+        texts: dict[str, str] = {}
+        for key in keys:
+            text = table.get(key)
+            if not isinstance(text, str) or not text.strip():
+                raise TemplateError(f"{file}: [{section}] {key} is missing or empty")
+            for _, field, _, _ in string.Formatter().parse(text):
+                if field is not None and field not in PLACEHOLDERS:
+                    raise TemplateError(
+                        f"{file}: [{section}] {key} uses unknown placeholder {{{field}}}"
+                    )
+            texts[key] = text
+        out[section] = texts
+    return out

@@ -1,0 +1,232 @@
+"""What customers are told, in which words, and how often (pure core, fake time)."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from services.notifier.domain.core import (
+    ContactArrived,
+    ContactClosed,
+    ContactEnded,
+    ContactPaused,
+    ContactResumed,
+    ContactUnroutable,
+    Customer,
+    NotifierCore,
+    NotifierPolicy,
+    QueuePositionUpdated,
+)
+from services.notifier.domain.delivery import (
+    CircuitBreaker,
+    CircuitState,
+    RetryPolicy,
+    is_retryable,
+)
+from services.notifier.domain.errors import PolicyError
+from services.notifier.domain.templates import TemplateCatalog, TemplateError, duration_phrase
+
+TEMPLATES = Path(__file__).resolve().parents[3] / "services" / "notifier" / "templates"
+CATALOG = TemplateCatalog.load(TEMPLATES)
+T0 = 1_700_000_000.0
+VOICE, CHAT, EMAIL, SMS = 1, 2, 3, 4
+
+
+def core_with(
+    contact_id: str = "c1",
+    *,
+    language: str = "en",
+    channel: int = SMS,
+    name: str = "Anna",
+    **policy: float,
+) -> NotifierCore:
+    core = NotifierCore(NotifierPolicy(**policy), CATALOG)  # type: ignore[arg-type]
+    core.apply(
+        ContactArrived(contact_id, channel, Customer("cust-1", name, language=language)), "e0", T0
+    )
+    return core
+
+
+@pytest.mark.parametrize(
+    ("language", "expected"),
+    [
+        ("en", ["Hello Anna", "checking some information", "5 minutes"]),
+        ("ru", ["Здравствуйте, Anna", "уточняет информацию", "5 минут"]),
+        ("pl", ["Dzień dobry, Anna", "sprawdza informacje", "5 minut"]),
+    ],
+)
+def test_a_hold_tells_why_and_how_long_in_the_customers_language(
+    language: str, expected: list[str]
+) -> None:
+    core = core_with(language=language)
+    [note] = core.apply(ContactPaused("c1", "checking_information", 300, hold=True), "e1", T0)
+    assert note.kind == "hold_started"
+    for fragment in expected:
+        assert fragment in note.body
+
+
+@pytest.mark.parametrize(("channel", "style_hint"), [(SMS, 160), (EMAIL, None), (VOICE, 160)])
+def test_channel_styles_sms_short_email_with_subject(channel: int, style_hint: int | None) -> None:
+    core = core_with(channel=channel)
+    [note] = core.apply(ContactPaused("c1", "technical_issue", 600, hold=False), "e1", T0)
+    if channel == EMAIL:
+        assert note.subject == "Your request is paused"
+        assert "\n\n" in note.body
+    else:
+        assert note.subject == ""
+        assert len(note.body) <= (style_hint or 10_000)
+
+
+def test_unknown_customer_name_gets_a_graceful_greeting_and_unknown_language_falls_back() -> None:
+    core = core_with(name="", language="de")
+    [note] = core.apply(ContactPaused("c1", "awaiting_customer", 120, hold=False), "e1", T0)
+    assert note.body.startswith("Hello,")
+    assert note.language == "de"
+
+
+@pytest.mark.parametrize(
+    ("minutes", "ru", "pl"),
+    [
+        (1, "1 минута", "1 minuta"),
+        (2, "2 минуты", "2 minuty"),
+        (5, "5 минут", "5 minut"),
+        (12, "12 минут", "12 minut"),
+        (21, "21 минута", "21 minut"),
+        (22, "22 минуты", "22 minuty"),
+    ],
+)
+def test_plural_forms_follow_the_language(minutes: int, ru: str, pl: str) -> None:
+    assert duration_phrase(minutes * 60, "ru") == ru
+    assert duration_phrase(minutes * 60, "pl") == pl
+
+
+def test_a_pause_past_its_promise_gets_one_follow_up_and_resume_gets_a_short_note() -> None:
+    core = core_with(overrun_grace_s=30)
+    core.apply(ContactPaused("c1", "waiting_for_specialist", 120, hold=True), "e1", T0)
+    assert core.tick(T0 + 149) == []
+    [late] = core.tick(T0 + 150)
+    assert late.kind == "pause_overrun"
+    assert core.tick(T0 + 500) == []
+    [resumed] = core.apply(ContactResumed("c1"), "e2", T0 + 600)
+    assert resumed.kind == "resumed"
+
+
+def test_a_burst_of_position_updates_yields_one_message_with_the_latest_position() -> None:
+    core = core_with(position_min_interval_s=60)
+    [first] = core.apply(QueuePositionUpdated("c1", 5, 240), "p1", T0)
+    assert "number 5" in first.body
+    for n, position in enumerate((4, 3, 2), start=2):
+        assert (
+            core.apply(QueuePositionUpdated("c1", position, 60 * position), f"p{n}", T0 + n) == []
+        )
+    assert core.coalesced == 2
+    [latest] = core.tick(T0 + 60)
+    assert "number 2" in latest.body
+
+
+def test_a_long_wait_offers_a_callback_once() -> None:
+    core = core_with(callback_offer_after_s=300)
+    [offer] = core.apply(QueuePositionUpdated("c1", 9, 600), "p1", T0)
+    assert offer.kind == "callback_offer"
+    [update] = core.apply(QueuePositionUpdated("c1", 8, 550), "p2", T0 + 100)
+    assert update.kind == "queue_position"
+
+
+def test_the_rate_limit_protects_the_customer_from_floods() -> None:
+    core = core_with(position_min_interval_s=1, rate_limit_count=3, rate_limit_window_s=600)
+    sent = [
+        core.apply(QueuePositionUpdated("c1", 10 - n, 60), f"p{n}", T0 + 10 * n) for n in range(6)
+    ]
+    assert sum(len(s) for s in sent) == 3
+    assert core.rate_limited == 3
+
+
+def test_closing_says_why_and_no_agent_available_is_said_once() -> None:
+    core = core_with(language="pl")
+    [told] = core.apply(ContactUnroutable("c1"), "u1", T0)
+    assert told.kind == "no_agent_available"
+    assert core.apply(ContactUnroutable("c1"), "u2", T0 + 1) == []
+    [closed] = core.apply(ContactEnded("c1", "resolved"), "end", T0 + 2)
+    assert "problem został rozwiązany" in closed.body
+
+
+def test_the_same_cause_never_yields_a_second_notification_even_after_restore() -> None:
+    core = core_with()
+    [note] = core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0)
+    core.settle(note.notification_id, T0 + 1)
+    restored = NotifierCore.restore(
+        core.policy, CATALOG, {k: v for k, v in core.take_changes().items() if v}
+    )
+    assert restored.is_settled(note.notification_id)
+    assert restored.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0) == []
+
+
+def test_pending_deliveries_survive_a_restore() -> None:
+    core = core_with()
+    [note] = core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0)
+    core.retry_later(note.notification_id, T0 + 5, "UNAVAILABLE", T0)
+    restored = NotifierCore.restore(
+        core.policy, CATALOG, {k: v for k, v in core.take_changes().items() if v}
+    )
+    assert restored.due(T0 + 4) == []
+    [pending] = restored.due(T0 + 5)
+    assert pending.notification == note
+    assert pending.attempts == 1
+
+
+def test_events_for_unknown_or_closed_contacts_are_ignored() -> None:
+    core = core_with()
+    core.apply(ContactClosed("c1"), "x", T0)
+    assert core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0) == []
+
+
+def test_backoff_grows_with_full_jitter_within_the_cap() -> None:
+    policy = RetryPolicy(base_s=0.5, cap_s=4.0)
+    rng = random.Random(7)
+    for attempt in range(1, 8):
+        delay = policy.backoff(attempt, rng)
+        assert 0 <= delay <= min(4.0, 0.5 * 2 ** (attempt - 1))
+    assert policy.gives_up(6, T0, T0 + 1)
+    assert policy.gives_up(1, T0, T0 + 121)
+    assert not policy.gives_up(2, T0, T0 + 1)
+
+
+def test_only_transient_grpc_errors_are_retried() -> None:
+    assert is_retryable("UNAVAILABLE")
+    assert is_retryable("DEADLINE_EXCEEDED")
+    assert not is_retryable("INVALID_ARGUMENT")
+    assert not is_retryable("FAILED_PRECONDITION")
+
+
+def test_circuit_breaker_opens_after_failures_then_lets_one_trial_through() -> None:
+    breaker = CircuitBreaker(failure_threshold=2, open_s=10)
+    breaker.failed(T0)
+    assert breaker.allows(T0)
+    breaker.failed(T0)
+    assert breaker.state == CircuitState.OPEN
+    assert not breaker.allows(T0 + 5)
+    assert breaker.allows(T0 + 10)
+    assert not breaker.allows(T0 + 10)  # one trial at a time
+    breaker.succeeded()
+    assert breaker.state == CircuitState.CLOSED
+
+
+def test_a_template_with_an_unknown_placeholder_fails_at_load_naming_it(tmp_path: Path) -> None:
+    text = (TEMPLATES / "en.toml").read_text(encoding="utf-8")
+    (tmp_path / "en.toml").write_text(
+        text.replace("About {duration}", "About {durration}"), encoding="utf-8"
+    )
+    with pytest.raises(
+        TemplateError,
+        match=r"en\.toml: \[hold_started\] sms uses unknown placeholder \{durration\}",
+    ):
+        TemplateCatalog.load(tmp_path)
+
+
+def test_policy_errors_name_the_field() -> None:
+    with pytest.raises(PolicyError, match="position_min_interval_s"):
+        NotifierPolicy.from_dict({"position_min_interval_s": -1})
+    with pytest.raises(PolicyError, match="bogus"):
+        NotifierPolicy.from_dict({"bogus": 1})
