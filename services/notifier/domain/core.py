@@ -225,7 +225,7 @@ class NotifierCore:
         self.catalog = catalog
         self._contacts: dict[str, _Contact] = {}
         self._pending: dict[str, Pending] = {}
-        self._settled: dict[str, float] = {}
+        self._settled: dict[str, tuple[float, str]] = {}
         self._timers: list[tuple[float, str, str]] = []
         self._dirty: set[str] = set()
         self.coalesced = 0
@@ -389,7 +389,7 @@ class NotifierCore:
                     contact.deferred_wait_s,
                     now,
                 )
-        for nid, at in list(self._settled.items()):
+        for nid, (at, _) in list(self._settled.items()):
             if now - at > self.policy.ledger_s:
                 del self._settled[nid]
                 self._dirty.add(f"sent:{nid}")
@@ -451,6 +451,13 @@ class NotifierCore:
     def is_settled(self, notification_id: str) -> bool:
         return notification_id in self._settled
 
+    def outcome(self, notification_id: str) -> str | None:
+        """'pending', the settled outcome, or None if unknown (or forgotten)."""
+        if notification_id in self._pending:
+            return "pending"
+        settled = self._settled.get(notification_id)
+        return settled[1] if settled else None
+
     def retry_later(self, notification_id: str, at: float, error: str, now: float) -> None:
         pending = self._pending.get(notification_id)
         if pending is None:
@@ -461,14 +468,16 @@ class NotifierCore:
         pending.last_error = error
         self._dirty.add(f"pending:{notification_id}")
 
-    def settle(self, notification_id: str, now: float, error: str = "") -> Pending | None:
+    def settle(
+        self, notification_id: str, now: float, error: str = "", outcome: str = "delivered"
+    ) -> Pending | None:
         """Final outcome reached: forget the pending entry, remember the id."""
         pending = self._pending.pop(notification_id, None)
         if pending is None:
             return None
         pending.attempts += 1
         pending.last_error = error or pending.last_error
-        self._settled[notification_id] = now
+        self._settled[notification_id] = (now, outcome)
         self._dirty.update({f"pending:{notification_id}", f"sent:{notification_id}"})
         contact = self._contacts.get(pending.notification.contact_id)
         if (
@@ -496,8 +505,8 @@ class NotifierCore:
                 pending = self._pending.get(ident)
                 changes[key] = asdict(pending) if pending else None
             elif kind == "sent":
-                at = self._settled.get(ident)
-                changes[key] = {"at": at} if at is not None else None
+                settled = self._settled.get(ident)
+                changes[key] = {"at": settled[0], "outcome": settled[1]} if settled else None
         self._dirty.clear()
         return changes
 
@@ -532,5 +541,5 @@ class NotifierCore:
                     last_error=snap["last_error"],
                 )
             elif kind == "sent":
-                core._settled[ident] = snap["at"]
+                core._settled[ident] = (snap["at"], snap.get("outcome", "delivered"))
         return core

@@ -1,0 +1,1 @@
+"""Adapters of the notifier: protobuf mapping, Kafka handler, delivery worker, gRPC API."""

@@ -1,0 +1,58 @@
+"""NotifierService: notify a customer right now, and look a notification up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from switchboard.v1 import notification_pb2, notification_pb2_grpc
+
+from services.common.kafka import ConsumeLoop, OutboundRecord
+from services.notifier.adapters.kafka import NotifierHandler
+from services.notifier.adapters.mapping import OUTCOMES, customer_from
+from services.notifier.domain import core as n
+
+__all__ = ["NotifierServicer"]
+
+
+class NotifierServicer(notification_pb2_grpc.NotifierServiceServicer):
+    def __init__(self, handler: NotifierHandler, loop: ConsumeLoop, domain: str) -> None:
+        self._handler, self._loop, self._domain = handler, loop, domain
+
+    async def Notify(
+        self, request: notification_pb2.NotifyRequest, context: Any
+    ) -> notification_pb2.NotifyResponse:
+        if not request.request_id or not request.contact_id or not request.text:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT, "request_id, contact_id and text are required"
+            )
+        event = n.DirectRequest(
+            request.request_id,
+            request.contact_id,
+            int(request.channel),
+            customer_from(request.customer),
+            request.text,
+        )
+
+        def command() -> tuple[str, list[OutboundRecord]]:
+            core = self._handler.states.core_for(self._domain, 0)
+            core.apply(event, f"direct-{request.request_id}", self._handler.clock.now())
+            return f"direct-{request.request_id}:direct", []
+
+        notification_id = await self._loop.execute(command)
+        return notification_pb2.NotifyResponse(notification_id=notification_id)
+
+    async def GetNotification(
+        self, request: notification_pb2.GetNotificationRequest, context: Any
+    ) -> notification_pb2.GetNotificationResponse:
+        for _, core in self._handler.states.items():
+            outcome = core.outcome(request.notification_id)
+            if outcome is not None:
+                record = notification_pb2.NotificationRecord(outcome=OUTCOMES[outcome])
+                record.notification.notification_id = request.notification_id
+                pending = core.pending(request.notification_id)
+                if pending is not None:
+                    record.attempts, record.last_error = pending.attempts, pending.last_error
+                return notification_pb2.GetNotificationResponse(record=record)
+        await context.abort(grpc.StatusCode.NOT_FOUND, "no such notification")
+        raise AssertionError("unreachable")

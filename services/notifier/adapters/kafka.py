@@ -1,0 +1,129 @@
+"""The notifier's Kafka side: events in, decisions into the (changelogged) pending set,
+final outcomes out on ``notifications`` (and ``notifications.dlq`` when given up)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from switchboard.v1 import notification_pb2
+from switchboard.v1.envelope_pb2 import Envelope
+
+from services.common.clock import Clock, SystemClock
+from services.common.codec import encode_envelope, new_envelope
+from services.common.config import KafkaSettings
+from services.common.kafka import InboundRecord, OutboundRecord, TopicPartition
+from services.common.state import DomainStates
+from services.common.topics import Topics
+from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
+from services.notifier.domain.core import NotifierCore, NotifierPolicy, Pending
+from services.notifier.domain.templates import TemplateCatalog
+from services.notifier.metrics import NotifierMetrics
+
+__all__ = ["NotifierHandler"]
+
+log = structlog.get_logger("notifier")
+STYLE = {1: "voice", 2: "chat", 3: "email", 4: "sms", 5: "social"}
+
+
+@dataclass
+class NotifierHandler:
+    policy: NotifierPolicy
+    catalog: TemplateCatalog
+    topics: Topics
+    kafka: KafkaSettings
+    metrics: NotifierMetrics
+    clock: Clock = field(default_factory=SystemClock)
+    states: DomainStates[NotifierCore] = field(init=False)
+    _coalesced_seen: int = 0
+
+    def __post_init__(self) -> None:
+        self.states = DomainStates(
+            changelog_topic=self.topics.changelog("notifier"),
+            new_core=lambda _d: NotifierCore(self.policy, self.catalog),
+            restore_core=lambda _d, snaps: NotifierCore.restore(self.policy, self.catalog, snaps),
+            take_changes=lambda core: core.take_changes(),
+        )
+
+    def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        event = envelope_to_input(envelope)
+        if event is None:
+            return []
+        core = self.states.core_for(envelope.domain, record.partition)
+        decided = core.apply(event, envelope.event_id, self.clock.now())
+        for note in decided:
+            log.info("notification decided", contact_id=note.contact_id, kind=note.kind)
+        self._count_coalesced()
+        return []
+
+    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+        for _, core in self.states.items():
+            deadline = core.next_deadline()
+            if deadline is not None and deadline <= now:
+                core.tick(now)
+        self._count_coalesced()
+        return []
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for _, c in self.states.items() if (d := c.next_deadline()) is not None]
+        return min(deadlines, default=None)
+
+    def drain_changelog(self) -> Sequence[OutboundRecord]:
+        return self.states.drain()
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        wanted = {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
+        restored = await self.states.restore(self.kafka, wanted)
+        log.info("notifier state restored", partitions=sorted(wanted), domains=restored)
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        self.states.drop(
+            {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
+        )
+
+    def _count_coalesced(self) -> None:
+        total = sum(core.coalesced for _, core in self.states.items())
+        if total > self._coalesced_seen:
+            self.metrics.coalesced.inc(total - self._coalesced_seen)
+            self._coalesced_seen = total
+
+    # -- outcome records, built inside loop.execute by the delivery worker -------------
+
+    def outcome_records(
+        self, domain: str, pending: Pending, outcome: str, now: float, gateway_message_id: str = ""
+    ) -> list[OutboundRecord]:
+        note = pending.notification
+        record = notification_pb2.NotificationRecord(
+            notification=to_proto(note),
+            outcome=OUTCOMES[outcome],
+            attempts=pending.attempts,
+            last_error=pending.last_error,
+            gateway_message_id=gateway_message_id,
+        )
+        if outcome == "delivered":
+            record.delivered_at.GetCurrentTime()
+        envelope = new_envelope(
+            domain, "notifier", event_id=f"{note.notification_id}:outcome", occurred_at=now
+        )
+        envelope.notification_record.CopyFrom(record)
+        value = encode_envelope(envelope)
+        key = note.contact_id.encode()
+        out = [OutboundRecord(self.topics.notifications, value, key)]
+        if outcome == "dead_lettered":
+            out.append(
+                OutboundRecord(
+                    self.topics.dlq(self.topics.notifications),
+                    value,
+                    key,
+                    headers=(
+                        ("dlq.reason", pending.last_error.encode()[:2000]),
+                        ("dlq.error", b"undeliverable"),
+                        ("dlq.service", b"notifier"),
+                        ("dlq.event_id", note.notification_id.encode()),
+                    ),
+                )
+            )
+            self.metrics.dead_lettered.inc()
+        self.metrics.notifications.labels(note.kind, STYLE.get(note.channel, "sms"), outcome).inc()
+        return out

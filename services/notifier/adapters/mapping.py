@@ -1,0 +1,118 @@
+"""Protobuf <-> notifier-core dataclasses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2
+from switchboard.v1.envelope_pb2 import Envelope
+
+from services.common.errors import RejectedEvent
+from services.notifier.domain import core as n
+
+__all__ = ["KIND_NUMBERS", "OUTCOMES", "envelope_to_input", "to_proto"]
+
+_REASONS = {
+    contact_events_pb2.PAUSE_REASON_CHECKING_INFORMATION: "checking_information",
+    contact_events_pb2.PAUSE_REASON_WAITING_FOR_SPECIALIST: "waiting_for_specialist",
+    contact_events_pb2.PAUSE_REASON_AWAITING_CUSTOMER: "awaiting_customer",
+    contact_events_pb2.PAUSE_REASON_WAITING_FOR_THIRD_PARTY: "waiting_for_third_party",
+    contact_events_pb2.PAUSE_REASON_TECHNICAL_ISSUE: "technical_issue",
+}
+_DISPOSITIONS = {
+    contact_events_pb2.DISPOSITION_RESOLVED: "resolved",
+    contact_events_pb2.DISPOSITION_UNRESOLVED: "unresolved",
+    contact_events_pb2.DISPOSITION_NO_REPLY: "no_reply",
+    contact_events_pb2.DISPOSITION_DUPLICATE: "duplicate",
+    contact_events_pb2.DISPOSITION_CALLBACK_SCHEDULED: "callback_scheduled",
+}
+KIND_NUMBERS = {
+    "hold_started": notification_pb2.NOTIFICATION_KIND_HOLD_STARTED,
+    "pause_started": notification_pb2.NOTIFICATION_KIND_PAUSE_STARTED,
+    "pause_overrun": notification_pb2.NOTIFICATION_KIND_PAUSE_OVERRUN,
+    "resumed": notification_pb2.NOTIFICATION_KIND_RESUMED,
+    "queue_position": notification_pb2.NOTIFICATION_KIND_QUEUE_POSITION,
+    "callback_offer": notification_pb2.NOTIFICATION_KIND_CALLBACK_OFFER,
+    "no_agent_available": notification_pb2.NOTIFICATION_KIND_NO_AGENT_AVAILABLE,
+    "closed": notification_pb2.NOTIFICATION_KIND_CLOSED,
+    "direct": notification_pb2.NOTIFICATION_KIND_DIRECT,
+}
+OUTCOMES = {
+    "delivered": notification_pb2.DELIVERY_OUTCOME_DELIVERED,
+    "dead_lettered": notification_pb2.DELIVERY_OUTCOME_DEAD_LETTERED,
+    "rejected": notification_pb2.DELIVERY_OUTCOME_REJECTED,
+    "suppressed": notification_pb2.DELIVERY_OUTCOME_SUPPRESSED,
+    "pending": notification_pb2.DELIVERY_OUTCOME_PENDING,
+}
+
+
+def customer_from(proto: common_pb2.Customer) -> n.Customer:
+    return n.Customer(
+        proto.customer_id, proto.name, proto.phone, proto.email, proto.language or "en"
+    )
+
+
+def envelope_to_input(envelope: Envelope) -> n.Input | None:
+    kind = envelope.WhichOneof("payload")
+    if kind == "contact_arrived":
+        e = envelope.contact_arrived
+        if not e.contact_id:
+            raise RejectedEvent("contact_arrived.contact_id is required")
+        customer = customer_from(e.customer)
+        if not customer.language or customer.language == "en":
+            customer = n.Customer(
+                customer.customer_id,
+                customer.name,
+                customer.phone,
+                customer.email,
+                e.language or customer.language or "en",
+            )
+        return n.ContactArrived(e.contact_id, int(e.channel), customer)
+    if kind in ("contact_held", "contact_paused"):
+        p = envelope.contact_held if kind == "contact_held" else envelope.contact_paused
+        return n.ContactPaused(
+            p.contact_id,
+            _REASONS.get(p.reason, "unspecified"),
+            p.expected_duration.ToNanoseconds() / 1e9,
+            kind == "contact_held",
+        )
+    if kind == "contact_resumed":
+        return n.ContactResumed(envelope.contact_resumed.contact_id)
+    if kind == "contact_ended":
+        e2 = envelope.contact_ended
+        return n.ContactEnded(e2.contact_id, _DISPOSITIONS.get(e2.disposition, "resolved"))
+    if kind == "contact_abandoned":
+        return n.ContactAbandoned(envelope.contact_abandoned.contact_id)
+    if kind == "queue_position_updated":
+        q = envelope.queue_position_updated
+        return n.QueuePositionUpdated(
+            q.contact_id, q.position, q.estimated_wait.ToNanoseconds() / 1e9
+        )
+    if kind == "contact_assigned":
+        return n.ContactAssigned(envelope.contact_assigned.contact_id)
+    if kind == "contact_unroutable":
+        return n.ContactUnroutable(envelope.contact_unroutable.contact_id)
+    if kind == "contact_closed":
+        return n.ContactClosed(envelope.contact_closed.contact_id)
+    return None  # other events say nothing to the customer
+
+
+def to_proto(note: n.Notification) -> notification_pb2.Notification:
+    proto = notification_pb2.Notification(
+        notification_id=note.notification_id,
+        contact_id=note.contact_id,
+        channel=common_pb2.Channel.ValueType(note.channel),
+        kind=KIND_NUMBERS[note.kind],
+        language=note.language,
+        subject=note.subject,
+        body=note.body,
+        customer=common_pb2.Customer(
+            customer_id=note.customer.customer_id,
+            name=note.customer.name,
+            phone=note.customer.phone,
+            email=note.customer.email,
+            language=note.customer.language,
+        ),
+    )
+    proto.created_at.FromDatetime(datetime.fromtimestamp(note.created_at, UTC))
+    return proto
