@@ -120,7 +120,7 @@ async def test_a_restart_in_the_middle_of_retries_neither_loses_nor_duplicates(
     async with notifier(kafka, topics, server.port, **fast_retries):
         await kafka.produce(topics.contact_events, [arrived("c1", "ru"), held("c1")], key=b"acme")
         await until(lambda: gateway.attempts >= 3)
-    gateway._scripted.clear()  # noqa: SLF001 - the gateway recovers while the notifier is down
+    gateway._scripted.clear()
     async with notifier(kafka, topics, server.port, **fast_retries):
         await until(lambda: len(gateway.delivered) == 1)
         records = await delivered_records(kafka, topics, expect=1)
