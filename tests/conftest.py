@@ -3,7 +3,7 @@
 The broker is the project's own (``deploy/kafka/kafka.sh``): reused if one already
 answers on ``KAFKA_PORT`` (default 9092), otherwise started once for the session and
 stopped at its end. Each test gets its own topic prefix, so tests never see each
-other's records. With ``SWITCHBOARD_REQUIRE_KAFKA=1`` (CI) a skipped broker test fails.
+other's records. With ``REQUIRE_KAFKA_TESTS=1`` (CI) a skipped broker test fails.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """In CI, a broker test that skips is a failure: integration must really run."""
     report: pytest.TestReport = yield  # type: ignore[misc]
     if (
-        os.environ.get("SWITCHBOARD_REQUIRE_KAFKA") == "1"
+        os.environ.get("REQUIRE_KAFKA_TESTS") == "1"
         and report.skipped
         and item.get_closest_marker("kafka") is not None
     ):
