@@ -516,20 +516,23 @@ class RoutingCore:
         if contact.status == "assigned":
             self._end(contact_id, now, out)  # hung up while talking: handled, not abandoned
             return
+        freed = self._agents.get(contact.agent) if contact.status == "offered" else None
         if contact.status == "offered":
-            agent = self._agents.get(contact.agent)
-            self._withdraw_offer(contact, agent, now, out)
+            self._withdraw_offer(contact, freed, now, out)
         self._dequeue(contact)
         self._queues[contact.queue].abandoned += 1
         self._touch_queue(contact.queue)
         self._close(contact, now, abandoned=True, out=out)
+        if freed is not None:
+            self._dispatch_agent(freed, now, out)
 
     def _end(self, contact_id: str, now: float, out: list[Decision]) -> None:
         contact = self._contacts.get(contact_id)
         if contact is None:
             return
+        freed = self._agents.get(contact.agent) if contact.status == "offered" else None
         if contact.status == "offered":
-            self._withdraw_offer(contact, self._agents.get(contact.agent), now, out)
+            self._withdraw_offer(contact, freed, now, out)
         if contact.status == "assigned":
             agent = self._agents.get(contact.agent)
             if agent is not None:
@@ -546,6 +549,8 @@ class RoutingCore:
                 self._start_wrap_up(agent, self.policy.queues[contact.queue], now, out)
         self._dequeue(contact)
         self._close(contact, now, abandoned=False, out=out)
+        if freed is not None:
+            self._dispatch_agent(freed, now, out)
 
     def _transfer(self, event: ContactTransferred, now: float, out: list[Decision]) -> None:
         contact = self._contacts.get(event.contact_id)
@@ -556,8 +561,9 @@ class RoutingCore:
         if qp is None:
             raise UnknownQueue(f"transfer to unconfigured queue {target!r}")
         previous_agent = contact.agent
+        freed = self._agents.get(contact.agent) if contact.status == "offered" else None
         if contact.status == "offered":
-            self._withdraw_offer(contact, self._agents.get(contact.agent), now, out)
+            self._withdraw_offer(contact, freed, now, out)
         elif contact.status == "assigned":
             agent = self._agents.get(contact.agent)
             if agent is not None:
@@ -582,6 +588,8 @@ class RoutingCore:
             ContactRequeued(contact.contact_id, target, RequeueReason.TRANSFERRED, previous_agent)
         )
         self._dispatch_contact(contact, now, out)
+        if freed is not None:
+            self._dispatch_agent(freed, now, out)
 
     # ------------------------------------------------------------------ agent events
 
@@ -992,15 +1000,17 @@ class RoutingCore:
     def _withdraw_offer(
         self, contact: _Contact, agent: _Agent | None, now: float, out: list[Decision]
     ) -> None:
-        """The contact left while ringing: free the agent without blaming them."""
+        """The contact left while ringing: free the agent without blaming them.
+
+        The caller closes or requeues the contact first and only then lets the agent take
+        new work, so the decisions read in an order where capacity is never exceeded.
+        """
         if agent is not None:
             agent.active.pop(contact.contact_id, None)
             agent.offers.pop(contact.offer_id, None)
             self._bump(agent)
             self._status(agent, out)
         contact.status, contact.agent = "waiting", ""
-        if agent is not None:
-            self._dispatch_agent(agent, now, out)
 
     def _release_offers(self, agent: _Agent, now: float, out: list[Decision]) -> None:
         """Withdraw every offer ringing at an agent who went away or logged out."""
