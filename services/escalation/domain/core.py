@@ -1,0 +1,1005 @@
+"""The escalation core: a sans-I/O state machine over one routing domain's cases.
+
+Feed it events with :meth:`EscalationCore.apply` and the time with :meth:`tick`; it
+returns escalation changes to publish. Managers' commands (:meth:`acknowledge`,
+:meth:`add_note`, :meth:`resolve`) return the escalation and the changes. The adapter
+sleeps until :meth:`next_deadline`, drains :meth:`take_changes` into the changelog, and
+rebuilds the core after a restart with :meth:`restore`. The core never reads a clock:
+``now`` is always passed in, so a fake clock drives every test.
+
+Every entry point first fires the deadlines already due, so a tick the adapter was late
+for never loses a breach; time-based changes carry the instant the deadline fell due,
+not the instant the tick ran, so a core restored after downtime decides exactly as one
+that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from typing import Any, NoReturn
+
+from services.escalation.domain.errors import (
+    EscalationError,
+    InvalidArgument,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    RestoreError,
+    UnknownContact,
+    UnknownQueue,
+)
+from services.escalation.domain.model import (
+    CommandResult,
+    ContactAbandoned,
+    ContactArrived,
+    ContactAssigned,
+    ContactClosed,
+    ContactEnded,
+    ContactHeld,
+    ContactPaused,
+    ContactReopened,
+    ContactRequeued,
+    ContactResumed,
+    ContactTransferred,
+    ContactUnroutable,
+    Customer,
+    Disposition,
+    Escalation,
+    EscalationChange,
+    EscalationChangeKind,
+    EscalationNote,
+    EscalationReason,
+    EscalationStatus,
+    Input,
+    ManagerRequested,
+    PauseReason,
+    Priority,
+    SurveyResult,
+    Tier,
+    escalation_id,
+)
+from services.escalation.domain.policy import EscalationPolicy, SlaClock, TriggerSettings
+from services.escalation.domain.timers import Deadlines
+
+__all__ = [
+    "CONTACT_ABANDONED",
+    "CONTACT_RESOLVED",
+    "SYSTEM",
+    "EscalationCore",
+]
+
+#: ``resolved_by`` of escalations closed because their contact was.
+SYSTEM = "system"
+#: ``resolution_code`` when the contact was resolved (ended RESOLVED, or closed by routing).
+CONTACT_RESOLVED = "contact-resolved"
+#: ``resolution_code`` of waiting-related escalations when the customer gave up.
+CONTACT_ABANDONED = "contact-abandoned"
+
+_R = EscalationReason
+#: About the contact's outcome itself: they stay open for a person when it closes.
+_ABOUT_OUTCOME = frozenset({_R.UNRESOLVED, _R.LOW_SATISFACTION, _R.REOPENED})
+#: About the customer waiting: moot once the customer has hung up.
+_ABOUT_WAITING = frozenset({_R.WAIT_THRESHOLD, _R.UNROUTABLE, _R.PAUSE_OVERRUN})
+_ON_RESOLVED = frozenset(_R) - _ABOUT_OUTCOME
+
+_Key = tuple[str, str]
+_SLA, _PAUSE, _ACK, _DROP, _HISTORY = "sla", "pause", "ack", "drop", "history"
+
+
+class _Phase(Enum):
+    WAITING = "waiting"  # in line for an agent
+    ASSIGNED = "assigned"  # an agent has it
+    DONE = "done"  # ended, closed or abandoned; kept a while for late surveys and reopens
+
+
+@dataclass(slots=True)
+class _Pause:
+    kind: str  # "hold" | "pause"
+    reason: PauseReason
+    started_at: float
+    promised_s: float
+
+
+@dataclass(slots=True)
+class _Case:
+    """What the core remembers of one contact (the changelog entity ``case/<contact_id>``)."""
+
+    contact_id: str
+    queue: str
+    customer: Customer
+    priority: Priority
+    arrived_at: float
+    last_seen: float
+    phase: _Phase = _Phase.WAITING
+    #: False while only routing decisions were seen (they can overtake the arrival).
+    seen_arrival: bool = True
+    disposition: Disposition | None = None
+    closed_at: float | None = None
+    #: Business seconds the SLA clock ran before ``sla_since``.
+    sla_accum_s: float = 0.0
+    #: When the SLA clock last started; None while stopped.
+    sla_since: float | None = None
+    pause: _Pause | None = None
+    #: How often each reason's evidence was seen (named in the summary).
+    evidence: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def awaiting_customer(self) -> bool:
+        return self.pause is not None and self.pause.reason is PauseReason.AWAITING_CUSTOMER
+
+    def snapshot(self) -> dict[str, Any]:
+        pause = self.pause
+        return {
+            "contact_id": self.contact_id,
+            "queue": self.queue,
+            "customer": _customer_dict(self.customer),
+            "priority": self.priority.slug,
+            "arrived_at": self.arrived_at,
+            "last_seen": self.last_seen,
+            "phase": self.phase.value,
+            "seen_arrival": self.seen_arrival,
+            "disposition": None if self.disposition is None else self.disposition.slug,
+            "closed_at": self.closed_at,
+            "sla_accum_s": self.sla_accum_s,
+            "sla_since": self.sla_since,
+            "pause": None
+            if pause is None
+            else {
+                "kind": pause.kind,
+                "reason": pause.reason.slug,
+                "started_at": pause.started_at,
+                "promised_s": pause.promised_s,
+            },
+            "evidence": dict(self.evidence),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> _Case:
+        pause = data["pause"]
+        disposition = data["disposition"]
+        return cls(
+            contact_id=data["contact_id"],
+            queue=data["queue"],
+            customer=Customer(**data["customer"]),
+            priority=Priority[data["priority"].upper()],
+            arrived_at=float(data["arrived_at"]),
+            last_seen=float(data["last_seen"]),
+            phase=_Phase(data["phase"]),
+            seen_arrival=bool(data["seen_arrival"]),
+            disposition=None if disposition is None else Disposition[disposition.upper()],
+            closed_at=data["closed_at"],
+            sla_accum_s=float(data["sla_accum_s"]),
+            sla_since=data["sla_since"],
+            pause=None
+            if pause is None
+            else _Pause(
+                kind=pause["kind"],
+                reason=PauseReason[pause["reason"].upper()],
+                started_at=float(pause["started_at"]),
+                promised_s=float(pause["promised_s"]),
+            ),
+            evidence={str(k): int(v) for k, v in data["evidence"].items()},
+        )
+
+
+@dataclass(slots=True)
+class _History:
+    """A customer's recent contacts (the changelog entity ``customer/<customer_id>``)."""
+
+    customer_id: str
+    arrivals: list[tuple[float, str]] = field(default_factory=list)
+    #: The open REPEAT_CONTACT escalation later contacts add evidence to.
+    repeat_escalation: str | None = None
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "customer_id": self.customer_id,
+            "arrivals": [[at, contact_id] for at, contact_id in self.arrivals],
+            "repeat_escalation": self.repeat_escalation,
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> _History:
+        return cls(
+            customer_id=data["customer_id"],
+            arrivals=[(float(at), str(contact_id)) for at, contact_id in data["arrivals"]],
+            repeat_escalation=data["repeat_escalation"],
+        )
+
+
+class EscalationCore:
+    """Escalations of one routing domain under one policy."""
+
+    def __init__(self, policy: EscalationPolicy, domain: str = "") -> None:
+        self.policy = policy
+        self.domain = domain
+        self._triggers: dict[str, TriggerSettings] = {
+            queue: policy.triggers_for(domain, queue) for queue in policy.queues
+        }
+        self._history_window_s = policy.max_repeat_window_s
+        self._cases: dict[str, _Case] = {}
+        self._customers: dict[str, _History] = {}
+        self._escalations: dict[str, Escalation] = {}
+        self._deadlines: Deadlines[_Key] = Deadlines()
+        self._dirty: set[str] = set()
+        #: Changes of deadlines fired just before a rejected input or command.
+        self._carry: list[EscalationChange] = []
+
+    # --- events and time ----------------------------------------------------------------
+
+    def apply(self, event: Input, now: float) -> list[EscalationChange]:
+        """Apply one event; late or repeated events return []; unusable ones raise
+        :class:`~services.escalation.domain.errors.RejectedInput`."""
+        if not event.contact_id:
+            raise InvalidInput("contact_id: empty")
+        out = self.tick(now)
+        try:
+            self._dispatch(event, now, out)
+        except EscalationError:
+            self._carry = out  # due-deadline changes already applied: hand them out next call
+            raise
+        return out
+
+    def _dispatch(self, event: Input, now: float, out: list[EscalationChange]) -> None:
+        match event:
+            case ContactArrived():
+                self._arrive(event, now, out)
+            case ContactHeld():
+                self._pause(event.contact_id, "hold", event.reason, event.expected_duration, now)
+            case ContactPaused():
+                self._pause(event.contact_id, "pause", event.reason, event.expected_duration, now)
+            case ContactResumed():
+                self._resume(event.contact_id, now)
+            case ContactTransferred():
+                self._transfer(event, now)
+            case ContactEnded():
+                self._end(event, now, out)
+            case ContactReopened():
+                self._reopened(event.contact_id, now, out)
+            case ContactAbandoned():
+                found = self._cases.get(event.contact_id)
+                if found is not None:
+                    self._close(found, now, abandoned=True, out=out)
+            case SurveyResult():
+                self._survey(event, now, out)
+            case ManagerRequested():
+                self._manager_requested(event, now, out)
+            case ContactAssigned() | ContactRequeued():
+                self._routed(event, now)
+            case ContactUnroutable():
+                self._unroutable(event, now, out)
+            case ContactClosed():
+                closed = self._case_or_provisional(event.contact_id, event.queue, now)
+                if closed is not None:
+                    self._close(closed, now, abandoned=event.abandoned, out=out)
+
+    def tick(self, now: float) -> list[EscalationChange]:
+        """Fire every deadline at or before ``now``, in time order."""
+        out, self._carry = self._carry, []
+        while (due := self._deadlines.pop_due(now)) is not None:
+            at, (kind, key) = due
+            if kind == _SLA:
+                self._sla_breached(key, at, out)
+            elif kind == _PAUSE:
+                self._pause_overran(key, at, out)
+            elif kind == _ACK:
+                self._re_escalate(key, at, out)
+            elif kind == _DROP:
+                self._drop_due(key, at, out)
+            else:
+                self._prune_history(key, at)
+        return out
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` next has something to do (None: nothing scheduled)."""
+        return self._deadlines.next()
+
+    # --- managers' commands ---------------------------------------------------------------
+
+    def teams_visible_to(self, person: str) -> frozenset[str]:
+        """Teams whose escalations ``person`` may see and change."""
+        return self.policy.teams_visible_to(person)
+
+    def acknowledge(self, escalation_id: str, by: str, now: float) -> CommandResult:
+        """Take ownership: stops re-escalation. Acknowledging twice changes nothing."""
+        out = self.tick(now)
+        esc = self._authorized(escalation_id, by, out)
+        if esc.status is EscalationStatus.RESOLVED:
+            self._refuse(out, InvalidTransition(f"{escalation_id}: already resolved"))
+        if esc.status is EscalationStatus.OPEN:
+            esc = replace(
+                esc,
+                status=EscalationStatus.ACKNOWLEDGED,
+                acknowledged_at=now,
+                acknowledged_by=by,
+                ack_deadline=None,
+                version=_next_version(esc.version, now),
+            )
+            self._deadlines.cancel((_ACK, escalation_id))
+            self._put(esc, EscalationChangeKind.ACKNOWLEDGED, out)
+        return CommandResult(esc, tuple(out))
+
+    def add_note(self, escalation_id: str, by: str, text: str, now: float) -> CommandResult:
+        """Add a note to an open or acknowledged escalation."""
+        out = self.tick(now)
+        esc = self._authorized(escalation_id, by, out)
+        if not text.strip():
+            self._refuse(out, InvalidArgument("text: empty"))
+        if esc.status is EscalationStatus.RESOLVED:
+            self._refuse(
+                out, InvalidTransition(f"{escalation_id}: resolved escalations take no notes")
+            )
+        esc = replace(
+            esc,
+            notes=(*esc.notes, EscalationNote(by, text, now)),
+            version=_next_version(esc.version, now),
+        )
+        self._put(esc, EscalationChangeKind.NOTE_ADDED, out)
+        return CommandResult(esc, tuple(out))
+
+    def resolve(
+        self, escalation_id: str, by: str, resolution_code: str, now: float, note: str = ""
+    ) -> CommandResult:
+        """Close with a resolution code (and an optional closing note)."""
+        out = self.tick(now)
+        esc = self._authorized(escalation_id, by, out)
+        if not resolution_code.strip():
+            self._refuse(out, InvalidArgument("resolution_code: empty"))
+        if esc.status is EscalationStatus.RESOLVED:
+            self._refuse(out, InvalidTransition(f"{escalation_id}: already resolved"))
+        esc = self._resolve(esc, now, resolution_code, by, out, note=note)
+        case = self._cases.get(esc.contact_id)
+        if case is not None:
+            self._maybe_drop(case, now)
+        return CommandResult(esc, tuple(out))
+
+    # --- queries ------------------------------------------------------------------------
+
+    def get(self, escalation_id: str) -> Escalation | None:
+        return self._escalations.get(escalation_id)
+
+    def escalations(self) -> list[Escalation]:
+        """Every escalation held (open, and resolved ones of cases still remembered)."""
+        return list(self._escalations.values())
+
+    def open_escalations(
+        self,
+        teams: Collection[str] | None = None,
+        tier: Tier | None = None,
+        reason: EscalationReason | None = None,
+    ) -> list[Escalation]:
+        """Open and acknowledged escalations, oldest first, filtered (None: any)."""
+        found = [
+            e
+            for e in self._escalations.values()
+            if e.is_open
+            and (teams is None or e.team in teams)
+            and (tier is None or e.tier is tier)
+            and (reason is None or e.reason is reason)
+        ]
+        return sorted(found, key=lambda e: (e.raised_at, e.escalation_id))
+
+    # --- durable state ------------------------------------------------------------------
+
+    def take_changes(self) -> dict[str, dict[str, Any] | None]:
+        """Case facts changed since the last call: ``{entity: snapshot | None (deleted)}``.
+
+        Entities are ``case/<contact_id>`` and ``customer/<customer_id>``; snapshots are
+        JSON-serialisable. Escalations themselves travel as the changes this core returns.
+        """
+        changes = {key: self._entity(key) for key in sorted(self._dirty)}
+        self._dirty.clear()
+        return changes
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every case fact, as :meth:`take_changes` would write them (for checks and tests)."""
+        keys = [f"case/{c}" for c in self._cases] + [f"customer/{c}" for c in self._customers]
+        return {key: entity for key in sorted(keys) if (entity := self._entity(key)) is not None}
+
+    @classmethod
+    def restore(
+        cls,
+        policy: EscalationPolicy,
+        domain: str,
+        escalations: Iterable[Escalation],
+        case_facts: Mapping[str, Mapping[str, Any]],
+    ) -> EscalationCore:
+        """Rebuild a core from the ``escalations`` topic and the case-fact changelog.
+
+        Escalations of other domains are skipped, so the whole topic may be passed in.
+        Deadlines resume from their stored instants: nothing is raised again, nothing reset.
+        """
+        core = cls(policy, domain)
+        for key, data in case_facts.items():
+            kind, _, ident = key.partition("/")
+            try:
+                if kind == "case":
+                    case = _Case.from_snapshot(data)
+                    if case.queue not in policy.queues:
+                        raise RestoreError(f"{key}: queue {case.queue!r} is not in the policy")
+                    core._cases[ident] = case
+                elif kind == "customer":
+                    core._customers[ident] = _History.from_snapshot(data)
+                else:
+                    raise RestoreError(f"{key}: unknown entity")
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise RestoreError(f"{key}: unreadable snapshot ({exc!r})") from exc
+        for esc in escalations:
+            if esc.domain != domain:
+                continue
+            if esc.team not in policy.teams:
+                raise RestoreError(f"{esc.escalation_id}: team {esc.team!r} is not in the policy")
+            if esc.contact_id not in core._cases:
+                if not esc.is_open:
+                    continue  # its case was forgotten; so may it be
+                if esc.queue not in policy.queues:
+                    raise RestoreError(
+                        f"{esc.escalation_id}: queue {esc.queue!r} is not in the policy"
+                    )
+                orphan = _Case(
+                    contact_id=esc.contact_id,
+                    queue=esc.queue,
+                    customer=esc.customer,
+                    priority=esc.priority,
+                    arrived_at=esc.raised_at,
+                    last_seen=esc.raised_at,
+                    phase=_Phase.DONE,
+                    closed_at=esc.raised_at,
+                )
+                core._cases[esc.contact_id] = orphan
+                core._dirty.add(f"case/{esc.contact_id}")
+            core._escalations[esc.escalation_id] = esc
+            core._arm_ack(esc)
+        for case in core._cases.values():
+            core._arm_sla(case)
+            core._arm_pause(case)
+            core._arm_drop(case)
+        for history in core._customers.values():
+            core._arm_history(history)
+        return core
+
+    # --- event handlers -------------------------------------------------------------------
+
+    def _arrive(self, event: ContactArrived, now: float, out: list[EscalationChange]) -> None:
+        self._known_queue(event.queue)
+        case = self._cases.get(event.contact_id)
+        if case is None:
+            case = _Case(
+                contact_id=event.contact_id,
+                queue=event.queue,
+                customer=event.customer,
+                priority=event.priority,
+                arrived_at=now,
+                last_seen=now,
+            )
+            self._cases[case.contact_id] = case
+            self._sync_clock(case, now)
+        elif not case.seen_arrival:
+            # A routing decision overtook the arrival: keep its phase, learn who it is.
+            case.customer, case.priority, case.seen_arrival = event.customer, event.priority, True
+            self._learned_customer(case, now, out)
+        elif event.reopened and case.phase is _Phase.DONE:
+            case.queue, case.phase, case.closed_at, case.disposition = (
+                event.queue,
+                _Phase.WAITING,
+                None,
+                None,
+            )
+            case.sla_accum_s, case.sla_since, case.pause = 0.0, None, None
+            self._deadlines.cancel((_PAUSE, case.contact_id))
+            self._sync_clock(case, now)
+        else:
+            return  # a repeated arrival
+        if event.reopened:
+            self._escalate(case, _R.REOPENED, now, f"reopened ticket back in {event.queue}", out)
+        else:
+            self._count_repeat(case, now, out)
+        self._touch(case, now)
+
+    def _reopened(self, contact_id: str, now: float, out: list[EscalationChange]) -> None:
+        case = self._required(contact_id, "ContactReopened")
+        self._escalate(case, _R.REOPENED, now, "the customer reopened the ticket", out)
+        self._touch(case, now)
+
+    def _manager_requested(
+        self, event: ManagerRequested, now: float, out: list[EscalationChange]
+    ) -> None:
+        case = self._required(event.contact_id, "ManagerRequested")
+        note = f": {event.note}" if event.note else ""
+        self._escalate(case, _R.MANAGER_REQUESTED, now, f"customer asked for a manager{note}", out)
+        self._touch(case, now)
+
+    def _routed(self, event: ContactAssigned | ContactRequeued, now: float) -> None:
+        """Assignment stops the queue-wait clock; a requeue starts it again."""
+        case = self._case_or_provisional(event.contact_id, event.queue, now)
+        if isinstance(event, ContactAssigned):
+            before, after = _Phase.WAITING, _Phase.ASSIGNED
+        else:
+            before, after = _Phase.ASSIGNED, _Phase.WAITING
+        if case is not None and case.phase is before:
+            case.phase = after
+            self._sync_clock(case, now)
+            self._touch(case, now)
+
+    def _unroutable(
+        self, event: ContactUnroutable, now: float, out: list[EscalationChange]
+    ) -> None:
+        self._known_queue(event.queue)
+        case = self._case_or_provisional(event.contact_id, event.queue, now)
+        if case is None or case.phase is _Phase.DONE:
+            return
+        detail = f": {event.reason}" if event.reason else ""
+        summary = f"no eligible agent in {case.queue}{detail}"
+        self._escalate(case, _R.UNROUTABLE, now, summary, out)
+        self._touch(case, now)
+
+    def _pause(
+        self, contact_id: str, kind: str, reason: PauseReason, promised_s: float, now: float
+    ) -> None:
+        if promised_s < 0 or not math.isfinite(promised_s):
+            raise InvalidInput(f"expected_duration: must be >= 0, got {promised_s}")
+        case = self._cases.get(contact_id)
+        if case is None or case.phase is _Phase.DONE:
+            return
+        case.pause = _Pause(kind, reason, now, promised_s)
+        self._sync_clock(case, now)
+        self._arm_pause(case)
+        self._touch(case, now)
+
+    def _resume(self, contact_id: str, now: float) -> None:
+        case = self._cases.get(contact_id)
+        if case is None or case.pause is None:
+            return
+        case.pause = None
+        self._deadlines.cancel((_PAUSE, contact_id))
+        self._sync_clock(case, now)
+        self._touch(case, now)
+
+    def _transfer(self, event: ContactTransferred, now: float) -> None:
+        case = self._cases.get(event.contact_id)
+        if case is None or not event.to_queue or event.to_queue == case.queue:
+            return
+        self._known_queue(event.to_queue)
+        if case.sla_since is not None:  # bank the time on the old queue's calendar
+            calendar = self.policy.queues[case.queue].calendar
+            case.sla_accum_s += calendar.open_seconds(case.sla_since, now)
+            case.sla_since = None
+        case.queue = event.to_queue
+        self._sync_clock(case, now)
+        self._arm_pause(case)
+        self._touch(case, now)
+
+    def _end(self, event: ContactEnded, now: float, out: list[EscalationChange]) -> None:
+        case = self._cases.get(event.contact_id)
+        if case is None and event.disposition is Disposition.UNRESOLVED:
+            case = self._required(event.contact_id, "ContactEnded(UNRESOLVED)")
+        if case is None or case.disposition is event.disposition:
+            return
+        case.disposition = event.disposition
+        if case.phase is not _Phase.DONE:
+            case.phase, case.closed_at = _Phase.DONE, now
+        case.pause = None
+        self._deadlines.cancel((_PAUSE, case.contact_id))
+        self._sync_clock(case, now)
+        if event.disposition is Disposition.UNRESOLVED:
+            note = f": {event.note}" if event.note else ""
+            self._escalate(case, _R.UNRESOLVED, now, f"contact ended unresolved{note}", out)
+        elif event.disposition is Disposition.RESOLVED:
+            self._auto_resolve(case, _ON_RESOLVED, CONTACT_RESOLVED, now, out)
+        self._touch(case, now)
+        self._maybe_drop(case, now)
+
+    def _close(
+        self, case: _Case, now: float, *, abandoned: bool, out: list[EscalationChange]
+    ) -> None:
+        if case.phase is not _Phase.DONE:
+            case.phase, case.closed_at, case.pause = _Phase.DONE, now, None
+            self._deadlines.cancel((_PAUSE, case.contact_id))
+            self._sync_clock(case, now)
+        if abandoned:
+            self._auto_resolve(case, _ABOUT_WAITING, CONTACT_ABANDONED, now, out)
+        elif case.disposition is not Disposition.UNRESOLVED:
+            self._auto_resolve(case, _ON_RESOLVED, CONTACT_RESOLVED, now, out)
+        self._touch(case, now)
+        self._maybe_drop(case, now)
+
+    def _survey(self, event: SurveyResult, now: float, out: list[EscalationChange]) -> None:
+        if not 1 <= event.score <= 5:
+            raise InvalidInput(f"score: must be 1-5, got {event.score}")
+        case = self._required(event.contact_id, "SurveyResult")
+        if event.customer_id and not case.customer.customer_id:
+            case.customer = replace(case.customer, customer_id=event.customer_id)
+        if event.score <= self._triggers[case.queue].low_score:
+            comment = f': "{event.comment}"' if event.comment else ""
+            self._escalate(
+                case, _R.LOW_SATISFACTION, now, f"survey score {event.score}/5{comment}", out
+            )
+        self._touch(case, now)
+
+    def _count_repeat(self, case: _Case, now: float, out: list[EscalationChange]) -> None:
+        customer_id = case.customer.customer_id
+        if not customer_id:
+            return
+        history = self._customers.get(customer_id)
+        if history is None:
+            history = self._customers[customer_id] = _History(customer_id)
+        history.arrivals = [a for a in history.arrivals if a[0] > now - self._history_window_s]
+        history.arrivals.append((now, case.contact_id))
+        self._dirty.add(f"customer/{customer_id}")
+        self._arm_history(history)
+        triggers = self._triggers[case.queue]
+        recent = [c for at, c in history.arrivals if at > now - triggers.repeat_window_s]
+        if len(recent) < triggers.repeat_contacts:
+            return
+        summary = (
+            f"{len(recent)} contacts from customer {customer_id} within "
+            f"{_duration(triggers.repeat_window_s)}: {', '.join(recent)}"
+        )
+        target = history.repeat_escalation
+        current = None if target is None else self._escalations.get(target)
+        if current is not None and current.is_open:
+            self._escalate(case, _R.REPEAT_CONTACT, now, summary, out, target=target)
+        else:
+            own = escalation_id(self.domain, case.contact_id, _R.REPEAT_CONTACT)
+            self._escalate(case, _R.REPEAT_CONTACT, now, summary, out)
+            if own in self._escalations:
+                history.repeat_escalation = own
+
+    # --- deadlines ----------------------------------------------------------------------
+
+    def _sla_breached(self, contact_id: str, at: float, out: list[EscalationChange]) -> None:
+        case = self._cases.get(contact_id)
+        if case is None or case.sla_since is None:
+            return
+        triggers = self._triggers[case.queue]
+        until = "an agent" if triggers.sla_clock is SlaClock.QUEUE else "a resolution"
+        summary = (
+            f"waited {_duration(triggers.wait_threshold_s)} of business time for {until} "
+            f"in {case.queue}, the threshold"
+        )
+        self._escalate(case, _R.WAIT_THRESHOLD, at, summary, out)
+
+    def _pause_overran(self, contact_id: str, at: float, out: list[EscalationChange]) -> None:
+        case = self._cases.get(contact_id)
+        if case is None or case.pause is None:
+            return
+        pause = case.pause
+        summary = (
+            f"{'on hold' if pause.kind == 'hold' else 'paused'} "
+            f"({pause.reason.slug.replace('_', ' ')}) for {_duration(at - pause.started_at)}, "
+            f"customer was told {_duration(pause.promised_s)}"
+        )
+        self._escalate(case, _R.PAUSE_OVERRUN, at, summary, out)
+
+    def _re_escalate(self, esc_id: str, at: float, out: list[EscalationChange]) -> None:
+        esc = self._escalations.get(esc_id)
+        if (
+            esc is None
+            or esc.status is not EscalationStatus.OPEN
+            or esc.tier is Tier.HEAD_OF_SERVICE
+        ):
+            return
+        tier = Tier(esc.tier.value + 1)
+        deadline_s = self.policy.ack_deadlines_s.get(tier)
+        esc = replace(
+            esc,
+            tier=tier,
+            assignee=self.policy.teams[esc.team].person(tier),
+            previous_tiers=(*esc.previous_tiers, esc.tier),
+            ack_deadline=None if deadline_s is None else at + deadline_s,
+            version=_next_version(esc.version, at),
+        )
+        self._put(esc, EscalationChangeKind.RE_ESCALATED, out)
+        self._arm_ack(esc)
+
+    def _drop_due(self, contact_id: str, at: float, out: list[EscalationChange]) -> None:
+        case = self._cases.get(contact_id)
+        if case is None:
+            return
+        if case.phase is not _Phase.DONE:
+            # Idle past forget_idle_s: the closing event was lost. Stop its clocks.
+            case.phase, case.closed_at, case.pause = _Phase.DONE, at, None
+            self._deadlines.cancel((_PAUSE, contact_id))
+            self._sync_clock(case, at)
+            self._dirty.add(f"case/{contact_id}")
+            if not self._has_open(case):
+                self._drop(case)
+                return
+        self._maybe_drop(case, at)
+
+    def _prune_history(self, customer_id: str, at: float) -> None:
+        history = self._customers.get(customer_id)
+        if history is None:
+            return
+        history.arrivals = [a for a in history.arrivals if a[0] > at - self._history_window_s]
+        self._dirty.add(f"customer/{customer_id}")
+        if history.arrivals:
+            self._arm_history(history)
+        else:
+            del self._customers[customer_id]
+
+    # --- building blocks ----------------------------------------------------------------
+
+    def _escalate(
+        self,
+        case: _Case,
+        reason: EscalationReason,
+        at: float,
+        summary: str,
+        out: list[EscalationChange],
+        *,
+        target: str | None = None,
+    ) -> None:
+        """Raise the case's escalation for ``reason``, or update it with new evidence.
+
+        A resolved one stays resolved: a case escalates once per reason.
+        """
+        if reason not in self._triggers[case.queue].enabled:
+            return
+        if target is None:
+            seen = case.evidence[reason.slug] = case.evidence.get(reason.slug, 0) + 1
+            if seen > 1:
+                summary = f"{summary} (seen {seen} times)"
+        self._dirty.add(f"case/{case.contact_id}")
+        esc_id = target or escalation_id(self.domain, case.contact_id, reason)
+        current = self._escalations.get(esc_id)
+        if current is None:
+            team = self.policy.teams[self.policy.queues[case.queue].team]
+            esc = Escalation(
+                escalation_id=esc_id,
+                contact_id=case.contact_id,
+                domain=self.domain,
+                queue=case.queue,
+                team=team.name,
+                reason=reason,
+                severity=self.policy.severity_for(reason, case.priority),
+                tier=Tier.SUPERVISOR,
+                assignee=team.supervisor,
+                status=EscalationStatus.OPEN,
+                raised_at=at,
+                ack_deadline=at + self.policy.ack_deadlines_s[Tier.SUPERVISOR],
+                summary=summary,
+                customer=case.customer,
+                version=_next_version(0, at),
+                priority=case.priority,
+            )
+            self._put(esc, EscalationChangeKind.RAISED, out)
+            self._arm_ack(esc)
+            if reason is _R.WAIT_THRESHOLD:
+                self._deadlines.cancel((_SLA, case.contact_id))
+        elif current.is_open and current.summary != summary:
+            esc = replace(current, summary=summary, version=_next_version(current.version, at))
+            self._put(esc, EscalationChangeKind.UPDATED, out)
+
+    def _auto_resolve(
+        self,
+        case: _Case,
+        reasons: frozenset[EscalationReason],
+        code: str,
+        now: float,
+        out: list[EscalationChange],
+    ) -> None:
+        for reason in sorted(reasons):
+            esc = self._escalations.get(escalation_id(self.domain, case.contact_id, reason))
+            if esc is not None and esc.is_open:
+                self._resolve(esc, now, code, SYSTEM, out)
+
+    def _resolve(
+        self,
+        esc: Escalation,
+        now: float,
+        code: str,
+        by: str,
+        out: list[EscalationChange],
+        note: str = "",
+    ) -> Escalation:
+        notes = (*esc.notes, EscalationNote(by, note, now)) if note.strip() else esc.notes
+        esc = replace(
+            esc,
+            status=EscalationStatus.RESOLVED,
+            resolved_at=now,
+            resolution_code=code,
+            resolved_by=by,
+            ack_deadline=None,
+            notes=notes,
+            version=_next_version(esc.version, now),
+        )
+        self._deadlines.cancel((_ACK, esc.escalation_id))
+        self._put(esc, EscalationChangeKind.RESOLVED, out)
+        return esc
+
+    def _put(
+        self, esc: Escalation, kind: EscalationChangeKind, out: list[EscalationChange]
+    ) -> None:
+        self._escalations[esc.escalation_id] = esc
+        out.append(EscalationChange(kind, esc))
+
+    def _learned_customer(self, case: _Case, now: float, out: list[EscalationChange]) -> None:
+        """Escalations raised before the arrival was seen learn the customer and priority."""
+        for reason in _R:
+            esc = self._escalations.get(escalation_id(self.domain, case.contact_id, reason))
+            if esc is not None and esc.is_open:
+                esc = replace(
+                    esc,
+                    customer=case.customer,
+                    priority=case.priority,
+                    severity=self.policy.severity_for(reason, case.priority),
+                    version=_next_version(esc.version, now),
+                )
+                self._put(esc, EscalationChangeKind.UPDATED, out)
+
+    def _authorized(self, esc_id: str, by: str, out: list[EscalationChange]) -> Escalation:
+        esc = self._escalations.get(esc_id)
+        if esc is None:
+            self._refuse(out, NotFound(f"{esc_id}: no such escalation"))
+        if esc.team not in self.teams_visible_to(by):
+            self._refuse(out, PermissionDenied(f"{by!r} may not act on team {esc.team!r}"))
+        return esc
+
+    def _refuse(self, out: list[EscalationChange], error: EscalationError) -> NoReturn:
+        """Raise, keeping the due-deadline changes already applied for the next call."""
+        self._carry = out
+        raise error
+
+    def _required(self, contact_id: str, what: str) -> _Case:
+        case = self._cases.get(contact_id)
+        if case is None:
+            raise UnknownContact(f"{what} for unknown contact {contact_id!r}: its queue is unknown")
+        return case
+
+    def _known_queue(self, queue: str) -> None:
+        if queue not in self.policy.queues:
+            raise UnknownQueue(f"queue {queue!r} is not in the escalation policy")
+
+    def _case_or_provisional(self, contact_id: str, queue: str, now: float) -> _Case | None:
+        """The case; or, when a routing decision overtakes the arrival, a provisional one."""
+        case = self._cases.get(contact_id)
+        if case is not None or queue not in self.policy.queues:
+            return case
+        case = _Case(contact_id, queue, Customer(), Priority.NORMAL, now, now, seen_arrival=False)
+        self._cases[contact_id] = case
+        self._sync_clock(case, now)
+        self._touch(case, now)
+        return case
+
+    def _touch(self, case: _Case, now: float) -> None:
+        case.last_seen = max(case.last_seen, now)
+        self._dirty.add(f"case/{case.contact_id}")
+        self._arm_drop(case)
+
+    def _has_open(self, case: _Case) -> bool:
+        return any(
+            (esc := self._escalations.get(escalation_id(self.domain, case.contact_id, r)))
+            is not None
+            and esc.is_open
+            for r in _R
+        )
+
+    def _maybe_drop(self, case: _Case, now: float) -> None:
+        """Forget a closed case once nothing is open and late events have had their time."""
+        if case.phase is not _Phase.DONE or self._has_open(case):
+            return
+        assert case.closed_at is not None  # noqa: S101 -- DONE always sets it
+        if now >= case.closed_at + self.policy.retain_closed_s:
+            self._drop(case)
+
+    def _drop(self, case: _Case) -> None:
+        contact_id = case.contact_id
+        del self._cases[contact_id]
+        self._dirty.add(f"case/{contact_id}")
+        for reason in _R:
+            esc_id = escalation_id(self.domain, contact_id, reason)
+            self._escalations.pop(esc_id, None)
+            self._deadlines.cancel((_ACK, esc_id))
+        for kind in (_SLA, _PAUSE, _DROP):
+            self._deadlines.cancel((kind, contact_id))
+
+    # --- clocks -------------------------------------------------------------------------
+
+    def _sync_clock(self, case: _Case, now: float) -> None:
+        """Start or stop the SLA clock to match the case's state, then re-arm its deadline."""
+        if case.awaiting_customer or case.phase is _Phase.DONE:
+            running = False
+        elif case.phase is _Phase.WAITING:
+            running = True
+        else:
+            running = self._triggers[case.queue].sla_clock is SlaClock.RESOLUTION
+        if case.sla_since is not None and not running:
+            calendar = self.policy.queues[case.queue].calendar
+            case.sla_accum_s += calendar.open_seconds(case.sla_since, now)
+            case.sla_since = None
+        elif case.sla_since is None and running:
+            case.sla_since = now
+        self._arm_sla(case)
+
+    def _arm_sla(self, case: _Case) -> None:
+        key = (_SLA, case.contact_id)
+        triggers = self._triggers[case.queue]
+        if (
+            case.sla_since is None
+            or _R.WAIT_THRESHOLD not in triggers.enabled
+            or escalation_id(self.domain, case.contact_id, _R.WAIT_THRESHOLD) in self._escalations
+        ):
+            self._deadlines.cancel(key)
+            return
+        calendar = self.policy.queues[case.queue].calendar
+        when = calendar.instant_after(case.sla_since, triggers.wait_threshold_s - case.sla_accum_s)
+        if math.isinf(when):
+            self._deadlines.cancel(key)
+        else:
+            self._deadlines.set(key, when)
+
+    def _arm_pause(self, case: _Case) -> None:
+        key = (_PAUSE, case.contact_id)
+        pause = case.pause
+        triggers = self._triggers[case.queue]
+        if (
+            pause is None
+            or case.awaiting_customer  # the customer, not the center, is keeping it waiting
+            or pause.promised_s <= 0
+            or _R.PAUSE_OVERRUN not in triggers.enabled
+        ):
+            self._deadlines.cancel(key)
+        else:
+            self._deadlines.set(key, pause.started_at + pause.promised_s + triggers.pause_grace_s)
+
+    def _arm_ack(self, esc: Escalation) -> None:
+        key = (_ACK, esc.escalation_id)
+        if (
+            esc.status is EscalationStatus.OPEN
+            and esc.ack_deadline is not None
+            and esc.tier is not Tier.HEAD_OF_SERVICE
+        ):
+            self._deadlines.set(key, esc.ack_deadline)
+        else:
+            self._deadlines.cancel(key)
+
+    def _arm_drop(self, case: _Case) -> None:
+        if case.phase is _Phase.DONE and case.closed_at is not None:
+            when = case.closed_at + self.policy.retain_closed_s
+        else:
+            when = case.last_seen + self.policy.forget_idle_s
+        self._deadlines.set((_DROP, case.contact_id), when)
+
+    def _arm_history(self, history: _History) -> None:
+        oldest = history.arrivals[0][0]
+        self._deadlines.set((_HISTORY, history.customer_id), oldest + self._history_window_s)
+
+    def _entity(self, key: str) -> dict[str, Any] | None:
+        kind, _, ident = key.partition("/")
+        if kind == "case":
+            case = self._cases.get(ident)
+            return None if case is None else case.snapshot()
+        history = self._customers.get(ident)
+        return None if history is None else history.snapshot()
+
+
+def _next_version(previous: int, at: float) -> int:
+    """Hybrid logical clock: always above the previous version and the change's millisecond."""
+    return max(previous + 1, int(at * 1000))
+
+
+def _customer_dict(customer: Customer) -> dict[str, str]:
+    return {
+        "customer_id": customer.customer_id,
+        "name": customer.name,
+        "phone": customer.phone,
+        "email": customer.email,
+        "language": customer.language,
+    }
+
+
+def _duration(seconds: float) -> str:
+    """``45s``, ``5m 00s``, ``2h 05m``: how long, as a manager reads it."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"

@@ -1,0 +1,461 @@
+"""Escalation policy: triggers, people per tier, deadlines, calendars. Validated once, at start.
+
+Built from a plain dict (the parsed ``[escalation]`` TOML table) by
+:meth:`EscalationPolicy.from_dict`. A policy that cannot be satisfied raises
+:class:`PolicyError` whose reason starts with the field path, e.g.
+``teams.billing.supervisor: missing``. Example::
+
+    [escalation]
+    manager = "mira"                    # default manager of every team
+    head_of_service = "hugo"            # default head of customer service
+    retain_closed_s = 259200            # keep closed cases 3 days for late surveys/reopens
+    forget_idle_s = 604800              # forget a case with no event for 7 days
+
+    [escalation.ack_deadlines_s]        # acknowledge within, or go one tier up
+    supervisor = 900
+    manager = 1800
+    head_of_service = 3600              # optional: shown, nothing above it
+
+    [escalation.triggers]               # defaults for every queue
+    enabled = ["wait_threshold", "unroutable", "pause_overrun", "unresolved", "reopened",
+               "repeat_contact", "manager_requested", "low_satisfaction"]
+    wait_threshold_s = 300              # business-hours seconds
+    sla_clock = "queue"                 # "queue": until assigned; "resolution": until ended
+    pause_grace_s = 30                  # tolerated overrun of a promised hold/pause
+    repeat_contacts = 3                 # N contacts by one customer ...
+    repeat_window_s = 86400             # ... within this window
+    low_score = 2                       # survey score at or below this escalates
+
+    [escalation.severity]               # optional, per reason; VIP adds one level
+    unroutable = "high"
+
+    [escalation.domains.eu-1.triggers]  # per-domain overrides of the defaults
+    wait_threshold_s = 240
+
+    [escalation.teams.billing]
+    supervisor = "sofia"
+    manager = "marek"                   # overrides the default
+
+    [escalation.calendars.warsaw]
+    timezone = "Europe/Warsaw"          # local opening hours, via zoneinfo
+    holidays = ["2025-12-25", "2025-12-26"]
+    [escalation.calendars.warsaw.hours] # days left out are closed
+    mon = "08:00-18:00"
+    tue = "08:00-18:00"
+    wed = "08:00-18:00"
+    thu = "08:00-18:00"
+    fri = ["08:00-12:00", "13:00-17:00"]
+
+    [escalation.queues.billing-en]
+    team = "billing"
+    calendar = "warsaw"                 # omitted: always open
+    triggers = {wait_threshold_s = 120} # per-queue overrides (win over the domain's)
+
+    [escalation.access]                 # extra visibility beyond the teams one staffs
+    ops-lead = ["*"]                    # "*": every team
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import date
+from enum import Enum
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from services.escalation.domain.calendar import ALWAYS_OPEN, BusinessCalendar
+from services.escalation.domain.errors import PolicyError
+from services.escalation.domain.model import EscalationReason, Priority, Severity, Tier
+
+__all__ = [
+    "DEFAULT_SEVERITY",
+    "EscalationPolicy",
+    "QueuePolicy",
+    "SlaClock",
+    "TeamPolicy",
+    "TriggerSettings",
+]
+
+_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_RANGE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
+
+#: How urgent each reason is for an ordinary customer; a VIP adds one level.
+DEFAULT_SEVERITY: Mapping[EscalationReason, Severity] = {
+    EscalationReason.WAIT_THRESHOLD: Severity.MEDIUM,
+    EscalationReason.UNROUTABLE: Severity.HIGH,
+    EscalationReason.PAUSE_OVERRUN: Severity.MEDIUM,
+    EscalationReason.UNRESOLVED: Severity.MEDIUM,
+    EscalationReason.REOPENED: Severity.MEDIUM,
+    EscalationReason.REPEAT_CONTACT: Severity.MEDIUM,
+    EscalationReason.MANAGER_REQUESTED: Severity.HIGH,
+    EscalationReason.LOW_SATISFACTION: Severity.LOW,
+}
+
+
+class SlaClock(Enum):
+    """What the wait threshold measures (both on business hours, both stop for the customer).
+
+    QUEUE: time waiting for an agent (arrival to assignment): voice and chat queues.
+    RESOLUTION: time until the contact ends (assignment does not stop it): ticket queues.
+    """
+
+    QUEUE = "queue"
+    RESOLUTION = "resolution"
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerSettings:
+    """One queue's trigger settings, after defaults, domain and queue overrides."""
+
+    enabled: frozenset[EscalationReason] = frozenset(EscalationReason)
+    wait_threshold_s: float = 300.0
+    sla_clock: SlaClock = SlaClock.QUEUE
+    pause_grace_s: float = 0.0
+    repeat_contacts: int = 3
+    repeat_window_s: float = 86_400.0
+    low_score: int = 2
+
+
+@dataclass(frozen=True, slots=True)
+class TeamPolicy:
+    """Who answers for a team at each tier."""
+
+    name: str
+    supervisor: str
+    manager: str
+    head_of_service: str
+
+    def person(self, tier: Tier) -> str:
+        return {
+            Tier.SUPERVISOR: self.supervisor,
+            Tier.MANAGER: self.manager,
+            Tier.HEAD_OF_SERVICE: self.head_of_service,
+        }[tier]
+
+
+@dataclass(frozen=True, slots=True)
+class QueuePolicy:
+    """A queue: its team, its business hours and its trigger overrides (validated, partial)."""
+
+    name: str
+    team: str
+    calendar: BusinessCalendar = ALWAYS_OPEN
+    trigger_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationPolicy:
+    """The whole policy; build it with :meth:`from_dict`."""
+
+    queues: Mapping[str, QueuePolicy]
+    teams: Mapping[str, TeamPolicy]
+    ack_deadlines_s: Mapping[Tier, float]
+    triggers: TriggerSettings = TriggerSettings()
+    domain_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    severity: Mapping[EscalationReason, Severity] = field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY)
+    )
+    calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)
+    access: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    retain_closed_s: float = 3 * 86_400.0
+    forget_idle_s: float = 7 * 86_400.0
+
+    def triggers_for(self, domain: str, queue: str) -> TriggerSettings:
+        """Defaults, then the domain's overrides, then the queue's."""
+        settings = replace(self.triggers, **self.domain_overrides.get(domain, {}))
+        return replace(settings, **self.queues[queue].trigger_overrides)
+
+    def severity_for(self, reason: EscalationReason, priority: Priority) -> Severity:
+        """The reason's severity, one level higher for a VIP (at most CRITICAL)."""
+        base = self.severity[reason]
+        if priority is Priority.VIP:
+            return Severity(min(base.value + 1, Severity.CRITICAL.value))
+        return base
+
+    def teams_visible_to(self, person: str) -> frozenset[str]:
+        """The teams a person staffs at any tier, plus any explicit ``access`` grant."""
+        staffed = {t.name for t in self.teams.values() if person in _people(t)}
+        return frozenset(staffed) | self.access.get(person, frozenset())
+
+    @property
+    def max_repeat_window_s(self) -> float:
+        """How long a customer's contact history must be kept to answer every queue."""
+        windows = [self.triggers.repeat_window_s]
+        windows += [o.get("repeat_window_s", 0.0) for o in self.domain_overrides.values()]
+        windows += [q.trigger_overrides.get("repeat_window_s", 0.0) for q in self.queues.values()]
+        return max(windows)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], prefix: str = "") -> EscalationPolicy:
+        """Validate a parsed TOML table; ``prefix`` (e.g. ``"escalation."``) starts paths."""
+        p = _Paths(prefix)
+        known = {
+            "queues",
+            "teams",
+            "ack_deadlines_s",
+            "triggers",
+            "domains",
+            "severity",
+            "calendars",
+            "access",
+            "manager",
+            "head_of_service",
+            "retain_closed_s",
+            "forget_idle_s",
+        }
+        _no_unknown(data, known, p, "")
+        default_manager = _optional_person(data, "manager", p, "")
+        default_head = _optional_person(data, "head_of_service", p, "")
+
+        raw_teams = _table(data, "teams", p, "", required=True)
+        teams: dict[str, TeamPolicy] = {}
+        for name, raw in raw_teams.items():
+            where = f"teams.{name}"
+            team = _mapping(raw, p, where)
+            _no_unknown(team, {"supervisor", "manager", "head_of_service"}, p, where)
+            supervisor = _optional_person(team, "supervisor", p, where)
+            manager = _optional_person(team, "manager", p, where) or default_manager
+            head = _optional_person(team, "head_of_service", p, where) or default_head
+            for role, person in (
+                ("supervisor", supervisor),
+                ("manager", manager),
+                ("head_of_service", head),
+            ):
+                if not person:
+                    raise PolicyError(f"{p(where, role)}: missing")
+            teams[name] = TeamPolicy(name, supervisor, manager, head)
+
+        calendars = {
+            name: _calendar(name, raw, p) for name, raw in _table(data, "calendars", p, "").items()
+        }
+
+        raw_queues = _table(data, "queues", p, "", required=True)
+        queues: dict[str, QueuePolicy] = {}
+        for name, raw in raw_queues.items():
+            where = f"queues.{name}"
+            queue = _mapping(raw, p, where)
+            _no_unknown(queue, {"team", "calendar", "triggers"}, p, where)
+            team_name = queue.get("team")
+            if not team_name:
+                raise PolicyError(f"{p(where, 'team')}: missing")
+            if team_name not in teams:
+                raise PolicyError(f"{p(where, 'team')}: unknown team {team_name!r}")
+            calendar = ALWAYS_OPEN
+            if "calendar" in queue:
+                calendar_name = queue["calendar"]
+                if calendar_name not in calendars:
+                    raise PolicyError(f"{p(where, 'calendar')}: unknown calendar {calendar_name!r}")
+                calendar = calendars[calendar_name]
+            overrides = _triggers(_table(queue, "triggers", p, where), p, f"{where}.triggers")
+            queues[name] = QueuePolicy(name, team_name, calendar, overrides)
+
+        ack = _table(data, "ack_deadlines_s", p, "")
+        _no_unknown(ack, {t.slug for t in Tier}, p, "ack_deadlines_s")
+        deadlines: dict[Tier, float] = {Tier.SUPERVISOR: 900.0, Tier.MANAGER: 1800.0}
+        for key, value in ack.items():
+            deadlines[Tier.from_slug(key)] = _number(
+                value, p, "ack_deadlines_s", key, positive=True
+            )
+
+        defaults = TriggerSettings()
+        raw_defaults = _triggers(_table(data, "triggers", p, ""), p, "triggers")
+        domains: dict[str, Mapping[str, Any]] = {}
+        for domain, raw in _table(data, "domains", p, "").items():
+            where = f"domains.{domain}"
+            section = _mapping(raw, p, where)
+            _no_unknown(section, {"triggers"}, p, where)
+            domains[domain] = _triggers(
+                _table(section, "triggers", p, where), p, f"{where}.triggers"
+            )
+
+        severity = dict(DEFAULT_SEVERITY)
+        raw_severity = _table(data, "severity", p, "")
+        _no_unknown(raw_severity, {r.slug for r in EscalationReason}, p, "severity")
+        for key, value in raw_severity.items():
+            severity[EscalationReason.from_slug(key)] = _slug_enum(
+                Severity, value, p, "severity", key
+            )
+
+        access: dict[str, frozenset[str]] = {}
+        for person, raw in _table(data, "access", p, "").items():
+            granted = _strings(raw, p, "access", person)
+            for team_name in granted:
+                if team_name != "*" and team_name not in teams:
+                    raise PolicyError(f"{p('access', person)}: unknown team {team_name!r}")
+            access[person] = frozenset(teams) if "*" in granted else frozenset(granted)
+
+        return cls(
+            queues=queues,
+            teams=teams,
+            ack_deadlines_s=deadlines,
+            triggers=replace(defaults, **raw_defaults),
+            domain_overrides=domains,
+            severity=severity,
+            calendars=calendars,
+            access=access,
+            retain_closed_s=_number(
+                data.get("retain_closed_s", 3 * 86_400.0), p, "", "retain_closed_s"
+            ),
+            forget_idle_s=_number(
+                data.get("forget_idle_s", 7 * 86_400.0), p, "", "forget_idle_s", positive=True
+            ),
+        )
+
+
+# --- parsing helpers ------------------------------------------------------------------
+
+
+class _Paths:
+    """Joins field paths under an optional prefix: ``p("teams.x", "supervisor")``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def __call__(self, where: str, key: str = "") -> str:
+        path = ".".join(part for part in (where, key) if part)
+        return f"{self.prefix}{path}"
+
+
+def _people(team: TeamPolicy) -> tuple[str, str, str]:
+    return (team.supervisor, team.manager, team.head_of_service)
+
+
+def _mapping(raw: object, p: _Paths, where: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{p(where)}: expected a table")
+    return raw
+
+
+def _table(
+    data: Mapping[str, Any], key: str, p: _Paths, where: str, *, required: bool = False
+) -> Mapping[str, Any]:
+    if key not in data:
+        if required:
+            raise PolicyError(f"{p(where, key)}: missing")
+        return {}
+    table = _mapping(data[key], p, p(where, key)[len(p.prefix) :])
+    if required and not table:
+        raise PolicyError(f"{p(where, key)}: at least one entry is required")
+    return table
+
+
+def _no_unknown(data: Mapping[str, Any], known: Iterable[str], p: _Paths, where: str) -> None:
+    for key in data:
+        if key not in set(known):
+            raise PolicyError(f"{p(where, key)}: unknown field")
+
+
+def _optional_person(data: Mapping[str, Any], key: str, p: _Paths, where: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise PolicyError(f"{p(where, key)}: expected a person's identity (a string)")
+    return value.strip()
+
+
+def _number(value: object, p: _Paths, where: str, key: str, *, positive: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(f"{p(where, key)}: expected a number")
+    if value < 0 or (positive and value == 0):
+        raise PolicyError(f"{p(where, key)}: must be {'> 0' if positive else '>= 0'}")
+    return float(value)
+
+
+def _integer(value: object, p: _Paths, where: str, key: str, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(f"{p(where, key)}: expected an integer")
+    if value < minimum:
+        raise PolicyError(f"{p(where, key)}: must be >= {minimum}")
+    return value
+
+
+def _strings(value: object, p: _Paths, where: str, key: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{p(where, key)}: expected a list of strings")
+    return list(value)
+
+
+def _slug_enum(enum: type[Severity], value: object, p: _Paths, where: str, key: str) -> Severity:
+    names = [m.slug for m in enum]
+    if not isinstance(value, str) or value.lower() not in names:
+        raise PolicyError(f"{p(where, key)}: expected one of {', '.join(names)}")
+    return enum[value.upper()]
+
+
+def _triggers(raw: Mapping[str, Any], p: _Paths, where: str) -> dict[str, Any]:
+    """Validated, partial trigger fields (only the ones given), ready for ``replace``."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "enabled":
+            enabled: set[EscalationReason] = set()
+            for slug in _strings(value, p, where, key):
+                if slug.upper() not in EscalationReason.__members__:
+                    raise PolicyError(f"{p(where, key)}: unknown trigger {slug!r}")
+                enabled.add(EscalationReason[slug.upper()])
+            out[key] = frozenset(enabled)
+        elif key == "sla_clock":
+            choices = [c.value for c in SlaClock]
+            if value not in choices:
+                raise PolicyError(f"{p(where, key)}: expected one of {', '.join(choices)}")
+            out[key] = SlaClock(value)
+        elif key in ("wait_threshold_s", "repeat_window_s"):
+            out[key] = _number(value, p, where, key, positive=True)
+        elif key == "pause_grace_s":
+            out[key] = _number(value, p, where, key)
+        elif key == "repeat_contacts":
+            out[key] = _integer(value, p, where, key, minimum=2)
+        elif key == "low_score":
+            out[key] = _integer(value, p, where, key, minimum=1)
+        else:
+            raise PolicyError(f"{p(where, key)}: unknown field")
+    return out
+
+
+def _calendar(name: str, raw: object, p: _Paths) -> BusinessCalendar:
+    where = f"calendars.{name}"
+    data = _mapping(raw, p, where)
+    _no_unknown(data, {"timezone", "hours", "holidays"}, p, where)
+    tz_name = data.get("timezone", "")
+    if not isinstance(tz_name, str) or not tz_name:
+        raise PolicyError(f"{p(where, 'timezone')}: missing")
+    try:
+        zone = ZoneInfo(tz_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PolicyError(f"{p(where, 'timezone')}: unknown time zone {tz_name!r}") from None
+    hours = _table(data, "hours", p, where, required=True)
+    _no_unknown(hours, _DAYS, p, f"{where}.hours")
+    weekly: list[tuple[tuple[int, int], ...]] = []
+    for day in _DAYS:
+        ranges = []
+        for text in _strings(hours.get(day, []), p, f"{where}.hours", day):
+            match = _RANGE.match(text.strip())
+            start = end = -1
+            if match:
+                h1, m1, h2, m2 = (int(g) for g in match.groups())
+                if m1 < 60 and m2 < 60:
+                    start, end = h1 * 60 + m1, h2 * 60 + m2
+            if not 0 <= start < end <= 24 * 60:
+                raise PolicyError(
+                    f"{p(where + '.hours', day)}: expected 'HH:MM-HH:MM' in one day, got {text!r}"
+                )
+            ranges.append((start, end))
+        ranges.sort()
+        for (_, end1), (start2, _) in itertools.pairwise(ranges):
+            if start2 < end1:
+                raise PolicyError(f"{p(where + '.hours', day)}: ranges overlap")
+        weekly.append(tuple(ranges))
+    if not any(weekly):
+        raise PolicyError(f"{p(where, 'hours')}: no opening hours on any day")
+    holidays: set[date] = set()
+    for text in _strings(data.get("holidays", []), p, where, "holidays"):
+        try:
+            holidays.add(date.fromisoformat(text))
+        except ValueError:
+            raise PolicyError(
+                f"{p(where, 'holidays')}: not a date (YYYY-MM-DD): {text!r}"
+            ) from None
+    return BusinessCalendar(name, zone, tuple(weekly), frozenset(holidays))

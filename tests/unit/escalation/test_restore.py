@@ -1,0 +1,213 @@
+"""Durable state: dirty case facts out, an identical core back in after a restart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from services.escalation.domain import (
+    ContactAssigned,
+    ContactEnded,
+    ContactHeld,
+    ContactPaused,
+    ContactResumed,
+    Disposition,
+    Escalation,
+    EscalationChange,
+    EscalationChangeKind,
+    EscalationCore,
+    EscalationPolicy,
+    EscalationReason,
+    ManagerRequested,
+    PauseReason,
+    RestoreError,
+    SurveyResult,
+    UnknownContact,
+)
+from tests.unit.escalation.scenario import (
+    BASE,
+    HOUR,
+    T0,
+    arrive,
+    eid,
+    kinds,
+    make_core,
+    make_policy,
+    merged,
+)
+
+
+class Topics:
+    """What the adapter keeps: the compacted escalations topic and the case changelog."""
+
+    def __init__(self) -> None:
+        self.escalations: dict[str, Escalation] = {}
+        self.changelog: dict[str, dict[str, object]] = {}
+
+    def record(self, core: EscalationCore, changes: list[EscalationChange]) -> None:
+        for change in changes:
+            self.escalations[change.escalation.escalation_id] = change.escalation
+        for key, value in core.take_changes().items():
+            if value is None:
+                self.changelog.pop(key, None)
+            else:
+                self.changelog[key] = json.loads(json.dumps(value))  # must survive JSON
+
+    def restart(self, domain: str = "eu", **overrides: object) -> EscalationCore:
+        return EscalationCore.restore(
+            make_policy(**overrides), domain, self.escalations.values(), self.changelog
+        )
+
+
+def busy_morning(core: EscalationCore, topics: Topics) -> None:
+    """Waiting, on hold, awaiting the customer, escalated and half acknowledged."""
+    steps = [
+        lambda: arrive(core, "c1", T0, customer_id="cust-1"),
+        lambda: arrive(core, "c2", T0 + 10, customer_id="cust-1", vip=True),
+        lambda: arrive(core, "t1", T0 + 20, queue="tickets"),
+        lambda: core.apply(ContactAssigned("c2"), T0 + 30),
+        lambda: core.apply(ContactHeld("c2", PauseReason.CHECKING_INFORMATION, 600), T0 + 40),
+        lambda: core.apply(ContactAssigned("t1"), T0 + 50),
+        lambda: core.apply(ContactPaused("t1", PauseReason.AWAITING_CUSTOMER), T0 + 60),
+        lambda: core.apply(ManagerRequested("c2", "now"), T0 + 70),
+        lambda: core.tick(T0 + 300),
+        lambda: list(
+            core.acknowledge(eid("c1", EscalationReason.WAIT_THRESHOLD), "sofia", T0 + 400).changes
+        ),
+    ]
+    for step in steps:
+        topics.record(core, step())
+
+
+def test_a_restored_core_holds_the_same_facts_and_escalations() -> None:
+    core, topics = make_core(), Topics()
+    busy_morning(core, topics)
+    restored = topics.restart()
+    assert restored.snapshot() == core.snapshot()
+    assert sorted(restored.escalations(), key=str) == sorted(core.escalations(), key=str)
+    assert restored.next_deadline() == core.next_deadline()
+    assert restored.take_changes() == {}
+
+
+def test_a_restored_core_behaves_identically_and_raises_nothing_twice() -> None:
+    core, topics = make_core(), Topics()
+    busy_morning(core, topics)
+    before_restart = set(topics.escalations)
+    restored = topics.restart()
+    script: list[Callable[[EscalationCore], list[EscalationChange]]] = [
+        lambda c: c.tick(T0 + 500),
+        lambda c: c.apply(ManagerRequested("c2", "again"), T0 + 600),
+        lambda c: c.tick(T0 + 2000),
+        lambda c: c.apply(ContactResumed("t1"), T0 + HOUR),
+        lambda c: c.tick(T0 + 5 * HOUR),
+        lambda c: c.apply(ContactEnded("c2", Disposition.RESOLVED), T0 + 6 * HOUR),
+        lambda c: arrive(c, "c3", T0 + 7 * HOUR, customer_id="cust-1"),
+    ]
+    after_restart = []
+    for step in script:
+        changes = step(restored)
+        assert changes == step(core)
+        after_restart += changes
+    raised_again = {
+        c.escalation.escalation_id for c in after_restart if c.kind is EscalationChangeKind.RAISED
+    }
+    assert raised_again, "the script does raise new escalations"
+    assert not raised_again & before_restart
+    assert restored.snapshot() == core.snapshot()
+
+
+def test_deadlines_keep_running_from_when_they_were_raised_across_a_restart() -> None:
+    core, topics = make_core(triggers={"enabled": ["manager_requested"]}), Topics()
+    topics.record(core, arrive(core, "c1", T0))
+    topics.record(core, core.apply(ManagerRequested("c1"), T0 + 100))
+    restored = topics.restart(triggers={"enabled": ["manager_requested"]})
+    assert restored.next_deadline() == T0 + 700
+    changes = restored.tick(T0 + 50_000)  # down for hours: catches up on the original schedule
+    assert [c.escalation.ack_deadline for c in changes] == [T0 + 700 + 1200, T0 + 1900 + 1800]
+
+
+def test_the_sla_clock_survives_a_restart_mid_wait() -> None:
+    core, topics = make_core(), Topics()
+    topics.record(core, arrive(core, "c1", T0))
+    restored = topics.restart()
+    assert kinds(restored.tick(T0 + 300)) == [("raised", "wait_threshold")]
+
+
+def test_changes_are_taken_once_and_deletions_are_none() -> None:
+    core = make_core(retain_closed_s=HOUR)
+    arrive(core, "c1", T0, customer_id="cust-1")
+    assert set(core.take_changes()) == {"case/c1", "customer/cust-1"}
+    assert core.take_changes() == {}
+    core.apply(ContactEnded("c1", Disposition.RESOLVED), T0 + 10)
+    assert set(core.take_changes()) == {"case/c1"}
+    core.tick(T0 + 10 + HOUR)  # retention over, nothing open: forgotten
+    assert core.take_changes() == {"case/c1": None}
+    core.tick(T0 + 2 * 86_400)  # the customer's history leaves the repeat window
+    assert core.take_changes() == {"customer/cust-1": None}
+    assert core.snapshot() == {}
+    assert core.next_deadline() is None
+
+
+def test_a_closed_case_is_kept_while_a_person_still_owes_it_an_answer() -> None:
+    core = make_core(retain_closed_s=60)
+    arrive(core, "c1", T0)
+    core.apply(ContactEnded("c1", Disposition.UNRESOLVED), T0 + 10)
+    core.tick(T0 + HOUR)
+    assert "case/c1" in core.snapshot()
+    esc = eid("c1", EscalationReason.UNRESOLVED)
+    core.acknowledge(esc, "sofia", T0 + HOUR)
+    core.resolve(esc, "sofia", "called-back", T0 + HOUR + 1)
+    assert core.snapshot() == {}
+    assert core.get(esc) is None
+
+
+def test_a_late_survey_inside_the_retention_still_escalates_and_after_it_is_rejected() -> None:
+    core = make_core(retain_closed_s=HOUR)
+    arrive(core, "c1", T0)
+    core.apply(ContactEnded("c1", Disposition.RESOLVED), T0 + 10)
+    assert kinds(core.apply(SurveyResult("c1", 1), T0 + 20)) == [("raised", "low_satisfaction")]
+    arrive(core, "c2", T0)
+    core.apply(ContactEnded("c2", Disposition.RESOLVED), T0 + 10)
+    core.tick(T0 + 2 * HOUR)
+    with pytest.raises(UnknownContact):
+        core.apply(SurveyResult("c2", 1), T0 + 2 * HOUR)
+
+
+def test_an_idle_case_whose_close_was_lost_is_eventually_forgotten() -> None:
+    core = make_core(triggers={"enabled": ["pause_overrun"]}, forget_idle_s=86_400)
+    arrive(core, "c1", T0)
+    core.tick(T0 + 86_400)
+    assert core.snapshot() == {}
+
+
+def test_an_open_escalation_whose_case_fact_is_missing_is_still_restored() -> None:
+    core, topics = make_core(triggers={"enabled": ["manager_requested"]}), Topics()
+    topics.record(core, arrive(core, "c1", T0))
+    topics.record(core, core.apply(ManagerRequested("c1"), T0))
+    topics.changelog.clear()
+    restored = topics.restart(triggers={"enabled": ["manager_requested"]})
+    result = restored.resolve(eid("c1", EscalationReason.MANAGER_REQUESTED), "sofia", "ok", T0 + 1)
+    assert result.escalation.resolution_code == "ok"
+
+
+def test_restore_refuses_state_the_policy_no_longer_covers() -> None:
+    core, topics = make_core(), Topics()
+    topics.record(core, arrive(core, "c1", T0, queue="sales-en"))
+    data = merged(BASE, {})
+    del data["queues"]["sales-en"]
+    with pytest.raises(RestoreError, match="case/c1: queue 'sales-en'"):
+        EscalationCore.restore(EscalationPolicy.from_dict(data), "eu", [], topics.changelog)
+    with pytest.raises(RestoreError, match="unknown entity"):
+        EscalationCore.restore(make_policy(), "eu", [], {"agent/x": {}})
+    with pytest.raises(RestoreError, match="unreadable"):
+        EscalationCore.restore(make_policy(), "eu", [], {"case/x": {"queue": "billing-en"}})
+
+
+def test_escalations_of_other_domains_are_left_to_their_own_core() -> None:
+    core, topics = make_core(domain="us", triggers={"enabled": ["manager_requested"]}), Topics()
+    topics.record(core, arrive(core, "c1", T0))
+    topics.record(core, core.apply(ManagerRequested("c1"), T0))
+    restored = EscalationCore.restore(make_policy(), "eu", topics.escalations.values(), {})
+    assert restored.escalations() == []
