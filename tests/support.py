@@ -19,7 +19,7 @@ from services.common.config import KafkaSettings
 from services.common.provision import ensure_topics
 from services.common.topics import Topics, load_topic_specs
 
-__all__ = ["GrpcServer", "KafkaBroker", "ServiceProcess", "free_port", "until"]
+__all__ = ["GrpcServer", "KafkaBroker", "ServiceProcess", "free_port", "until", "wait_serving"]
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
@@ -107,6 +107,24 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+async def wait_serving(port: int, timeout: float = 60.0) -> None:
+    """Until the gRPC health service on ``port`` says SERVING (the loop joined, state restored)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError:
+                pass
+            if loop.time() > deadline:
+                raise AssertionError(f"port {port} not SERVING within {timeout} s")
+            await asyncio.sleep(0.05)
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""Adapters of the escalation service: mapping, Kafka handler, managers' gRPC API."""

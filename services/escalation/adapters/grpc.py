@@ -1,0 +1,147 @@
+"""EscalationService: what managers' consoles (and the CLI) call.
+
+Authentication is the interceptor's job (bearer token or mTLS identity); here each call
+is authorized: a manager sees and changes only the escalations of their own teams.
+State changes go through the consume loop (``execute``), so the record is committed to
+the ``escalations`` topic before the manager gets the reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from switchboard.v1 import escalation_pb2, escalation_pb2_grpc
+
+from services.common.auth import caller_identity
+from services.common.kafka import ConsumeLoop, OutboundRecord
+from services.escalation.adapters.kafka import EscalationHandler
+from services.escalation.adapters.mapping import escalation_to_proto
+from services.escalation.domain import (
+    CommandError,
+    CommandResult,
+    InvalidArgument,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+)
+from services.escalation.domain import model as m
+
+__all__ = ["EscalationServicer"]
+
+_STATUS = {
+    NotFound: grpc.StatusCode.NOT_FOUND,
+    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    InvalidTransition: grpc.StatusCode.FAILED_PRECONDITION,
+    InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
+}
+
+
+class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
+    def __init__(self, handler: EscalationHandler, loop: ConsumeLoop) -> None:
+        self._handler, self._loop = handler, loop
+
+    async def _teams(self, requested: list[str], context: Any) -> frozenset[str]:
+        who = caller_identity()
+        mine = self._handler.any_core().teams_visible_to(who)
+        if "*" in mine:
+            mine = frozenset(self._handler.policy.teams)
+        if requested:
+            denied = set(requested) - mine
+            if denied:
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED, f"{who} may not see team(s) {sorted(denied)}"
+                )
+            return frozenset(requested)
+        return mine
+
+    async def Watch(
+        self, request: escalation_pb2.WatchRequest, context: Any
+    ) -> AsyncIterator[escalation_pb2.WatchResponse]:
+        teams = await self._teams(list(request.teams), context)
+        queue: asyncio.Queue[m.EscalationChange] = asyncio.Queue()
+        self._handler.watchers.add(queue)  # before the snapshot, so nothing falls between
+        try:
+            for e in self._handler.open_for(teams):
+                yield self._item(m.EscalationChangeKind.RAISED, e)
+            yield escalation_pb2.WatchResponse(
+                record=escalation_pb2.EscalationRecord(
+                    kind=escalation_pb2.ESCALATION_CHANGE_KIND_SNAPSHOT_COMPLETE
+                )
+            )
+            while True:
+                change = await queue.get()
+                if change.escalation.team in teams:
+                    yield self._item(change.kind, change.escalation)
+        finally:
+            self._handler.watchers.discard(queue)
+
+    @staticmethod
+    def _item(kind: m.EscalationChangeKind, e: m.Escalation) -> escalation_pb2.WatchResponse:
+        return escalation_pb2.WatchResponse(
+            record=escalation_pb2.EscalationRecord(
+                kind=escalation_pb2.EscalationChangeKind.ValueType(kind.value),
+                escalation=escalation_to_proto(e),
+            )
+        )
+
+    async def _command(self, escalation_id: str, context: Any, run: Any) -> m.Escalation:
+        who = caller_identity()
+
+        def command() -> tuple[m.Escalation, list[OutboundRecord]]:
+            core = self._handler.find(escalation_id)
+            if core is None:
+                raise NotFound(f"escalation {escalation_id!r} not found")
+            result: CommandResult = run(core, who, self._handler.clock.now())
+            return result.escalation, self._handler.publish(result.changes)
+
+        try:
+            return await self._loop.execute(command)
+        except CommandError as exc:
+            await context.abort(
+                _STATUS.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION), exc.reason
+            )
+            raise
+
+    async def Acknowledge(
+        self, request: escalation_pb2.AcknowledgeRequest, context: Any
+    ) -> escalation_pb2.AcknowledgeResponse:
+        e = await self._command(
+            request.escalation_id,
+            context,
+            lambda core, who, now: core.acknowledge(request.escalation_id, who, now),
+        )
+        return escalation_pb2.AcknowledgeResponse(escalation=escalation_to_proto(e))
+
+    async def AddNote(
+        self, request: escalation_pb2.AddNoteRequest, context: Any
+    ) -> escalation_pb2.AddNoteResponse:
+        e = await self._command(
+            request.escalation_id,
+            context,
+            lambda core, who, now: core.add_note(request.escalation_id, who, request.text, now),
+        )
+        return escalation_pb2.AddNoteResponse(escalation=escalation_to_proto(e))
+
+    async def Resolve(
+        self, request: escalation_pb2.ResolveRequest, context: Any
+    ) -> escalation_pb2.ResolveResponse:
+        e = await self._command(
+            request.escalation_id,
+            context,
+            lambda core, who, now: core.resolve(
+                request.escalation_id, who, request.resolution_code, now, request.note
+            ),
+        )
+        return escalation_pb2.ResolveResponse(escalation=escalation_to_proto(e))
+
+    async def ListOpen(
+        self, request: escalation_pb2.ListOpenRequest, context: Any
+    ) -> escalation_pb2.ListOpenResponse:
+        teams = await self._teams(list(request.teams), context)
+        tier = m.Tier(request.tier) if request.tier else None
+        reason = m.EscalationReason(request.reason) if request.reason else None
+        found = self._handler.open_for(teams, tier=tier, reason=reason)
+        return escalation_pb2.ListOpenResponse(escalations=[escalation_to_proto(e) for e in found])

@@ -1,0 +1,204 @@
+"""The escalation service's Kafka side.
+
+Inputs: contact.events, agent.events (manager requested) and routing.decisions. Outputs:
+every escalation change as an ``EscalationRecord`` on the compacted ``escalations`` topic,
+keyed by escalation id; case facts in ``escalation.changelog``. On assignment the
+service restores both, so open escalations survive a kill -9 with their deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from switchboard.v1 import escalation_pb2
+from switchboard.v1.envelope_pb2 import Envelope
+
+from services.common.clock import Clock, SystemClock
+from services.common.codec import decode_envelope, encode_envelope, new_envelope
+from services.common.config import KafkaSettings
+from services.common.errors import DecodeError, RejectedEvent
+from services.common.kafka import InboundRecord, OutboundRecord, TopicPartition, read_changelog
+from services.common.state import DomainStates
+from services.common.topics import Topics, load_topic_specs
+from services.escalation.adapters.mapping import (
+    envelope_to_input,
+    escalation_from_proto,
+    escalation_to_proto,
+)
+from services.escalation.domain import EscalationCore, EscalationPolicy, RejectedInput
+from services.escalation.domain import model as m
+from services.escalation.metrics import EscalationMetrics
+
+__all__ = ["EscalationHandler"]
+
+log = structlog.get_logger("escalation")
+
+
+@dataclass
+class EscalationHandler:
+    policy: EscalationPolicy
+    topics: Topics
+    kafka: KafkaSettings
+    metrics: EscalationMetrics
+    clock: Clock = field(default_factory=SystemClock)
+    states: DomainStates[EscalationCore] = field(init=False)
+    watchers: set[asyncio.Queue[m.EscalationChange]] = field(default_factory=set)
+    _restored: dict[str, list[m.Escalation]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.states = DomainStates(
+            changelog_topic=self.topics.changelog("escalation"),
+            new_core=lambda domain: EscalationCore(self.policy, domain),
+            restore_core=lambda domain, facts: EscalationCore.restore(
+                self.policy, domain, self._restored.get(domain, []), facts
+            ),
+            take_changes=lambda core: core.take_changes(),
+        )
+
+    # -- EventHandler ----------------------------------------------------------------
+
+    def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        event = envelope_to_input(envelope)
+        if event is None:
+            return []
+        if not envelope.domain or "/" in envelope.domain:
+            raise RejectedEvent("envelope.domain is required and must not contain '/'")
+        core = self.states.core_for(envelope.domain, record.partition)
+        try:
+            changes = core.apply(event, self.clock.now())
+        except RejectedInput as exc:
+            raise RejectedEvent(exc.reason) from None
+        return self.publish(changes)
+
+    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+        out: list[OutboundRecord] = []
+        for _, core in self.states.items():
+            deadline = core.next_deadline()
+            if deadline is not None and deadline <= now:
+                out.extend(self.publish(core.tick(now)))
+        return out
+
+    def next_deadline(self) -> float | None:
+        deadlines = [d for _, c in self.states.items() if (d := c.next_deadline()) is not None]
+        return min(deadlines, default=None)
+
+    def drain_changelog(self) -> Sequence[OutboundRecord]:
+        return self.states.drain()
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        wanted = {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
+        if not wanted:
+            return
+        await self._load_escalations()
+        restored = await self.states.restore(self.kafka, wanted)
+        # Domains with open escalations but no case facts yet still need their core.
+        self._update_open_gauge()
+        log.info("escalation state restored", partitions=sorted(wanted), domains=restored)
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        self.states.drop(
+            {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
+        )
+
+    async def _load_escalations(self) -> None:
+        """Latest state of every escalation from the compacted topic, grouped by domain."""
+        topic = self.topics.escalations
+        entries = await read_changelog(self.kafka, topic, range(self._partitions(topic)))
+        by_domain: dict[str, list[m.Escalation]] = defaultdict(list)
+        for _, value in entries.values():
+            try:
+                envelope = decode_envelope(value)
+            except DecodeError:
+                continue
+            escalation = escalation_from_proto(envelope.escalation_record.escalation)
+            by_domain[escalation.domain].append(escalation)
+        self._restored = dict(by_domain)
+
+    def _partitions(self, topic: str) -> int:
+
+        base = topic.removeprefix(self.topics.prefix)
+        for spec in load_topic_specs():
+            if spec.name == base:
+                return spec.partitions
+        return 1
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def publish(self, changes: Sequence[m.EscalationChange]) -> list[OutboundRecord]:
+        out = []
+        for change in changes:
+            e = change.escalation
+            record = escalation_pb2.EscalationRecord(
+                kind=escalation_pb2.EscalationChangeKind.ValueType(change.kind.value),
+                escalation=escalation_to_proto(e),
+            )
+            envelope = new_envelope(
+                e.domain,
+                "escalation",
+                event_id=f"{e.escalation_id}@{e.version}",
+                occurred_at=self.clock.now(),
+            )
+            envelope.escalation_record.CopyFrom(record)
+            out.append(
+                OutboundRecord(
+                    self.topics.escalations, encode_envelope(envelope), e.escalation_id.encode()
+                )
+            )
+            self._count(change)
+            log.info(
+                "escalation changed",
+                kind=change.kind.slug,
+                escalation_id=e.escalation_id,
+                reason=e.reason.slug,
+                tier=e.tier.slug,
+                team=e.team,
+                contact_id=e.contact_id,
+            )
+            for queue in list(self.watchers):
+                queue.put_nowait(change)
+        if changes:
+            self._update_open_gauge()
+        return out
+
+    def _count(self, change: m.EscalationChange) -> None:
+        e = change.escalation
+        kind = change.kind
+        if kind is m.EscalationChangeKind.RAISED:
+            self.metrics.raised.labels(e.reason.slug, e.tier.slug).inc()
+        elif kind is m.EscalationChangeKind.RE_ESCALATED and e.previous_tiers:
+            self.metrics.reescalated.labels(e.previous_tiers[-1].slug).inc()
+        elif kind is m.EscalationChangeKind.ACKNOWLEDGED and e.time_to_acknowledge is not None:
+            self.metrics.time_to_ack.observe(e.time_to_acknowledge)
+        elif kind is m.EscalationChangeKind.RESOLVED:
+            self.metrics.resolved.labels(e.resolution_code or "unknown").inc()
+
+    def _update_open_gauge(self) -> None:
+        counts: dict[str, int] = {t.slug: 0 for t in m.Tier}
+        for _, core in self.states.items():
+            for e in core.open_escalations():
+                counts[e.tier.slug] += 1
+        for tier, count in counts.items():
+            self.metrics.open.labels(tier).set(count)
+
+    def find(self, escalation_id: str) -> EscalationCore | None:
+        for _, core in self.states.items():
+            if core.get(escalation_id) is not None:
+                return core
+        return None
+
+    def any_core(self) -> EscalationCore:
+        """A core for policy questions (visibility) even before any domain was seen."""
+        for _, core in self.states.items():
+            return core
+        return EscalationCore(self.policy)
+
+    def open_for(self, teams: frozenset[str], **filters: Any) -> list[m.Escalation]:
+        found: list[m.Escalation] = []
+        for _, core in self.states.items():
+            found.extend(core.open_escalations(teams=teams, **filters))
+        return sorted(found, key=lambda e: e.raised_at)

@@ -1,0 +1,148 @@
+"""Protobuf <-> escalation-core dataclasses."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+from switchboard.v1 import common_pb2, escalation_pb2
+from switchboard.v1.envelope_pb2 import Envelope
+
+from services.common.errors import RejectedEvent
+from services.escalation.domain import model as m
+
+__all__ = ["envelope_to_input", "escalation_from_proto", "escalation_to_proto"]
+
+
+def _customer(proto: common_pb2.Customer) -> m.Customer:
+    return m.Customer(proto.customer_id, proto.name, proto.phone, proto.email, proto.language)
+
+
+def _enum(kind: type[m._Slugged], value: int, field: str) -> m._Slugged:
+    try:
+        return kind(value)
+    except ValueError:
+        raise RejectedEvent(f"{field}: unknown or missing value {value}") from None
+
+
+def envelope_to_input(envelope: Envelope) -> m.Input | None:
+    kind = envelope.WhichOneof("payload")
+    if kind == "contact_arrived":
+        e = envelope.contact_arrived
+        priority = m.Priority(e.priority) if e.priority in (1, 2, 3) else m.Priority.NORMAL
+        return m.ContactArrived(e.contact_id, e.queue, _customer(e.customer), priority, e.reopened)
+    if kind in ("contact_held", "contact_paused"):
+        p = envelope.contact_held if kind == "contact_held" else envelope.contact_paused
+        known = {r.value for r in m.PauseReason}
+        # An unknown or missing reason still holds the customer: count it as "checking".
+        reason = m.PauseReason(int(p.reason) if int(p.reason) in known else 1)
+        cls = m.ContactHeld if kind == "contact_held" else m.ContactPaused
+        return cls(p.contact_id, reason, p.expected_duration.ToNanoseconds() / 1e9, p.agent_id)
+    if kind == "contact_resumed":
+        return m.ContactResumed(
+            envelope.contact_resumed.contact_id, envelope.contact_resumed.agent_id
+        )
+    if kind == "contact_transferred":
+        t = envelope.contact_transferred
+        return m.ContactTransferred(t.contact_id, t.to_queue)
+    if kind == "contact_ended":
+        e2 = envelope.contact_ended
+        disposition = _enum(m.Disposition, e2.disposition, "contact_ended.disposition")
+        return m.ContactEnded(e2.contact_id, disposition, e2.note, e2.agent_id)  # type: ignore[arg-type]
+    if kind == "contact_reopened":
+        return m.ContactReopened(envelope.contact_reopened.contact_id)
+    if kind == "contact_abandoned":
+        return m.ContactAbandoned(envelope.contact_abandoned.contact_id)
+    if kind == "survey_result":
+        s = envelope.survey_result
+        return m.SurveyResult(s.contact_id, s.score, s.customer_id, s.comment)
+    if kind == "manager_requested":
+        r = envelope.manager_requested
+        return m.ManagerRequested(r.contact_id, r.note, r.agent_id)
+    if kind == "contact_assigned":
+        a = envelope.contact_assigned
+        return m.ContactAssigned(a.contact_id, a.queue, a.agent_id)
+    if kind == "contact_requeued":
+        q = envelope.contact_requeued
+        return m.ContactRequeued(q.contact_id, q.queue)
+    if kind == "contact_unroutable":
+        u = envelope.contact_unroutable
+        return m.ContactUnroutable(u.contact_id, u.queue, u.reason)
+    if kind == "contact_closed":
+        c = envelope.contact_closed
+        return m.ContactClosed(c.contact_id, c.queue, c.abandoned)
+    return None
+
+
+def _ts(target: Timestamp, value: float | None) -> None:
+    if value is not None:
+        target.FromDatetime(datetime.fromtimestamp(value, UTC))
+
+
+def _from_ts(ts: Timestamp) -> float | None:
+    return ts.ToNanoseconds() / 1e9 if ts.seconds or ts.nanos else None
+
+
+def escalation_to_proto(e: m.Escalation) -> escalation_pb2.Escalation:
+    proto = escalation_pb2.Escalation(
+        escalation_id=e.escalation_id,
+        contact_id=e.contact_id,
+        domain=e.domain,
+        queue=e.queue,
+        team=e.team,
+        reason=escalation_pb2.EscalationReason.ValueType(e.reason.value),
+        severity=escalation_pb2.Severity.ValueType(e.severity.value),
+        tier=escalation_pb2.Tier.ValueType(e.tier.value),
+        assignee=e.assignee,
+        status=escalation_pb2.EscalationStatus.ValueType(e.status.value),
+        acknowledged_by=e.acknowledged_by,
+        resolution_code=e.resolution_code,
+        resolved_by=e.resolved_by,
+        summary=e.summary,
+        version=e.version,
+        priority=common_pb2.Priority.ValueType(e.priority.value),
+        customer=common_pb2.Customer(
+            customer_id=e.customer.customer_id,
+            name=e.customer.name,
+            phone=e.customer.phone,
+            email=e.customer.email,
+            language=e.customer.language,
+        ),
+        previous_tiers=[escalation_pb2.Tier.ValueType(t.value) for t in e.previous_tiers],
+    )
+    _ts(proto.raised_at, e.raised_at)
+    _ts(proto.ack_deadline, e.ack_deadline)
+    _ts(proto.acknowledged_at, e.acknowledged_at)
+    _ts(proto.resolved_at, e.resolved_at)
+    for note in e.notes:
+        n = proto.notes.add(author=note.author, text=note.text)
+        _ts(n.at, note.at)
+    return proto
+
+
+def escalation_from_proto(p: escalation_pb2.Escalation) -> m.Escalation:
+    return m.Escalation(
+        escalation_id=p.escalation_id,
+        contact_id=p.contact_id,
+        domain=p.domain,
+        queue=p.queue,
+        team=p.team,
+        reason=m.EscalationReason(p.reason),
+        severity=m.Severity(p.severity),
+        tier=m.Tier(p.tier),
+        assignee=p.assignee,
+        status=m.EscalationStatus(p.status),
+        raised_at=_from_ts(p.raised_at) or 0.0,
+        ack_deadline=_from_ts(p.ack_deadline),
+        acknowledged_at=_from_ts(p.acknowledged_at),
+        acknowledged_by=p.acknowledged_by,
+        resolved_at=_from_ts(p.resolved_at),
+        resolution_code=p.resolution_code,
+        resolved_by=p.resolved_by,
+        summary=p.summary,
+        customer=_customer(p.customer),
+        notes=tuple(m.EscalationNote(n.author, n.text, _from_ts(n.at) or 0.0) for n in p.notes),
+        previous_tiers=tuple(m.Tier(t) for t in p.previous_tiers),
+        version=p.version,
+        priority=m.Priority(p.priority) if p.priority else m.Priority.NORMAL,
+    )

@@ -1,0 +1,55 @@
+"""The escalation service's Prometheus metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+__all__ = ["EscalationMetrics"]
+
+ACK_BUCKETS = (10, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 86400)
+
+
+@dataclass(frozen=True)
+class EscalationMetrics:
+    raised: Counter
+    open: Gauge
+    time_to_ack: Histogram
+    reescalated: Counter
+    resolved: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> EscalationMetrics:
+        return cls(
+            raised=Counter(
+                "switchboard_escalation_raised_total",
+                "Escalations raised, by reason and tier.",
+                ["reason", "tier"],
+                registry=registry,
+            ),
+            open=Gauge(
+                "switchboard_escalation_open",
+                "Open or acknowledged escalations by tier.",
+                ["tier"],
+                registry=registry,
+            ),
+            time_to_ack=Histogram(
+                "switchboard_escalation_time_to_ack_seconds",
+                "From raise to acknowledgement.",
+                buckets=ACK_BUCKETS,
+                registry=registry,
+            ),
+            reescalated=Counter(
+                "switchboard_escalation_reescalated_total",
+                "Escalations moved one tier up, by the tier that missed it.",
+                ["from_tier"],
+                registry=registry,
+            ),
+            resolved=Counter(
+                "switchboard_escalation_resolved_total",
+                "Escalations resolved, by resolution code.",
+                ["code"],
+                registry=registry,
+            ),
+        )
