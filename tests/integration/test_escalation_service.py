@@ -72,9 +72,10 @@ async def test_a_breach_reaches_only_the_right_manager_and_ack_stops_re_escalati
     kafka: KafkaBroker,
 ) -> None:
     topics = await kafka.fresh_topics()
-    async with escalation(
-        kafka, topics, SWITCHBOARD_ESCALATION__ACK_DEADLINES_S__SUPERVISOR="4"
-    ) as port, grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    async with (
+        escalation(kafka, topics, SWITCHBOARD_ESCALATION__ACK_DEADLINES_S__SUPERVISOR="4") as port,
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
         stub = escalation_pb2_grpc.EscalationServiceStub(channel)
         polish: list[Any] = []
         english: list[Any] = []
