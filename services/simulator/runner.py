@@ -98,6 +98,31 @@ class SimulationRunner:
                 **self.sim.stats.counts,
             )
 
+    async def _await_router_confirmations(self, within: float) -> None:
+        """Keep reading decisions until the router confirms every ended contact, or ``within``.
+
+        The end-of-day events were just published; without this the final report would
+        count contacts the router closes a few milliseconds later as unconfirmed.
+        """
+        done = asyncio.Event()
+
+        async def read_until_done() -> None:
+            async for envelope in self.decisions.stream(done):
+                decision = decision_from_envelope(envelope)
+                if decision is not None:
+                    self.sim.apply(decision, self.clock.now())
+                if not self.sim.unconfirmed_contacts():
+                    done.set()
+
+        if not self.sim.unconfirmed_contacts():
+            return
+        reader = asyncio.create_task(read_until_done())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(reader), timeout=within)
+        done.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader, timeout=2.0)
+
     async def run(self, stop: asyncio.Event) -> SimStats:
         """Run until ``stop`` is set, then end the day and flush; return the statistics."""
         await self.decisions.start()
@@ -115,6 +140,8 @@ class SimulationRunner:
         finally:
             self.emit(self.sim.shutdown(self.clock.now()))
             delivered = await self.publisher.flush(self.flush_timeout)
+            if delivered:
+                await self._await_router_confirmations(self.flush_timeout)
             await self.decisions.close()
             log.info(
                 "simulator stopped",

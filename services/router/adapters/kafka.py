@@ -182,9 +182,10 @@ class RouterHandler:
                 waiting[stats.queue] += stats.waiting + stats.offered
                 longest[stats.queue] = max(longest[stats.queue], stats.longest_wait)
                 total, within = answered[stats.queue]
+                handled = stats.answered + stats.abandoned_late
                 answered[stats.queue] = (
-                    total + stats.answered,
-                    within + round(stats.service_level * stats.answered),
+                    total + handled,
+                    within + round(stats.service_level * handled),
                 )
             for agent in core.agent_views():
                 states[agent.state.name.lower()] += 1

@@ -208,14 +208,27 @@ class _QueueState:
     answered: int = 0
     answered_within: int = 0
     abandoned: int = 0
+    abandoned_late: int = 0
     arrived: int = 0
     handle_s: float = 0.0
+
+    @property
+    def service_level(self) -> float:
+        """Answered within the threshold / (answered + abandoned after the threshold).
+
+        Customers who hung up after the threshold were failed by the queue, so they
+        count against it; short abandons (before the threshold) do not. With nothing
+        answered or abandoned yet the queue has failed no one: 1.0.
+        """
+        handled = self.answered + self.abandoned_late
+        return self.answered_within / handled if handled else 1.0
 
     def snapshot(self) -> dict[str, Any]:
         return {
             "answered": self.answered,
             "answered_within": self.answered_within,
             "abandoned": self.abandoned,
+            "abandoned_late": self.abandoned_late,
             "arrived": self.arrived,
             "handle_s": self.handle_s,
         }
@@ -230,6 +243,7 @@ class QueueStats:
     service_level: float
     answered: int
     abandoned: int
+    abandoned_late: int
     arrived: int
     estimated_wait: float
     staffed_agents: int
@@ -426,9 +440,10 @@ class RoutingCore:
                     waiting=len(waiting),
                     offered=offered,
                     longest_wait=longest,
-                    service_level=(qs.answered_within / qs.answered) if qs.answered else 1.0,
+                    service_level=qs.service_level,
                     answered=qs.answered,
                     abandoned=qs.abandoned,
+                    abandoned_late=qs.abandoned_late,
                     arrived=qs.arrived,
                     estimated_wait=self._estimate(name, len(waiting) + 1),
                     staffed_agents=self._staffed(name),
@@ -520,7 +535,11 @@ class RoutingCore:
         if contact.status == "offered":
             self._withdraw_offer(contact, freed, now, out)
         self._dequeue(contact)
-        self._queues[contact.queue].abandoned += 1
+        qs = self._queues[contact.queue]
+        qs.abandoned += 1
+        qs.abandoned_late += (
+            now - contact.enqueued_at > self.policy.queues[contact.queue].service_level_s
+        )
         self._touch_queue(contact.queue)
         self._close(contact, now, abandoned=True, out=out)
         if freed is not None:

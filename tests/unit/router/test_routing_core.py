@@ -173,6 +173,20 @@ def test_accept_assigns_and_reports_service_level() -> None:
     assert of(AgentStatusChanged, out)[-1].state == AgentState.BUSY
 
 
+def test_service_level_counts_late_abandons_against_the_queue_but_not_short_ones() -> None:
+    core = RoutingCore(policy(service_level_s=20))
+    core.apply(agent("a1"), T0)
+    core.apply(call("c1"), T0)
+    core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 5)  # answered within 20 s
+    core.apply(call("quick"), T0 + 6)
+    core.apply(ContactAbandoned("quick"), T0 + 10)  # hung up after 4 s: not the queue's fault
+    core.apply(call("patient"), T0 + 11)
+    core.apply(ContactAbandoned("patient"), T0 + 60)  # waited 49 s: a failure
+    (stats,) = [s for s in core.queue_stats(T0 + 61) if s.queue == "billing"]
+    assert (stats.answered, stats.abandoned, stats.abandoned_late) == (1, 2, 1)
+    assert stats.service_level == pytest.approx(1 / 2)
+
+
 def test_a_rejected_contact_returns_to_its_original_place_in_line() -> None:
     core = RoutingCore(policy())
     core.apply(agent("a1"), T0)
