@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -19,7 +21,17 @@ from services.common.config import KafkaSettings
 from services.common.provision import ensure_topics
 from services.common.topics import Topics, load_topic_specs
 
-__all__ = ["GrpcServer", "KafkaBroker", "ServiceProcess", "free_port", "until", "wait_serving"]
+__all__ = [
+    "GrpcServer",
+    "KafkaBroker",
+    "PrivateBroker",
+    "ServiceProcess",
+    "free_port",
+    "service_env",
+    "service_process",
+    "until",
+    "wait_serving",
+]
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
@@ -194,3 +206,66 @@ class ServiceProcess:
         except TimeoutError:
             await self.kill()
             return None
+
+
+ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"
+
+
+def service_env(name: str, kafka: KafkaBroker, topics: Topics, **extra: str) -> dict[str, str]:
+    """Environment for ``python -m services.<name>`` on this test's private topics.
+
+    ``extra`` uses the services' own names, without the prefix:
+    ``service_env("router", kafka, topics, INSTANCE="a")``.
+    """
+    return {
+        "SWITCHBOARD_CONFIG": str(ROOT / "deploy" / "config" / f"{name}.toml"),
+        "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+        "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
+        "SWITCHBOARD_KAFKA__GROUP_ID": f"{topics.prefix}{name}",
+        "SWITCHBOARD_INSTANCE": f"{topics.prefix}{name}",
+        "SWITCHBOARD_GRPC__PORT": "0",
+        "SWITCHBOARD_METRICS__PORT": "0",
+        "SWITCHBOARD_LOG__FORMAT": "json",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
+    } | {f"SWITCHBOARD_{key}": value for key, value in extra.items()}
+
+
+def service_process(
+    name: str, env: dict[str, str], logs: Path, *, label: str = "", module: str = ""
+) -> ServiceProcess:
+    """A service as a real process with its gRPC port chosen here (to health-check it)."""
+    port = free_port()
+    return ServiceProcess(
+        module=module or f"services.{name}",
+        env=env | {"SWITCHBOARD_GRPC__PORT": str(port)},
+        log_path=str(logs / f"{label or name}.log"),
+        grpc_port=port,
+    )
+
+
+@dataclass
+class PrivateBroker(KafkaBroker):
+    """A broker of the test's own (own port, own data), which the test may stop and restart."""
+
+    port: int = 0
+    controller_port: int = 0
+    data_dir: Path = Path()
+
+    def _script(self, command: str) -> None:
+        env = os.environ | {
+            "KAFKA_PORT": str(self.port),
+            "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_DATA_DIR": str(self.data_dir),
+        }
+        result = subprocess.run(
+            [str(KAFKA_SCRIPT), command], env=env, capture_output=True, text=True, check=False
+        )
+        if result.returncode != 0:
+            raise AssertionError(f"kafka.sh {command} failed: {result.stderr[-2000:]}")
+
+    async def start(self) -> None:
+        await asyncio.to_thread(self._script, "up")
+
+    async def stop(self) -> None:
+        await asyncio.to_thread(self._script, "down")

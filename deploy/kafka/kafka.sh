@@ -112,11 +112,14 @@ up() {
   write_properties
   format_storage
   log "starting on 127.0.0.1:$port (data $data)"
+  # Only this start's "started" line counts: the log keeps earlier runs' lines.
+  local seen
+  seen="$(wc -l <"$data/logs/server.log" 2>/dev/null || echo 0)"
   java_args kafka.Kafka "$props"
   nohup "${JAVA_ARGS[@]}" >"$data/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
-  until grep -q "Kafka Server started" "$data/logs/server.log" 2>/dev/null && answers; do
+  until tail -n +"$((seen + 1))" "$data/logs/server.log" 2>/dev/null | grep -q "Kafka Server started" && answers; do
     if ! running_pid >/dev/null; then
       log "the broker exited during start; last lines of its log:"
       tail -n 30 "$data/logs/stdout.log" "$data/logs/server.log" >&2 2>/dev/null || true

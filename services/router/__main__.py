@@ -40,6 +40,7 @@ async def build_and_run(
         topics=topics,
         kafka=settings.kafka,
         metrics=RouterMetrics.create(registry),
+        instance=settings.instance,
     )
     loop = ConsumeLoop(
         service="router",

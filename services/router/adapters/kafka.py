@@ -43,6 +43,9 @@ class RouterHandler:
     kafka: KafkaSettings
     metrics: RouterMetrics
     clock: Clock = field(default_factory=SystemClock)
+    #: Names this instance in every decision's ``Envelope.source`` ("router/<instance>"),
+    #: so operators (and the failover test) can tell which instance decided.
+    instance: str = ""
     states: DomainStates[RoutingCore] = field(init=False)
     _known_skills: frozenset[str] = field(init=False)
     _tick_seq: int = 0
@@ -133,7 +136,10 @@ class RouterHandler:
         for n, decision in enumerate(decisions):
             self._count(decision)
             envelope = new_envelope(
-                domain, SOURCE, event_id=f"{cause}:{n}", occurred_at=self.clock.now()
+                domain,
+                f"{SOURCE}/{self.instance}" if self.instance else SOURCE,
+                event_id=f"{cause}:{n}",
+                occurred_at=self.clock.now(),
             )
             decision_to_envelope(decision, envelope)
             out.append(

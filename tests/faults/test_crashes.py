@@ -1,0 +1,401 @@
+"""Crashes and outages, with real processes and a real broker: kill -9 each service,
+restart the broker mid-run, lose one of two routers, and drive the notifier through a
+gateway that fails half the time. Every test ends with the auditor: nothing lost,
+nothing doubled."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2_grpc
+from switchboard.v1.envelope_pb2 import Envelope
+
+from services.auditor.__main__ import audit_topics
+from services.common.codec import decode_envelope, encode_envelope, new_envelope
+from services.common.topics import Topics
+from services.notifier.gateway_stub import ReferenceGateway
+from tests.support import (
+    GrpcServer,
+    KafkaBroker,
+    PrivateBroker,
+    free_port,
+    service_env,
+    service_process,
+    until,
+)
+
+pytestmark = [pytest.mark.kafka, pytest.mark.faults]
+
+DELIVERED, DEAD_LETTERED = 1, 2
+SMS = common_pb2.CHANNEL_SMS
+# Offers must outlive the group's session timeout (10 s): a killed member's partitions
+# move only then, and these scenarios answer offers made before the crash.
+SLOW_OFFERS = {"ROUTING__QUEUES__BILLING-EN__OFFER_TIMEOUT_S": "120"}
+
+
+# --- events, as a telephony platform and agent desktops publish them ------------------
+
+
+def login(agent_id: str, domain: str = "acme") -> bytes:
+    e = new_envelope(domain, "desk", event_id=f"login-{domain}-{agent_id}")
+    e.agent_logged_in.agent_id = agent_id
+    e.agent_logged_in.team = "billing-team"
+    e.agent_logged_in.languages.append("en")
+    e.agent_logged_in.skills.add(skill="billing", proficiency=5)
+    e.agent_logged_in.capacity.add(channel=common_pb2.CHANNEL_VOICE, max_concurrent=1)
+    return encode_envelope(e)
+
+
+def arrive(
+    contact_id: str,
+    queue: str = "billing-en",
+    domain: str = "acme",
+    channel: int = common_pb2.CHANNEL_VOICE,
+) -> bytes:
+    e = new_envelope(domain, "pbx", event_id=f"arrive-{domain}-{contact_id}")
+    e.contact_arrived.contact_id = contact_id
+    e.contact_arrived.queue = queue
+    e.contact_arrived.channel = channel  # type: ignore[assignment]
+    e.contact_arrived.customer.name = "Anna"
+    e.contact_arrived.customer.phone = "+48600123456"
+    return encode_envelope(e)
+
+
+def accept(agent_id: str, contact_id: str, offer_id: str, domain: str = "acme") -> bytes:
+    e = new_envelope(domain, "desk", event_id=f"accept-{domain}-{offer_id}")
+    e.offer_accepted.agent_id, e.offer_accepted.contact_id = agent_id, contact_id
+    e.offer_accepted.offer_id = offer_id
+    return encode_envelope(e)
+
+
+def end(contact_id: str, domain: str = "acme") -> bytes:
+    e = new_envelope(domain, "pbx", event_id=f"end-{domain}-{contact_id}")
+    e.contact_ended.contact_id = contact_id
+    return encode_envelope(e)
+
+
+def hold(contact_id: str, minutes: int = 3) -> bytes:
+    e = new_envelope("acme", "pbx", event_id=f"hold-{contact_id}")
+    e.contact_held.contact_id = contact_id
+    e.contact_held.reason = contact_events_pb2.PAUSE_REASON_CHECKING_INFORMATION
+    e.contact_held.expected_duration.FromSeconds(minutes * 60)
+    return encode_envelope(e)
+
+
+# --- reading what the services committed ----------------------------------------------
+
+
+async def committed(kafka: KafkaBroker, topic: str) -> list[Envelope]:
+    records = await kafka.read_all(topic, expect=10**9, timeout=0.5)
+    return [decode_envelope(r.value) for r in records]
+
+
+async def wait_for(
+    kafka: KafkaBroker,
+    topic: str,
+    predicate: Callable[[list[Envelope]], bool],
+    timeout: float = 60.0,
+) -> list[Envelope]:
+    """Poll the topic's committed records until ``predicate`` holds (or fail, saying what was seen)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen = await committed(kafka, topic)
+        if predicate(seen):
+            return seen
+        if loop.time() > deadline:
+            kinds = Counter(e.WhichOneof("payload") for e in seen)
+            raise AssertionError(f"{topic} never matched; saw {dict(kinds)}")
+
+
+def offers(decisions: list[Envelope]) -> list[tuple[str, str, str, str]]:
+    """(domain, contact, agent, offer id) of every offer made."""
+    return [
+        (d.domain, d.offer_made.contact_id, d.offer_made.agent_id, d.offer_made.offer_id)
+        for d in decisions
+        if d.HasField("offer_made")
+    ]
+
+
+def count(kind: str) -> Callable[[list[Envelope]], int]:
+    return lambda envelopes: sum(e.WhichOneof("payload") == kind for e in envelopes)
+
+
+def outcomes(records: list[Envelope]) -> dict[str, list[int]]:
+    """Notification id -> the outcomes recorded for it, in order."""
+    found: dict[str, list[int]] = {}
+    for e in records:
+        if e.HasField("notification_record") and e.notification_record.outcome:
+            record = e.notification_record
+            found.setdefault(record.notification.notification_id, []).append(record.outcome)
+    return found
+
+
+def told_about_holds(gateway: ReferenceGateway) -> set[str]:
+    """Contacts whose customer received the hold message."""
+    return {
+        d.notification_id.removeprefix("hold-").removesuffix(":hold_started")
+        for d in gateway.delivered
+        if d.notification_id.endswith(":hold_started")
+    }
+
+
+async def audit_ok(kafka: KafkaBroker, topics: Topics, **checks: bool) -> None:
+    report = await audit_topics(kafka.bootstrap_servers, topics, run_finished=False, **checks)
+    assert report.ok, report.summary()
+
+
+@pytest.fixture
+async def gateway(grpc_server: Callable[..., Any]) -> AsyncIterator[tuple[ReferenceGateway, int]]:
+    """The reference customer gateway on loopback, in this process (so deliveries are counted)."""
+    reference = ReferenceGateway(delay_seconds=0.02)
+    server: GrpcServer = await grpc_server(
+        lambda s: notification_pb2_grpc.add_CustomerChannelGatewayServicer_to_server(reference, s)
+    )
+    return reference, server.port
+
+
+# --- the scenarios --------------------------------------------------------------------
+
+
+async def test_kill_9_the_escalation_service_and_no_case_is_raised_twice(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    topics = await kafka.fresh_topics()
+    env = service_env("escalation", kafka, topics, ESCALATION__TRIGGERS__WAIT_THRESHOLD_S="1")
+    escalation = service_process("escalation", env, tmp_path)
+    await escalation.start()
+    try:
+        raised = count("escalation_record")
+        first = [arrive(f"c{n}", "billing-pl") for n in range(6)]
+        await kafka.produce(topics.contact_events, first, key=b"acme")
+        await wait_for(kafka, topics.escalations, lambda es: raised(es) >= 3)
+        await escalation.kill()  # some cases raised, some timers still pending
+        await kafka.produce(
+            topics.contact_events, [arrive(f"c{n}", "billing-pl") for n in range(6, 9)], key=b"acme"
+        )
+        await escalation.start()
+        records = await wait_for(kafka, topics.escalations, lambda es: raised(es) >= 9)
+    finally:
+        await escalation.stop()
+    contacts = {e.escalation_record.escalation.contact_id for e in records}
+    assert contacts == {f"c{n}" for n in range(9)}
+    await audit_ok(kafka, topics, check_notifications=False)
+
+
+async def test_kill_9_the_notifier_mid_delivery_and_every_customer_is_told_once(
+    kafka: KafkaBroker, tmp_path: Path, gateway: tuple[ReferenceGateway, int]
+) -> None:
+    reference, port = gateway
+    topics = await kafka.fresh_topics()
+    env = service_env("notifier", kafka, topics, GATEWAYS__DEFAULT=f"127.0.0.1:{port}")
+    notifier = service_process("notifier", env, tmp_path)
+    contacts = [f"c{n}" for n in range(30)]
+    await notifier.start()
+    try:
+        events = [record for c in contacts for record in (arrive(c, channel=SMS), hold(c))]
+        await kafka.produce(topics.contact_events, events, key=b"acme")
+        await until(lambda: len(reference.delivered) >= 5, what="first deliveries")
+        await notifier.kill()  # deliveries in flight, their records not yet committed
+        await notifier.start()
+        await until(lambda: told_about_holds(reference) == set(contacts), timeout=60)
+        records = await wait_for(
+            kafka,
+            topics.notifications,
+            lambda rs: len(outcomes(rs)) == len(contacts),
+        )
+    finally:
+        await notifier.stop()
+    assert told_about_holds(reference) == set(contacts)
+    assert len(reference.delivered) == len(contacts)
+    assert all(outcome == [DELIVERED] for outcome in outcomes(records).values())
+    await audit_ok(kafka, topics, check_escalations=False)
+
+
+async def test_kill_9_the_router_with_offers_out_and_restore_everything(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    """Covered in depth in tests/integration/test_router_service.py; here with more load."""
+    topics = await kafka.fresh_topics()
+    env = service_env("router", kafka, topics, **SLOW_OFFERS)
+    router = service_process("router", env, tmp_path)
+    await router.start()
+    try:
+        await kafka.produce(topics.agent_events, [login(f"a{n}") for n in range(4)], key=b"acme")
+        await kafka.produce(
+            topics.contact_events, [arrive(f"c{n}") for n in range(12)], key=b"acme"
+        )
+        before = offers(
+            await wait_for(kafka, topics.routing_decisions, lambda ds: len(offers(ds)) == 4)
+        )
+        await router.kill()
+        await router.start()
+        for _, contact, agent, offer in before:
+            await kafka.produce(topics.agent_events, [accept(agent, contact, offer)], key=b"acme")
+            await kafka.produce(topics.contact_events, [end(contact)], key=b"acme")
+        after = await wait_for(kafka, topics.routing_decisions, lambda ds: len(offers(ds)) == 8)
+    finally:
+        await router.stop()
+    offered = [contact for _, contact, _, _ in offers(after)]
+    assert offered == [f"c{n}" for n in range(8)]  # in arrival order, none twice
+    await audit_ok(kafka, topics, check_notifications=False, check_escalations=False)
+
+
+async def test_two_routers_share_the_domains_and_the_survivor_takes_over(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    topics = await kafka.fresh_topics()
+    domains = [f"tenant{n}" for n in range(8)]  # spread over the 4 partitions
+
+    def router(label: str) -> Any:
+        env = service_env("router", kafka, topics, INSTANCE=label, **SLOW_OFFERS)
+        return service_process("router", env, tmp_path, label=label)
+
+    first, second = router("router-a"), router("router-b")
+    await first.start()
+    await second.start()
+    try:
+        for domain in domains:
+            await kafka.produce(
+                topics.agent_events, [login(f"{domain}-a1", domain)], key=domain.encode()
+            )
+            await kafka.produce(
+                topics.contact_events,
+                [arrive(f"{domain}-c{n}", domain=domain) for n in range(2)],
+                key=domain.encode(),
+            )
+        made = await wait_for(
+            kafka, topics.routing_decisions, lambda ds: len(offers(ds)) == len(domains)
+        )
+        await first.kill()  # half the domains lose their owner with an offer ringing
+        for domain, contact, agent, offer in offers(made):
+            key = domain.encode()
+            await kafka.produce(
+                topics.agent_events, [accept(agent, contact, offer, domain)], key=key
+            )
+            await kafka.produce(topics.contact_events, [end(contact, domain)], key=key)
+        after = await wait_for(
+            kafka, topics.routing_decisions, lambda ds: len(offers(ds)) == 2 * len(domains)
+        )
+    finally:
+        await second.stop()
+        await first.stop()
+    deciders = {e.domain: e.source for e in made if e.HasField("offer_made")}
+    assert set(deciders.values()) == {"router/router-a", "router/router-b"}  # both owned some
+    taken_over = {d for d, source in deciders.items() if source == "router/router-a"}
+    first_offers = {(d, offer) for d, _, _, offer in offers(made)}
+    later = [
+        e
+        for e in after
+        if e.HasField("offer_made") and (e.domain, e.offer_made.offer_id) not in first_offers
+    ]
+    assert {e.domain for e in later} >= taken_over  # the dead one's domains carried on
+    assert {e.source for e in later} == {"router/router-b"}  # ... by the survivor
+    per_domain = Counter((d, c) for d, c, _, _ in offers(after))
+    assert set(per_domain) == {(d, f"{d}-c{n}") for d in domains for n in range(2)}
+    assert set(per_domain.values()) == {1}  # each contact offered exactly once
+    await audit_ok(kafka, topics, check_notifications=False, check_escalations=False)
+
+
+async def test_a_gateway_failing_half_the_time_delivers_once_or_dead_letters(
+    kafka: KafkaBroker, tmp_path: Path, grpc_server: Callable[..., Any]
+) -> None:
+    flaky = ReferenceGateway(fail_rate=0.5, stall_rate=0.1, stall_seconds=3.0)
+    server: GrpcServer = await grpc_server(
+        lambda s: notification_pb2_grpc.add_CustomerChannelGatewayServicer_to_server(flaky, s)
+    )
+    topics = await kafka.fresh_topics()
+    env = service_env(
+        "notifier",
+        kafka,
+        topics,
+        GATEWAYS__DEFAULT=f"127.0.0.1:{server.port}",
+        DELIVERY__DEADLINE_S="0.5",
+        DELIVERY__BASE_S="0.05",
+        DELIVERY__CAP_S="0.3",
+        DELIVERY__MAX_ATTEMPTS="4",
+        DELIVERY__BREAKER_FAILURES="8",
+        DELIVERY__BREAKER_OPEN_S="0.5",
+    )
+    notifier = service_process("notifier", env, tmp_path)
+    contacts = [f"c{n}" for n in range(40)]
+    await notifier.start()
+    try:
+        events = [record for c in contacts for record in (arrive(c, channel=SMS), hold(c))]
+        await kafka.produce(topics.contact_events, events, key=b"acme")
+        records = await wait_for(
+            kafka,
+            topics.notifications,
+            lambda rs: len(outcomes(rs)) == len(contacts),
+            timeout=120,
+        )
+    finally:
+        await notifier.stop()
+    settled = outcomes(records)
+    assert all(len(o) == 1 and o[0] in (DELIVERED, DEAD_LETTERED) for o in settled.values())
+    delivered = {n for n, o in settled.items() if o == [DELIVERED]}
+    dead = {n for n, o in settled.items() if o == [DEAD_LETTERED]}
+    told = Counter(d.notification_id for d in flaky.delivered)
+    assert set(told) == delivered  # the customer got exactly the ones recorded as delivered
+    assert delivered
+    assert dead
+    dlq = await kafka.read_all(topics.dlq(topics.notifications), expect=len(dead), timeout=10)
+    assert len(dlq) == len(dead)
+    await audit_ok(kafka, topics, check_escalations=False)
+
+
+async def test_the_broker_restarts_mid_run_and_the_services_carry_on(
+    tmp_path: Path, gateway: tuple[ReferenceGateway, int]
+) -> None:
+    reference, gateway_port = gateway
+    broker = PrivateBroker(
+        bootstrap_servers="",
+        port=free_port(),
+        controller_port=free_port(),
+        data_dir=tmp_path / "kafka",
+    )
+    broker.bootstrap_servers = f"127.0.0.1:{broker.port}"
+    await broker.start()
+    processes = []
+    try:
+        topics = await broker.fresh_topics()
+        router = service_process("router", service_env("router", broker, topics), tmp_path)
+        notifier = service_process(
+            "notifier",
+            service_env("notifier", broker, topics, GATEWAYS__DEFAULT=f"127.0.0.1:{gateway_port}"),
+            tmp_path,
+        )
+        processes = [router, notifier]
+        await asyncio.gather(*(p.start() for p in processes))
+        await broker.produce(topics.agent_events, [login("a1")], key=b"acme")
+        await broker.produce(topics.contact_events, [arrive("c0"), hold("c0")], key=b"acme")
+        [(_, contact, agent, offer)] = offers(
+            await wait_for(broker, topics.routing_decisions, lambda ds: len(offers(ds)) == 1)
+        )
+        await broker.produce(topics.agent_events, [accept(agent, contact, offer)], key=b"acme")
+        await wait_for(broker, topics.routing_decisions, count("contact_assigned"))
+        await until(lambda: told_about_holds(reference) == {"c0"})
+
+        await broker.stop()  # everything the services do now fails until it is back
+        await broker.start()
+
+        await broker.produce(topics.contact_events, [end("c0")], key=b"acme")
+        await broker.produce(topics.contact_events, [arrive("c1"), hold("c1")], key=b"acme")
+        decisions = await wait_for(
+            broker, topics.routing_decisions, lambda ds: len(offers(ds)) == 2, timeout=90
+        )
+        await until(lambda: told_about_holds(reference) == {"c0", "c1"}, timeout=90)
+        for process in processes:
+            assert process.process is not None
+            assert process.process.returncode is None
+        await audit_ok(broker, topics, check_escalations=False)
+    finally:
+        for process in processes:
+            await process.stop()
+        await broker.stop()
+    assert [c for _, c, _, _ in offers(decisions)] == ["c0", "c1"]
