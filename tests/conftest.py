@@ -17,7 +17,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tests.support import GrpcServer, KafkaBroker
+from tests.support import FUZZ_INPUTS, GrpcServer, KafkaBroker
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"
@@ -86,3 +86,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.outcome = "failed"
         report.longrepr = f"{item.nodeid}: Kafka test skipped, but CI requires it to run"
     return report  # type: ignore[return-value]
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Say how many bad inputs the services survived (the issue asks for the count)."""
+    if FUZZ_INPUTS:
+        per_service = ", ".join(f"{name} {n}" for name, n in sorted(FUZZ_INPUTS.items()))
+        total = sum(FUZZ_INPUTS.values())
+        terminalreporter.write_line(f"bad-input fuzz: {total} inputs tried ({per_service})")

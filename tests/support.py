@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import uuid
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from services.common.provision import ensure_topics
 from services.common.topics import Topics, load_topic_specs
 
 __all__ = [
+    "FUZZ_INPUTS",
     "GrpcServer",
     "KafkaBroker",
     "PrivateBroker",
@@ -209,6 +211,9 @@ class ServiceProcess:
 
 
 ROOT = Path(__file__).resolve().parents[1]
+#: Bad inputs fed to the services by tests/property/test_bad_input.py, per service
+#: (printed in pytest's terminal summary by tests/conftest.py).
+FUZZ_INPUTS: Counter[str] = Counter()
 KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"
 
 
