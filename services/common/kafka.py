@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -470,8 +470,8 @@ class ConsumeLoop:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            for out in outputs:
-                self.metrics.produced.labels(out.topic).inc()
+            for topic, produced in Counter(out.topic for out in outputs).items():
+                self.metrics.produced.labels(topic).inc(produced)
             return
 
     async def _report_lag(self) -> None:

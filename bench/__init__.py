@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that print results (recorded in bench/RESULTS.md), never tests."""

@@ -1,0 +1,92 @@
+"""``python -m bench.passthrough``: the ceiling for a Switchboard service on this machine.
+
+The same runtime as the real services (``ConsumeLoop``: transactional producer,
+read_committed consumer, decode, dedupe, encode, produce, commit offsets with the
+output) with no logic at all: every input envelope is re-encoded to ``routing.decisions``.
+bench/end_to_end.py reports the router's throughput as a fraction of this one's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import grpc
+from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
+from switchboard.v1.envelope_pb2 import Envelope
+
+from services.common.codec import encode_envelope
+from services.common.config import ServiceSettings
+from services.common.errors import ConfigError
+from services.common.kafka import ConsumeLoop, InboundRecord, OutboundRecord
+from services.common.log_setup import configure_logging
+from services.common.metrics import RuntimeMetrics, serve_metrics
+from services.common.runtime import run_service
+from services.common.topics import Topics
+
+
+@dataclass
+class PassThrough:
+    """An EventHandler that decides nothing: envelope in, the same envelope out."""
+
+    out_topic: str
+
+    def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        return [OutboundRecord(self.out_topic, encode_envelope(envelope), record.key)]
+
+    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+        return []
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def drain_changelog(self) -> Sequence[OutboundRecord]:
+        return []
+
+    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+        return None
+
+    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+        return None
+
+
+async def run(settings: ServiceSettings, registry: CollectorRegistry) -> None:
+    topics = Topics(settings.kafka.topic_prefix)
+    loop = ConsumeLoop(
+        service="passthrough",
+        settings=settings.kafka,
+        input_topics=[topics.contact_events, topics.agent_events],
+        handler=PassThrough(topics.routing_decisions),
+        metrics=RuntimeMetrics.create(registry),
+        transactional_id=f"passthrough-{settings.instance}",
+    )
+
+    def register(server: grpc.aio.Server) -> Sequence[str]:
+        return []
+
+    await run_service("passthrough", settings, loop, register)
+
+
+def main() -> None:
+    try:
+        settings = ServiceSettings.from_env()
+    except ConfigError as exc:
+        print(f"passthrough: {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log)
+    registry = CollectorRegistry()
+    serve_metrics(settings.metrics.host, settings.metrics.port, registry)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without
+        pass
+    asyncio.run(run(settings, registry))
+
+
+if __name__ == "__main__":
+    main()
