@@ -66,7 +66,8 @@ run: setup
 	$(PY) -m services.launcher --scenario $(SCENARIO) $(if $(RATE),--rate $(RATE)) --duration $(DURATION)
 
 bench: setup
-	$(PY) bench/router_core.py
+	$(PY) -m bench.router_core
+	$(PY) -m bench.end_to_end
 
 clean: kafka-down
 	rm -rf $(VENV) gen .tools .run deploy/kafka/.libs deploy/kafka/.data .pytest_cache .mypy_cache .ruff_cache .hypothesis
