@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,6 +37,9 @@ from services.common.config import KafkaSettings
 from services.common.errors import DecodeError, RejectedEvent
 from services.common.metrics import RuntimeMetrics
 from services.common.topics import Topics
+
+#: How late a timer may fire so that timers due close together share one cycle.
+TIMER_SLACK_MS = 5
 
 __all__ = [
     "ConsumeLoop",
@@ -347,7 +351,10 @@ class ConsumeLoop:
         wait = self.settings.poll_interval_ms
         deadline = self.handler.next_deadline()
         if deadline is not None:
-            wait = min(wait, max(0, int((deadline - self.clock.now()) * 1000)))
+            # Round up and add a little slack: timers due within a few ms fire in one
+            # cycle, and the loop never spins on sub-millisecond waits.
+            until_due = max(0, math.ceil((deadline - self.clock.now()) * 1000))
+            wait = min(wait, until_due + TIMER_SLACK_MS if until_due else 0)
         return wait
 
     async def _cycle(self, batch: Mapping[Any, Sequence[Any]]) -> None:

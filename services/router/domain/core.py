@@ -112,6 +112,8 @@ class _Agent:
         limit = self.capacity.get(channel, 0)
         if limit <= 0 or len(self.active) >= max_total:
             return False
+        if not self.active:
+            return True
         channels = self.active.values()
         if channel == Channel.VOICE and self.active:
             return False
@@ -294,6 +296,11 @@ class RoutingCore:
         self._refresh_due: float | None = None
         self._last_refresh = 0.0
         self._pushes = 0
+        # anchor skill -> (policy order, queue) of the queues that require it (ANY: none)
+        self._queues_by_anchor: dict[str, list[tuple[int, str]]] = {}
+        for order, qp in enumerate(policy.queues.values()):
+            anchor = min(s for s, _ in qp.skills) if qp.skills else ANY
+            self._queues_by_anchor.setdefault(anchor, []).append((order, qp.name))
         # logged-in agents per (language, skill, proficiency): staffing and routability
         self._staff: dict[tuple[str, str, int], int] = {}
         # queue -> queues whose contacts may overflow into it (by step index)
@@ -935,18 +942,29 @@ class RoutingCore:
 
     def _candidate_queues(self, agent: _Agent) -> list[tuple[str, int]]:
         """Queues (and overflow sources, with the step that opens them) the agent may serve."""
-        queues = []
-        for name, qp in self.policy.queues.items():
-            if qp.language and qp.language not in agent.languages:
-                continue
-            if any(s not in agent.skills for s, _ in qp.skills):
-                continue
-            if self._waiting[name]:
-                queues.append((name, 0))
-            for source, step in self._overflow_from[name]:
-                if self._waiting[source]:
-                    queues.append((source, step))
-        return queues
+        return [(q, step) for q, step in self._servable_queues(agent) if self._waiting[q]]
+
+    def _servable_queues(self, agent: _Agent) -> list[tuple[str, int]]:
+        """Every queue whose skills and language the agent has, in policy order.
+
+        Queues are indexed by one of their skills (the anchor), so this looks only at
+        queues anchored on the agent's own skills, not at every queue of the policy.
+        """
+        found: list[tuple[int, str]] = []
+        for anchor in (*agent.skills, ANY):
+            for order, name in self._queues_by_anchor.get(anchor, ()):
+                qp = self.policy.queues[name]
+                if qp.language and qp.language not in agent.languages:
+                    continue
+                if any(s not in agent.skills for s, _ in qp.skills):
+                    continue
+                found.append((order, name))
+        found.sort()
+        servable: list[tuple[str, int]] = []
+        for _order, name in found:
+            servable.append((name, 0))
+            servable.extend(self._overflow_from[name])
+        return servable
 
     def _agent_may_take(self, agent: _Agent, contact: _Contact, now: float) -> bool:
         skills, language, preferred_only = self._requirements(contact)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from services.router.domain.errors import PolicyError
@@ -40,7 +40,7 @@ _E = TypeVar("_E", Priority, Channel)
 __all__ = ["QueuePolicy", "RelaxationStep", "RoutingPolicy", "Strategy"]
 
 
-class Strategy(Enum):
+class Strategy(StrEnum):
     """How to choose among eligible agents (ties always broken by longest idle, then id)."""
 
     LONGEST_IDLE = "longest_idle"
