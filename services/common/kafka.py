@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import random
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -29,6 +30,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.partitioner import murmur2
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.clock import Clock, SystemClock
@@ -40,6 +42,8 @@ from services.common.topics import Topics
 
 #: How late a timer may fire so that timers due close together share one cycle.
 TIMER_SLACK_MS = 5
+#: (topic, key) -> partition entries kept; keys are domains, so few in practice.
+KEY_PARTITION_CACHE = 100_000
 
 __all__ = [
     "ConsumeLoop",
@@ -150,6 +154,8 @@ def make_transactional_producer(settings: KafkaSettings, transactional_id: str) 
         enable_idempotence=True,
         acks="all",
         linger_ms=1,
+        # A cycle's records for one partition go out as one batch (see _send_batched).
+        max_batch_size=512 * 1024,
         request_timeout_ms=settings.request_timeout_ms,
         client_id=transactional_id,
         # Back-to-back transactions meet CONCURRENT_TRANSACTIONS while the previous
@@ -253,6 +259,8 @@ class ConsumeLoop:
     _producer: AIOKafkaProducer | None = None
     _last_lag_report: float = 0.0
     _fatal: BaseException | None = None
+    _partition_counts: dict[str, list[int]] = field(default_factory=dict)
+    _key_partitions: dict[tuple[str, bytes], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._topics = Topics(self.settings.topic_prefix)
@@ -455,14 +463,7 @@ class ConsumeLoop:
             try:
                 await self._producer.begin_transaction()
                 try:
-                    for out in outputs:
-                        await self._producer.send(
-                            out.topic,
-                            value=out.value,
-                            key=out.key,
-                            partition=out.partition,
-                            headers=list(out.headers),
-                        )
+                    await self._send_batched(outputs)
                     if offsets:
                         await self._producer.send_offsets_to_transaction(
                             dict(offsets), self.group_id
@@ -484,6 +485,50 @@ class ConsumeLoop:
             for topic, produced in Counter(out.topic for out in outputs).items():
                 self.metrics.produced.labels(topic).inc(produced)
             return
+
+    async def _send_batched(self, outputs: Sequence[OutboundRecord]) -> None:
+        """Hand the cycle's records to the producer as one batch per partition.
+
+        ``send`` per record costs a future, a pure-Python murmur2 hash and an accumulator
+        lookup each; at hundreds of records per cycle that was a tenth of a service's CPU.
+        Partitions are the default partitioner's (murmur2 of the key, as Java's), so
+        records keyed by domain stay co-partitioned with the topics they came from.
+        """
+        if self._producer is None:
+            raise RuntimeError("producer not started")
+        groups: dict[tuple[str, int], list[OutboundRecord]] = {}
+        for out in outputs:
+            partition = out.partition
+            if partition is None:
+                partition = await self._partition_for(out.topic, out.key)
+            groups.setdefault((out.topic, partition), []).append(out)
+        for (topic, partition), records in groups.items():
+            batch = self._producer.create_batch()
+            for out in records:
+                fields = {"key": out.key, "value": out.value, "timestamp": None}
+                if batch.append(**fields, headers=list(out.headers)) is None:  # batch full
+                    await self._producer.send_batch(batch, topic, partition=partition)
+                    batch = self._producer.create_batch()
+                    if batch.append(**fields, headers=list(out.headers)) is None:
+                        raise ValueError(f"a record for {topic} is larger than a batch")
+            await self._producer.send_batch(batch, topic, partition=partition)
+
+    async def _partition_for(self, topic: str, key: bytes | None) -> int:
+        if self._producer is None:
+            raise RuntimeError("producer not started")
+        partitions = self._partition_counts.get(topic)
+        if partitions is None:
+            partitions = sorted(await self._producer.partitions_for(topic))
+            self._partition_counts[topic] = partitions
+        if key is None:
+            return random.choice(partitions)  # noqa: S311 - spreading load, not security
+        cached = self._key_partitions.get((topic, key))
+        if cached is None:
+            if len(self._key_partitions) >= KEY_PARTITION_CACHE:
+                self._key_partitions.clear()
+            cached = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            self._key_partitions[(topic, key)] = cached
+        return cached
 
     async def _report_lag(self) -> None:
         now = time.monotonic()
