@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.errors import DecodeError
@@ -24,6 +25,7 @@ __all__ = [
     "decode_envelope",
     "encode_envelope",
     "new_envelope",
+    "set_timestamp",
 ]
 
 CONTENT_TYPE_HEADER = "content-type"
@@ -81,8 +83,13 @@ def new_envelope(
     envelope = Envelope(event_id=event_id or uuid.uuid4().hex, domain=domain, source=source)
     if occurred_at is None:
         envelope.occurred_at.GetCurrentTime()
-    else:  # seconds and nanos directly: FromDatetime costs ~3 % of the router's time
-        seconds = int(occurred_at // 1)
-        envelope.occurred_at.seconds = seconds
-        envelope.occurred_at.nanos = round((occurred_at - seconds) * 1e9) % 1_000_000_000
+    else:
+        set_timestamp(envelope.occurred_at, occurred_at)
     return envelope
+
+
+def set_timestamp(target: Timestamp, epoch_seconds: float) -> None:
+    """Seconds and nanos set directly: ``FromDatetime`` cost ~3 % of the router's time."""
+    seconds = int(epoch_seconds // 1)
+    target.seconds = seconds
+    target.nanos = min(999_999_999, round((epoch_seconds - seconds) * 1e9))

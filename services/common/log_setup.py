@@ -50,8 +50,15 @@ def mask_contact_details(
     return event_dict
 
 
-def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
-    """Configure structlog for this process; safe to call more than once."""
+def configure_logging(
+    settings: LogSettings, *, stream: Any = None, cache_loggers: bool = False
+) -> None:
+    """Configure structlog for this process; safe to call more than once.
+
+    Services pass ``cache_loggers=True`` (configured once, before their first log line):
+    otherwise every log call, even a filtered-out debug line, rebuilds its logger, which
+    cost the router about 2 % of its time per event.
+    """
     out = stream or sys.stdout
     pretty = settings.format == "console" or (settings.format == "auto" and out.isatty())
     renderer: Any = (
@@ -73,5 +80,5 @@ def configure_logging(settings: LogSettings, *, stream: Any = None) -> None:
             logging.getLevelNamesMapping()[settings.level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(out),
-        cache_logger_on_first_use=False,
+        cache_logger_on_first_use=cache_loggers,
     )

@@ -68,7 +68,7 @@ def main() -> None:
     except ConfigError as exc:
         print(f"router: {exc}", file=sys.stderr)
         sys.exit(2)
-    configure_logging(settings.log)
+    configure_logging(settings.log, cache_loggers=True)
     registry = CollectorRegistry()
     _, port = serve_metrics(settings.metrics.host, settings.metrics.port, registry)
     structlog.get_logger("router").info(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1 import common_pb2, escalation_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
+from services.common.codec import set_timestamp
 from services.common.errors import RejectedEvent
 from services.escalation.domain import model as m
 
@@ -76,7 +75,7 @@ def envelope_to_input(envelope: Envelope) -> m.Input | None:
 
 def _ts(target: Timestamp, value: float | None) -> None:
     if value is not None:
-        target.FromDatetime(datetime.fromtimestamp(value, UTC))
+        set_timestamp(target, value)
 
 
 def _from_ts(ts: Timestamp) -> float | None:

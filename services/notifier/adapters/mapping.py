@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
+from services.common.codec import set_timestamp
 from services.common.errors import RejectedEvent
 from services.notifier.domain import core as n
 
@@ -114,5 +113,5 @@ def to_proto(note: n.Notification) -> notification_pb2.Notification:
             language=note.customer.language,
         ),
     )
-    proto.created_at.FromDatetime(datetime.fromtimestamp(note.created_at, UTC))
+    set_timestamp(proto.created_at, note.created_at)
     return proto

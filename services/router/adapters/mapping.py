@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import UTC, datetime
 
 from switchboard.v1 import agent_events_pb2, common_pb2, routing_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
+from services.common.codec import set_timestamp
 from services.common.errors import RejectedEvent
 from services.router.domain import model as m
 
@@ -149,7 +149,7 @@ def decision_to_envelope(decision: m.Decision, envelope: Envelope) -> Envelope:
             )
             o.queue = decision.queue
             o.channel = common_pb2.Channel.ValueType(int(decision.channel))
-            o.expires_at.FromDatetime(datetime.fromtimestamp(decision.expires_at, UTC))
+            set_timestamp(o.expires_at, decision.expires_at)
             _duration(o.waited, decision.waited)
             o.attempt, o.relaxation_step = decision.attempt, decision.relaxation_step
         case m.ContactAssigned():
