@@ -49,6 +49,8 @@ KAFKA = ROOT / "deploy" / "kafka" / "kafka.sh"
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 DOMAINS = 64
 AGENTS_PER_DOMAIN = 4
+#: Sends in the first second of each step are not measured (connections, caches warming).
+WARMUP_S = 1.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -297,6 +299,7 @@ class Step:
     rate: int
     sent: int = 0
     offers: list[float] = field(default_factory=list)
+    decided: list[float] = field(default_factory=list)  # arrival sent -> router's decision
     holds: list[float] = field(default_factory=list)
     cpu: dict[str, float] = field(default_factory=dict)
     rss: dict[str, float] = field(default_factory=dict)
@@ -315,7 +318,7 @@ class Watcher:
 
     def __init__(self, topics: Topics) -> None:
         self.topics = topics
-        self.arrival_sent: dict[str, float] = {}
+        self.arrival_sent: dict[str, tuple[float, float]] = {}  # monotonic, wall clock
         self.hold_sent: dict[str, float] = {}
         self.step: Step | None = None
 
@@ -353,7 +356,9 @@ class Watcher:
             if envelope.HasField("offer_made"):
                 sent = self.arrival_sent.pop(envelope.offer_made.contact_id, None)
                 if sent is not None:
-                    self.step.offers.append(now - sent)
+                    self.step.offers.append(now - sent[0])
+                    decided_at = envelope.occurred_at.seconds + envelope.occurred_at.nanos / 1e9
+                    self.step.decided.append(decided_at - sent[1])
         else:
             envelope = decode_envelope(value)
             record = envelope.notification_record
@@ -384,14 +389,16 @@ async def generate(
                 n += 1
                 domain = f"d{n % DOMAINS}"
                 contact = f"s{step.rate}-c{n}"
-                watcher.arrival_sent[contact] = time.monotonic()
+                if elapsed >= WARMUP_S:  # the first second warms connections and caches
+                    watcher.arrival_sent[contact] = (time.monotonic(), time.time())
                 await p.send(topics.contact_events, arrive(domain, contact), key=domain.encode())
                 await p.send(topics.contact_events, abandon(domain, contact), key=domain.encode())
                 step.sent += 2
             while owed_holds >= 1:
                 owed_holds -= 1
                 contact = f"s{step.rate}-h{n}-{tick}"
-                watcher.hold_sent[contact] = time.monotonic()
+                if elapsed >= WARMUP_S:
+                    watcher.hold_sent[contact] = time.monotonic()
                 # a domain with no agents: the contact waits while on hold (IVR hold)
                 key = b"holds"
                 await p.send(
@@ -494,7 +501,9 @@ def print_step(step: Step) -> None:
     print(
         f"{step.rate:>7} ev/s target  {step.achieved:>8.0f} consumed/s   "
         f"arrival->offer p50 {percentile(step.offers, 0.5) * ms:6.1f} ms "
-        f"p99 {percentile(step.offers, 0.99) * ms:7.1f} ms (n={len(step.offers)})   "
+        f"p99 {percentile(step.offers, 0.99) * ms:7.1f} ms (n={len(step.offers)}; "
+        f"decided p50 {percentile(step.decided, 0.5) * ms:.1f} "
+        f"p99 {percentile(step.decided, 0.99) * ms:.1f} ms)   "
         f"hold->notified p50 {percentile(step.holds, 0.5) * ms:6.1f} ms "
         f"p99 {percentile(step.holds, 0.99) * ms:7.1f} ms (n={len(step.holds)})",
         flush=True,

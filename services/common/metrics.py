@@ -43,6 +43,7 @@ class RuntimeMetrics:
     produced: Counter
     batch_seconds: Histogram
     handle_seconds: Histogram
+    commit_seconds: Histogram
     consumer_lag: Gauge
     last_progress: Gauge
     loop_running: Gauge
@@ -84,6 +85,12 @@ class RuntimeMetrics:
             handle_seconds=Histogram(
                 "switchboard_handle_seconds",
                 "Time the service's handler spent on one record (decision latency).",
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            commit_seconds=Histogram(
+                "switchboard_commit_seconds",
+                "Time to write one cycle's outputs and offsets as a Kafka transaction.",
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
