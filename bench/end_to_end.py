@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from switchboard.v1 import common_pb2, contact_events_pb2
 
 from services.common.codec import decode_envelope, encode_envelope, new_envelope
@@ -189,10 +190,27 @@ def service_env(name: str, topics: Topics, **extra: str) -> dict[str, str]:
 # --- Kafka helpers -------------------------------------------------------------------
 
 
+CREATED: list[str] = []  # topics this run made; deleted at the end
+
+
 async def fresh_topics() -> Topics:
     topics = Topics(prefix=f"bench{uuid.uuid4().hex[:8]}.")
-    await ensure_topics(BOOTSTRAP, load_topic_specs(prefix=topics.prefix))
+    specs = load_topic_specs(prefix=topics.prefix)
+    await ensure_topics(BOOTSTRAP, specs)
+    CREATED.extend(spec.name for spec in specs)
     return topics
+
+
+async def drop_created_topics() -> None:
+    """A benchmark leaves the broker as it found it (thousands of stale partitions slow it)."""
+    if not CREATED:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    await admin.start()
+    try:
+        await admin.delete_topics(CREATED)
+    finally:
+        await admin.close()
 
 
 def producer() -> AIOKafkaProducer:
@@ -484,15 +502,20 @@ async def soak_run(
 ) -> None:
     """A long run at a steady 2,000 events/s, sampling resident memory every 30 s."""
     print(f"\nsoak: {seconds:.0f} s at 2000 events/s; RSS MB every 30 s")
-    print("t(s)  " + "  ".join(f"{s.name:>10}" for s in services))
+    print("t(s)  " + "  ".join(f"{s.name:>10}" for s in services) + "   offer p50/p99 ms")
     elapsed = 0.0
     while elapsed < seconds:
         step = Step(2000)
         watcher.step = step
         await generate(topics, watcher, step, 30, hold_rate)
         elapsed += 30
+        await asyncio.sleep(1)  # the window's last offers
         print(
-            f"{elapsed:>4.0f}  " + "  ".join(f"{s.rss_mb():>10.1f}" for s in services), flush=True
+            f"{elapsed:>4.0f}  "
+            + "  ".join(f"{s.rss_mb():>10.1f}" for s in services)
+            + f"   {percentile(step.offers, 0.5) * 1000:.0f}"
+            + f"/{percentile(step.offers, 0.99) * 1000:.0f}",
+            flush=True,
         )
 
 
@@ -568,5 +591,12 @@ async def main(argv: Sequence[str] | None = None) -> None:
         await latency_steps(rates, seconds, args.hold_rate, logs, args.soak)
 
 
+async def run_and_clean_up(argv: Sequence[str] | None = None) -> None:
+    try:
+        await main(argv)
+    finally:
+        await drop_created_topics()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(run_and_clean_up())

@@ -79,8 +79,9 @@ ESTIMATE_MIN_CHANGE_S = 10.0
 HANDLE_EWMA_ALPHA = 0.2
 
 _OFFER, _WRAP, _RELAX, _RETRY = "offer", "wrap", "relax", "retry"
-#: Rebuild the ready-agent heaps after this many pushes, dropping stale entries.
-COMPACT_EVERY = 50_000
+#: A ready-agent heap is rebuilt without its stale entries once it holds this many more
+#: than twice its live entries: amortised O(1) per push, and never every heap at once.
+COMPACT_SLACK = 64
 #: How far a freed agent scans one queue's line for a contact it may take.
 SCAN_LIMIT = 256
 
@@ -295,7 +296,7 @@ class RoutingCore:
         self._dirty_queues: set[str] = set()
         self._refresh_due: float | None = None
         self._last_refresh = 0.0
-        self._pushes = 0
+        self._compact_at: dict[tuple[Strategy, int, str, str, int], int] = {}
         # anchor skill -> (policy order, queue) of the queues that require it (ANY: none)
         self._queues_by_anchor: dict[str, list[tuple[int, str]]] = {}
         for order, qp in enumerate(policy.queues.values()):
@@ -1251,18 +1252,20 @@ class RoutingCore:
                         bucket = (strategy, channel, lang, skill, level)
                         heap = self._ready.setdefault(bucket, [])
                         heapq.heappush(heap, entry)
-                        self._pushes += 1
-        if self._pushes >= COMPACT_EVERY:
-            self._pushes = 0
-            self._compact()
+                        if len(heap) > self._compact_at.get(bucket, COMPACT_SLACK):
+                            self._compact(bucket, heap)
 
-    def _compact(self) -> None:
-        """Drop stale heap entries so memory stays proportional to the agents."""
-        for heap in self._ready.values():
-            heap[:] = [
-                e for e in heap if (a := self._agents.get(e[-1])) is not None and a.version == e[-2]
-            ]
-            heapq.heapify(heap)
+    def index_entries(self) -> int:
+        """Entries in the ready-agent index, live and stale (memory must track the agents)."""
+        return sum(len(heap) for heap in self._ready.values())
+
+    def _compact(self, bucket: tuple[Strategy, int, str, str, int], heap: list[Any]) -> None:
+        """Drop one heap's stale entries so memory stays proportional to the agents."""
+        heap[:] = [
+            e for e in heap if (a := self._agents.get(e[-1])) is not None and a.version == e[-2]
+        ]
+        heapq.heapify(heap)
+        self._compact_at[bucket] = 2 * len(heap) + COMPACT_SLACK
 
     @staticmethod
     def _strategy_key(strategy: Strategy, agent: _Agent) -> tuple[Any, ...]:

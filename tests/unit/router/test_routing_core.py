@@ -336,6 +336,24 @@ def test_policy_errors_name_the_field() -> None:
         policy(steps=[{"after_s": 5, "overflow_queues": ["ghost"]}])
 
 
+def test_the_agent_index_stays_proportional_to_the_agents_over_many_contacts() -> None:
+    core = RoutingCore(policy(wrap_up_s=0))
+    agents = [f"a{n}" for n in range(5)]
+    for n, agent_id in enumerate(agents):
+        core.apply(agent(agent_id), T0 + n)
+    sizes = []
+    for n in range(20_000):  # every contact re-indexes the agent it visits, twice
+        now = T0 + 10 + n
+        (contact, agent_id), *_ = offers(core.apply(call(f"c{n}"), now))
+        core.apply(OfferAccepted(agent_id, contact, f"{contact}#1"), now)
+        core.apply(ContactEnded(contact), now)
+        sizes.append(core.index_entries())
+    assert max(sizes) < 2_000, "stale index entries must be dropped as agents change"
+    # and after all that compaction, routing still picks the longest idle agent
+    first_free = agents[20_000 % len(agents)]
+    assert offers(core.apply(call("last"), T0 + 30_000)) == [("last", first_free)]
+
+
 def test_snapshot_and_restore_give_an_identical_core() -> None:
     pol = policy()
     original = RoutingCore(pol)
