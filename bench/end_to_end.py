@@ -501,6 +501,9 @@ async def soak_run(
     topics: Topics, watcher: Watcher, services: list[Service], seconds: float, hold_rate: int
 ) -> None:
     """A long run at a steady 2,000 events/s, sampling resident memory every 30 s."""
+    router = next(s for s in services if s.name == "router")
+    while router.metric("switchboard_consumer_lag") > 0:  # noqa: ASYNC110 - another process
+        await asyncio.sleep(0.5)  # the last step's backlog drains first
     print(f"\nsoak: {seconds:.0f} s at 2000 events/s; RSS MB every 30 s")
     print("t(s)  " + "  ".join(f"{s.name:>10}" for s in services) + "   offer p50/p99 ms")
     elapsed = 0.0

@@ -78,7 +78,7 @@ async def audit_topics(
                 continue  # dead-lettered by the services; counted below
             payload = envelope.WhichOneof("payload")
             if payload is not None:
-                ledger.add(payload, getattr(envelope, payload))
+                ledger.add(payload, getattr(envelope, payload), envelope.domain)
         for _ in await _read_topic(bootstrap_servers, topics.dlq(topic)):
             ledger.add_dead_letter()
     return ledger.report(

@@ -40,6 +40,7 @@ class AuditReport:
     escalations_raised: int = 0
     dead_letters: int = 0
     violations: list[str] = field(default_factory=list)
+    _scope: str = ""
 
     @property
     def ok(self) -> bool:
@@ -92,55 +93,63 @@ class Ledger:
     def add_dead_letter(self) -> None:
         self.dead_letters += 1
 
-    def add(self, payload: str, body: Any) -> None:
-        """One envelope's payload name and message (a protobuf message or look-alike)."""
+    def add(self, payload: str, body: Any, domain: str = "") -> None:
+        """One envelope's payload name and message (a protobuf message or look-alike).
+
+        Ids are only unique within a domain (two tenants may both have a "call-1"), so
+        every contact, agent, offer and notification is keyed as ``domain/id``.
+        """
         handler = getattr(self, f"_on_{payload}", None)
         if handler is not None:
+            self._scope = f"{domain}/" if domain else ""
             handler(body)
+
+    def _k(self, ident: str) -> str:
+        return self._scope + ident
 
     # inputs -----------------------------------------------------------------------
     def _on_contact_arrived(self, m: Any) -> None:
-        c = self.contacts[m.contact_id]
+        c = self.contacts[self._k(m.contact_id)]
         c.arrived = True
         c.channel = m.channel
 
     def _on_contact_abandoned(self, m: Any) -> None:
-        self.contacts[m.contact_id].abandoned_input = True
+        self.contacts[self._k(m.contact_id)].abandoned_input = True
 
     def _on_contact_ended(self, m: Any) -> None:
-        self.contacts[m.contact_id].ended_input = True
+        self.contacts[self._k(m.contact_id)].ended_input = True
 
     def _on_contact_held(self, m: Any) -> None:
-        self.holds[(m.contact_id, _KIND_HOLD_STARTED)] += 1
+        self.holds[(self._k(m.contact_id), _KIND_HOLD_STARTED)] += 1
 
     def _on_contact_paused(self, m: Any) -> None:
-        self.holds[(m.contact_id, _KIND_PAUSE_STARTED)] += 1
+        self.holds[(self._k(m.contact_id), _KIND_PAUSE_STARTED)] += 1
 
     def _on_agent_logged_in(self, m: Any) -> None:
         for cap in m.capacity:
-            self.capacity[(m.agent_id, cap.channel)] = cap.max_concurrent
+            self.capacity[(self._k(m.agent_id), cap.channel)] = cap.max_concurrent
 
     # routing decisions ----------------------------------------------------------------
     def _on_offer_made(self, m: Any) -> None:
-        self.offer_ids[m.offer_id] += 1
-        if self.offer_ids[m.offer_id] > 1:
-            self.violations.append(f"offer {m.offer_id} was made twice")
+        offer, contact, agent = self._k(m.offer_id), self._k(m.contact_id), self._k(m.agent_id)
+        self.offer_ids[offer] += 1
+        if self.offer_ids[offer] > 1:
+            self.violations.append(f"offer {offer} was made twice")
             return
-        c = self.contacts[m.contact_id]
+        c = self.contacts[contact]
         if c.offer is not None:
             self.violations.append(
-                f"contact {m.contact_id} offered to {m.agent_id} while offer {c.offer} "
-                "was still outstanding"
+                f"contact {contact} offered to {agent} while offer {c.offer} was still outstanding"
             )
         if c.assigned:
-            self.violations.append(f"contact {m.contact_id} offered again after assignment")
-        c.offer, c.agent = m.offer_id, m.agent_id
-        key = (m.agent_id, m.channel)
+            self.violations.append(f"contact {contact} offered again after assignment")
+        c.offer, c.agent = offer, agent
+        key = (agent, m.channel)
         self.in_hand[key] += 1
         limit = self.capacity.get(key)
         if limit is not None and self.in_hand[key] > limit:
             self.violations.append(
-                f"agent {m.agent_id} holds {self.in_hand[key]} contacts on channel "
+                f"agent {agent} holds {self.in_hand[key]} contacts on channel "
                 f"{m.channel}, capacity {limit}"
             )
 
@@ -153,46 +162,46 @@ class Ledger:
         c.offer = None
 
     def _on_contact_assigned(self, m: Any) -> None:
-        c = self.contacts[m.contact_id]
+        c = self.contacts[self._k(m.contact_id)]
         if c.assigned:
-            self.violations.append(f"contact {m.contact_id} assigned twice")
+            self.violations.append(f"contact {self._k(m.contact_id)} assigned twice")
         c.assigned = True
         c.offer = None  # the reservation stays with the agent until closed
 
     def _on_offer_timed_out(self, m: Any) -> None:
-        self._release(m.contact_id)
+        self._release(self._k(m.contact_id))
 
     def _on_contact_requeued(self, m: Any) -> None:
-        self._release(m.contact_id)
-        self.contacts[m.contact_id].assigned = False
+        self._release(self._k(m.contact_id))
+        self.contacts[self._k(m.contact_id)].assigned = False
 
     def _on_contact_closed(self, m: Any) -> None:
-        c = self.contacts[m.contact_id]
+        c = self.contacts[self._k(m.contact_id)]
         if c.closed:
-            self.violations.append(f"contact {m.contact_id} closed twice")
-        self._release(m.contact_id)
+            self.violations.append(f"contact {self._k(m.contact_id)} closed twice")
+        self._release(self._k(m.contact_id))
         c.closed = True
         c.closed_abandoned = m.abandoned
 
     # escalations and notifications -------------------------------------------------------
     def _on_escalation_record(self, m: Any) -> None:
         e = m.escalation
-        key = (e.contact_id, e.reason)
-        self.escalation_ids[key].add(e.escalation_id)
+        key = (self._k(e.contact_id), e.reason)
+        self.escalation_ids[key].add(self._k(e.escalation_id))
         if m.kind == _CHANGE_RAISED:
             self.raised[key] += 1
 
     def _on_notification_record(self, m: Any) -> None:
         n = m.notification
         if m.outcome == _OUTCOME_DELIVERED:
-            self.delivered_ids[n.notification_id] += 1
+            self.delivered_ids[self._k(n.notification_id)] += 1
         if m.outcome in (
             _OUTCOME_DELIVERED,
             _OUTCOME_DEAD_LETTERED,
             _OUTCOME_REJECTED,
             _OUTCOME_SUPPRESSED,
         ) and n.kind in (_KIND_HOLD_STARTED, _KIND_PAUSE_STARTED):
-            self.settled[(n.contact_id, n.kind)] += 1
+            self.settled[(self._k(n.contact_id), n.kind)] += 1
 
     # verdict ---------------------------------------------------------------------------
     def report(

@@ -311,14 +311,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         lognormal_sigma=args.lognormal_sigma,
         service_level_s=args.threshold_seconds,
     )
-    agents = args.agents + args.extra_agents
-    staff = [Staffing(agents, (("billing", 5),), ("pl",))]
-    result = simulate([load], staff, hours=args.minutes / 60, seed=args.seed)
-    _print(result, [load])
-    if args.patience_seconds == 0 and args.lognormal_sigma == 0:
-        sl = erlang_c_service_level(agents, load.rate_per_s, load.aht_s, load.service_level_s)
-        asa = erlang_c_asa(agents, load.rate_per_s, load.aht_s)
-        print(f"Erlang C for {agents} agents: SL {sl:.1%}, ASA {asa:.1f}s")
+    # The what-if: the same customers (same seed) with and without the extra agents.
+    counts = [args.agents] + ([args.agents + args.extra_agents] if args.extra_agents else [])
+    for agents in counts:
+        print(f"with {agents} agents:")
+        staff = [Staffing(agents, (("billing", 5),), ("pl",))]
+        result = simulate([load], staff, hours=args.minutes / 60, seed=args.seed)
+        _print(result, [load])
+        if args.patience_seconds == 0 and args.lognormal_sigma == 0:
+            sl = erlang_c_service_level(agents, load.rate_per_s, load.aht_s, load.service_level_s)
+            asa = erlang_c_asa(agents, load.rate_per_s, load.aht_s)
+            print(f"Erlang C for {agents} agents: SL {sl:.1%}, ASA {asa:.1f}s")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,7 @@ class DeliveryWorker:
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
+                self.handler.work_ready.clear()
                 now = self.handler.clock.now()
                 for domain, core in self.handler.states.items():
                     for pending in core.due(now):
@@ -62,8 +63,8 @@ class DeliveryWorker:
                         task = asyncio.create_task(self._attempt(domain, nid, semaphore))
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), timeout=0.05)
+                with contextlib.suppress(TimeoutError):  # new work, or the next scan
+                    await asyncio.wait_for(self.handler.work_ready.wait(), timeout=0.05)
         finally:
             for task in tasks:
                 task.cancel()

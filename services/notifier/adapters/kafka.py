@@ -3,6 +3,7 @@ final outcomes out on ``notifications`` (and ``notifications.dlq`` when given up
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -36,6 +37,9 @@ class NotifierHandler:
     metrics: NotifierMetrics
     clock: Clock = field(default_factory=SystemClock)
     states: DomainStates[NotifierCore] = field(init=False)
+    #: Set when a notification is decided, so the delivery worker sends it now rather
+    #: than at its next 50 ms scan.
+    work_ready: asyncio.Event = field(default_factory=asyncio.Event)
     _coalesced_seen: int = 0
 
     def __post_init__(self) -> None:
@@ -54,14 +58,16 @@ class NotifierHandler:
         decided = core.apply(event, envelope.event_id, self.clock.now())
         for note in decided:
             log.info("notification decided", contact_id=note.contact_id, kind=note.kind)
+        if decided:
+            self.work_ready.set()
         self._count_coalesced()
         return []
 
     def on_timer(self, now: float) -> Sequence[OutboundRecord]:
         for _, core in self.states.items():
             deadline = core.next_deadline()
-            if deadline is not None and deadline <= now:
-                core.tick(now)
+            if deadline is not None and deadline <= now and core.tick(now):
+                self.work_ready.set()
         self._count_coalesced()
         return []
 

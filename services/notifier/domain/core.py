@@ -21,6 +21,7 @@ repeated there either.
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -225,7 +226,8 @@ class NotifierCore:
         self.catalog = catalog
         self._contacts: dict[str, _Contact] = {}
         self._pending: dict[str, Pending] = {}
-        self._settled: dict[str, tuple[float, str]] = {}
+        # oldest first, so expiry looks only at the front (not every id, every tick)
+        self._settled: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._timers: list[tuple[float, str, str]] = []
         self._dirty: set[str] = set()
         self.coalesced = 0
@@ -389,10 +391,12 @@ class NotifierCore:
                     contact.deferred_wait_s,
                     now,
                 )
-        for nid, (at, _) in list(self._settled.items()):
-            if now - at > self.policy.ledger_s:
-                del self._settled[nid]
-                self._dirty.add(f"sent:{nid}")
+        while self._settled:
+            nid, (at, _) = next(iter(self._settled.items()))
+            if now - at <= self.policy.ledger_s:
+                break
+            del self._settled[nid]
+            self._dirty.add(f"sent:{nid}")
         return out
 
     def next_deadline(self) -> float | None:
@@ -542,4 +546,5 @@ class NotifierCore:
                 )
             elif kind == "sent":
                 core._settled[ident] = (snap["at"], snap.get("outcome", "delivered"))
+        core._settled = OrderedDict(sorted(core._settled.items(), key=lambda kv: kv[1][0]))
         return core

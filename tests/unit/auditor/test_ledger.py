@@ -149,3 +149,23 @@ def test_one_escalation_per_case_and_reason() -> None:
     assert ledger.report(run_finished=False).ok
     ledger.add("escalation_record", raised("c1:wait-again"))
     assert any("escalated 2 times" in v for v in ledger.report(run_finished=False).violations)
+
+
+def test_the_same_ids_in_two_domains_are_different_contacts_and_agents() -> None:
+    ledger = Ledger()
+    for domain in ("acme", "globex"):
+        ledger.add(
+            "agent_logged_in",
+            agent.AgentLoggedIn(
+                agent_id="a1", capacity=[common.ChannelCapacity(channel=VOICE, max_concurrent=1)]
+            ),
+            domain,
+        )
+        ledger.add("contact_arrived", contact.ContactArrived(contact_id="call-1"), domain)
+        offered = routing.OfferMade(offer_id="call-1#1", contact_id="call-1", agent_id="a1")
+        ledger.add("offer_made", offered, domain)
+    ledger.add("contact_closed", routing.ContactClosed(contact_id="call-1"), "acme")
+    report = ledger.report()
+    # nothing doubled across tenants; globex's call is still open, and named with its domain
+    assert (report.arrived, report.offers) == (2, 2)
+    assert report.violations == ["contact globex/call-1 never reached a final state"]

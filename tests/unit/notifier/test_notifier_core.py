@@ -163,6 +163,20 @@ def test_the_same_cause_never_yields_a_second_notification_even_after_restore() 
     assert restored.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0) == []
 
 
+def test_settled_ids_are_forgotten_oldest_first_after_the_ledger_window() -> None:
+    core = core_with(ledger_s=100)
+    notes = []
+    for n, cause in enumerate(["e1", "e2", "e3"]):
+        [note] = core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), cause, T0)
+        core.settle(note.notification_id, T0 + 10 * n)
+        notes.append(note.notification_id)
+    core.take_changes()
+    core.tick(T0 + 115)  # past the window for the first two (settled at +0, +10), not +20
+    assert [core.is_settled(n) for n in notes] == [False, False, True]
+    forgotten = {k: v for k, v in core.take_changes().items() if k.startswith("sent:")}
+    assert forgotten == {f"sent:{notes[0]}": None, f"sent:{notes[1]}": None}
+
+
 def test_pending_deliveries_survive_a_restore() -> None:
     core = core_with()
     [note] = core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0)
