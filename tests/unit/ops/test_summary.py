@@ -11,9 +11,12 @@ switchboard_router_contacts_waiting{queue="billing-pl"} 2
 switchboard_router_longest_wait_seconds{queue="billing-pl"} 125
 switchboard_router_service_level{queue="billing-en"} 0.9
 switchboard_router_service_level{queue="billing-pl"} 0.2
+switchboard_router_service_level{queue="tech-ru"} 1
 # TYPE switchboard_router_contacts_answered_total counter
 switchboard_router_contacts_answered_total{queue="billing-en",within_sl="true"} 27
 switchboard_router_contacts_answered_total{queue="billing-en",within_sl="false"} 3
+switchboard_router_contacts_answered_total{queue="billing-pl",within_sl="true"} 1
+switchboard_router_contacts_answered_total{queue="billing-pl",within_sl="false"} 4
 # TYPE switchboard_router_contacts_abandoned_total counter
 switchboard_router_contacts_abandoned_total{queue="billing-en"} 10
 switchboard_router_agents{state="AGENT_STATE_AVAILABLE"} 3
@@ -46,7 +49,9 @@ def test_queues_agents_escalations_and_notifications_are_summarised() -> None:
     assert (en.waiting, en.answered, en.abandoned) == (4, 30, 10)
     assert en.abandonment == 0.25
     pl = next(q for q in summary.queues if q.queue == "billing-pl")
-    assert pl.abandonment is None
+    assert pl.abandonment == 0.0
+    quiet = next(q for q in summary.queues if q.queue == "tech-ru")
+    assert (quiet.abandonment, quiet.service_level_shown) == (None, None)  # nobody served yet
     assert summary.agents == {"available": 3, "wrap_up": 1}
     assert summary.occupancy == 0.8
     assert summary.escalations_open == {"manager": 2, "supervisor": 1}
@@ -59,6 +64,7 @@ def test_queues_agents_escalations_and_notifications_are_summarised() -> None:
     assert "billing-pl" in text
     assert "2m05s" in text  # longest wait
     assert "20.0%!" in text  # below the service-level target is flagged
+    assert "100.0%" not in text  # a queue that has served no one shows "-", not 100 %
     assert "Escalations open: supervisor 1 · manager 2 · head of service 0" in text
     assert "Notifications: sent 12 · failed 3 · suppressed 7" in text
 
