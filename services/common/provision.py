@@ -1,7 +1,8 @@
 """Create Switchboard's topics idempotently: ``python -m services.common.provision``.
 
-Reads ``deploy/topics.toml``; topics that exist are left alone (their partition count
-is checked, because co-partitioning depends on it).
+Reads ``deploy/topics.toml``; topics that exist are left alone, but their partition
+count is checked, because co-partitioning depends on it. Returns once every partition
+of every topic has a leader, so the first producers do not start with retries.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import structlog
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from services.common.errors import ConfigError
 from services.common.topics import DEFAULT_TOPICS_FILE, TopicSpec, load_topic_specs
 
 __all__ = ["ensure_topics", "main"]
@@ -44,23 +46,42 @@ async def ensure_topics(bootstrap_servers: str, specs: Sequence[TopicSpec]) -> l
                         for spec in missing
                     ]
                 )
-        await _wait_until_visible(admin, [spec.name for spec in missing])
+        await _wait_until_ready(admin, specs, created={spec.name for spec in missing})
         return [spec.name for spec in missing]
     finally:
         await admin.close()
 
 
-async def _wait_until_visible(admin: AIOKafkaAdminClient, names: list[str]) -> None:
-    """Topic creation is asynchronous in the broker; wait until metadata lists them."""
+async def _wait_until_ready(
+    admin: AIOKafkaAdminClient, specs: Sequence[TopicSpec], created: set[str]
+) -> None:
+    """Wait until every topic is listed with all its partitions led and in sync.
+
+    Creation is asynchronous in the broker. A topic that already existed with another
+    partition count is a configuration error: domains would no longer be co-partitioned
+    across contact and agent events.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 30
-    while names:
-        listed = set(await admin.list_topics())
-        names = [name for name in names if name not in listed]
-        if not names:
+    wanted = {spec.name: spec.partitions for spec in specs}
+    while True:
+        waiting = []
+        for topic in await admin.describe_topics(list(wanted)):
+            name, partitions = topic["topic"], topic["partitions"]
+            ready = topic["error_code"] == 0 and all(
+                p["error_code"] == 0 and p["leader"] >= 0 and p["isr"] for p in partitions
+            )
+            if ready and name not in created and len(partitions) != wanted[name]:
+                raise ConfigError(
+                    f"topic {name!r} has {len(partitions)} partitions but deploy/topics.toml "
+                    f"says {wanted[name]}; co-partitioning by domain needs them equal"
+                )
+            if not ready or len(partitions) != wanted[name]:
+                waiting.append(name)
+        if not waiting:
             return
         if loop.time() > deadline:
-            raise TimeoutError(f"topics not visible after 30 s: {names}")
+            raise TimeoutError(f"topics not ready after 30 s: {sorted(waiting)}")
         await asyncio.sleep(0.1)
 
 
