@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
@@ -47,6 +48,8 @@ async def ensure_topics(bootstrap_servers: str, specs: Sequence[TopicSpec]) -> l
                     ]
                 )
         await _wait_until_ready(admin, specs, created={spec.name for spec in missing})
+        if missing:
+            await _wait_until_led(bootstrap_servers, missing)
         return [spec.name for spec in missing]
     finally:
         await admin.close()
@@ -79,10 +82,27 @@ async def _wait_until_ready(
             if not ready or len(partitions) != wanted[name]:
                 waiting.append(name)
         if not waiting:
-            return
+            break
         if loop.time() > deadline:
             raise TimeoutError(f"topics not ready after 30 s: {sorted(waiting)}")
         await asyncio.sleep(0.1)
+
+
+async def _wait_until_led(bootstrap_servers: str, specs: Sequence[TopicSpec]) -> None:
+    """Metadata names a leader a moment before that broker serves the partition (KRaft
+    applies the change asynchronously); asking every leader for its end offset waits
+    that out, so the first producers do not log NotLeaderForPartition retries."""
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, client_id="provision")
+    await probe.start()
+    try:
+        partitions = [
+            TopicPartition(spec.name, partition)
+            for spec in specs
+            for partition in range(spec.partitions)
+        ]
+        await probe.end_offsets(partitions)
+    finally:
+        await probe.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
