@@ -8,8 +8,6 @@ bench/end_to_end.py reports the router's throughput as a fraction of this one's.
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,11 +18,9 @@ from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.codec import encode_envelope
 from services.common.config import ServiceSettings
-from services.common.errors import ConfigError
 from services.common.kafka import ConsumeLoop, InboundRecord, OutboundRecord
-from services.common.log_setup import configure_logging
-from services.common.metrics import RuntimeMetrics, serve_metrics
-from services.common.runtime import run_service
+from services.common.metrics import RuntimeMetrics
+from services.common.runtime import run_service, service_main
 from services.common.topics import Topics
 
 
@@ -71,21 +67,7 @@ async def run(settings: ServiceSettings, registry: CollectorRegistry) -> None:
 
 
 def main() -> None:
-    try:
-        settings = ServiceSettings.from_env()
-    except ConfigError as exc:
-        print(f"passthrough: {exc}", file=sys.stderr)
-        sys.exit(2)
-    configure_logging(settings.log)
-    registry = CollectorRegistry()
-    serve_metrics(settings.metrics.host, settings.metrics.port, registry)
-    try:
-        import uvloop
-
-        uvloop.install()
-    except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without
-        pass
-    asyncio.run(run(settings, registry))
+    service_main("passthrough", ServiceSettings.from_env, run)
 
 
 if __name__ == "__main__":

@@ -11,20 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import structlog
+from prometheus_client import CollectorRegistry
 
 from services.common.config import ServiceSettings
+from services.common.errors import ConfigError
 from services.common.grpc_server import HealthReporter, start_grpc_server
 from services.common.kafka import ConsumeLoop
+from services.common.log_setup import configure_logging
+from services.common.metrics import serve_metrics
 
-__all__ = ["RunningService", "run_service"]
+_Settings = TypeVar("_Settings", bound=ServiceSettings)
+
+__all__ = ["RunningService", "run_service", "service_main"]
 
 log = structlog.get_logger("runtime")
 
@@ -99,3 +106,30 @@ async def run_service(
         await health.shutdown()
         await server.stop(settings.grpc.shutdown_grace)
         log.info("service stopped", service=name, ran_seconds=round(time.monotonic() - started, 1))
+
+
+def service_main(
+    name: str,
+    load_settings: Callable[[], _Settings],
+    run: Callable[[_Settings, CollectorRegistry], Coroutine[Any, Any, None]],
+) -> None:
+    """A service process: settings (a bad one exits 2 naming the field), logging, the
+    metrics endpoint, uvloop, then ``run`` until it returns."""
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)
+    configure_logging(settings.log, cache_loggers=True)
+    registry = CollectorRegistry()
+    _, port = serve_metrics(settings.metrics.host, settings.metrics.port, registry)
+    structlog.get_logger(name).info(
+        "metrics endpoint", url=f"http://{settings.metrics.host}:{port}/metrics"
+    )
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without
+        pass
+    asyncio.run(run(settings, registry))

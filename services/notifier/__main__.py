@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from collections.abc import Callable, Sequence
 
 import grpc
-import structlog
 from prometheus_client import CollectorRegistry
 from switchboard.v1 import notification_pb2_grpc
 
-from services.common.errors import ConfigError
 from services.common.kafka import ConsumeLoop
-from services.common.log_setup import configure_logging
-from services.common.metrics import RuntimeMetrics, serve_metrics
-from services.common.runtime import RunningService, run_service
+from services.common.metrics import RuntimeMetrics
+from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.notifier.adapters.delivery import DeliveryWorker
 from services.notifier.adapters.grpc import NotifierServicer
@@ -73,18 +68,7 @@ async def build_and_run(
 
 
 def main() -> None:
-    try:
-        settings = NotifierSettings.from_env()
-    except ConfigError as exc:
-        print(f"notifier: {exc}", file=sys.stderr)
-        sys.exit(2)
-    configure_logging(settings.log, cache_loggers=True)
-    registry = CollectorRegistry()
-    _, port = serve_metrics(settings.metrics.host, settings.metrics.port, registry)
-    structlog.get_logger("notifier").info(
-        "metrics endpoint", url=f"http://{settings.metrics.host}:{port}/metrics"
-    )
-    asyncio.run(build_and_run(settings, registry))
+    service_main("notifier", NotifierSettings.from_env, build_and_run)
 
 
 if __name__ == "__main__":

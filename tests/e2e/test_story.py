@@ -264,22 +264,24 @@ async def prometheus_scrapes_every_service(stack: Stack) -> None:
             with urllib.request.urlopen(url, timeout=2) as reply:
                 return list(json.load(reply)["data"]["result"])
 
+        expected_up = 3 if HAS_ESCALATION else 2
+
         async def all_found() -> bool:
             for metric in wanted:
                 try:
                     found[metric] = bool(await asyncio.to_thread(query, metric))
                 except OSError:
                     return False
+            # every service's target scraped and up (each is scraped on its own schedule)
+            up = await asyncio.to_thread(query, "up")
+            found["up"] = sum(1 for r in up if r["value"][1] == "1") >= expected_up  # type: ignore[index]
             return all(found.values())
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
         while not await all_found():
-            assert loop.time() < deadline, f"series missing: {found}"
+            assert loop.time() < deadline, f"series missing or targets down: {found}"
             await asyncio.sleep(0.5)
-        up = await asyncio.to_thread(query, "up")
-        expected = 3 if HAS_ESCALATION else 2
-        assert sum(1 for r in up if r["value"][1] == "1") >= expected  # type: ignore[index]
     finally:
         process.terminate()
         process.wait(timeout=30)
