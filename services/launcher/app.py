@@ -291,6 +291,7 @@ class Launcher:
             "arrived",
             "assigned",
             "abandoned",
+            "hung_up_at_close",
             "ended",
             "ended_resolved",
             "ended_unresolved",

@@ -246,7 +246,8 @@ class Simulation:
         self._timers.clear()
         for contact in self._contacts.values():
             if contact.stage in (ContactStage.WAITING, ContactStage.RINGING):
-                self._abandon_now(contact, now)
+                # counted apart from patience running out: the run ended, not the customer
+                self._abandon_now(contact, now, counter="hung_up_at_close")
             elif contact.stage in (ContactStage.HANDLING, ContactStage.INTERRUPTED):
                 if contact.stage is ContactStage.INTERRUPTED:
                     self._resume(contact.contact_id, now)
@@ -400,12 +401,12 @@ class Simulation:
         if contact.stage in (ContactStage.WAITING, ContactStage.RINGING):
             self._abandon_now(contact, now)
 
-    def _abandon_now(self, contact: _Contact, now: float) -> None:
+    def _abandon_now(self, contact: _Contact, now: float, counter: str = "abandoned") -> None:
         if contact.stage is ContactStage.RINGING:
             for agent in self._agents.values():
                 agent.ringing.pop(contact.offer_id, None)
         contact.stage = ContactStage.ABANDONED
-        self.stats.counts["abandoned"] += 1
+        self.stats.counts[counter] += 1
         self._out.append(
             ContactAbandoned(event_id=self._eid(), at=now, contact_id=contact.contact_id)
         )

@@ -272,8 +272,13 @@ def test_shutdown_ends_every_contact_and_logs_every_agent_out() -> None:
     sim = Simulation(scenario, seed=12, start=START)
     log = drive(sim, FakeRouter(), START + 200)
     assert sim.open_contacts() > 0
+    abandoned_by_patience = sim.stats.counts["abandoned"]
     final = sim.shutdown(START + 200)
     assert sim.open_contacts() == 0
+    # customers still waiting hang up because the run ends: counted apart, not as abandons
+    hung_up = sum(isinstance(e, ev.ContactAbandoned) for e in final)
+    assert sim.stats.counts["hung_up_at_close"] == hung_up
+    assert sim.stats.counts["abandoned"] == abandoned_by_patience
     logged_in = {e.agent_id for e in log.of(ev.AgentLoggedIn)}  # type: ignore[attr-defined]
     assert {e.agent_id for e in final if isinstance(e, ev.AgentLoggedOut)} == logged_in
     assert sim.next_deadline() is None
