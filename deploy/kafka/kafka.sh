@@ -99,6 +99,14 @@ format_storage() {
   java_cmd kafka.tools.StorageTool format -t "$cluster_id" -c "$props" >/dev/null
 }
 
+started_since() {
+  # This start's "Kafka Server started" line, after line $1 of the log. One awk, no pipe:
+  # `tail | grep -q` under pipefail fails with SIGPIPE when the start logs a lot (a data
+  # dir with many partitions), and the wait then never ends.
+  awk -v seen="$1" 'NR > seen && /Kafka Server started/ { found = 1; exit } END { exit !found }' \
+    "$data/logs/server.log" 2>/dev/null
+}
+
 up() {
   if pid="$(running_pid)"; then
     log "already running (pid $pid) on 127.0.0.1:$port"
@@ -119,7 +127,7 @@ up() {
   nohup "${JAVA_ARGS[@]}" >"$data/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
-  until tail -n +"$((seen + 1))" "$data/logs/server.log" 2>/dev/null | grep -q "Kafka Server started" && answers; do
+  until started_since "$seen" && answers; do
     if ! running_pid >/dev/null; then
       log "the broker exited during start; last lines of its log:"
       tail -n 30 "$data/logs/stdout.log" "$data/logs/server.log" >&2 2>/dev/null || true

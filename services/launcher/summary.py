@@ -7,6 +7,7 @@ the same) so the summary does not depend on how a service spells an enum.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -145,7 +146,9 @@ def summarize(
         for s in grouped.get("switchboard_router_longest_wait_seconds", ()):
             row(s.labels.get("queue", "?")).longest_wait = s.value
         for s in grouped.get("switchboard_router_service_level", ()):
-            row(s.labels.get("queue", "?")).service_level = s.value
+            queue_row = row(s.labels.get("queue", "?"))
+            if not math.isnan(s.value):  # NaN: the queue has served no one yet
+                queue_row.service_level = s.value
         for s in grouped.get("switchboard_router_contacts_answered_total", ()):
             row(s.labels.get("queue", "?")).answered += s.value
         for s in grouped.get("switchboard_router_contacts_abandoned_total", ()):

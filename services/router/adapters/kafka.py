@@ -6,6 +6,7 @@ the decisions back to envelopes on ``routing.decisions`` (keyed by domain), and 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -206,7 +207,9 @@ class RouterHandler:
             self.metrics.waiting.labels(queue).set(waiting[queue])
             self.metrics.longest_wait.labels(queue).set(longest[queue])
             total, within = answered[queue]
-            self.metrics.service_level.labels(queue).set(within / total if total else 1.0)
+            # NaN, not 100 %, while the queue has answered or failed no one: a dashboard
+            # shows a gap and the "below target" alert does not fire on an idle queue.
+            self.metrics.service_level.labels(queue).set(within / total if total else math.nan)
         for state, count in states.items():
             self.metrics.agents.labels(state).set(count)
         self.metrics.occupancy.set(busy / present if present else 0.0)

@@ -11,7 +11,7 @@ switchboard_router_contacts_waiting{queue="billing-pl"} 2
 switchboard_router_longest_wait_seconds{queue="billing-pl"} 125
 switchboard_router_service_level{queue="billing-en"} 0.9
 switchboard_router_service_level{queue="billing-pl"} 0.2
-switchboard_router_service_level{queue="tech-ru"} 1
+switchboard_router_service_level{queue="tech-ru"} NaN
 # TYPE switchboard_router_contacts_answered_total counter
 switchboard_router_contacts_answered_total{queue="billing-en",within_sl="true"} 27
 switchboard_router_contacts_answered_total{queue="billing-en",within_sl="false"} 3
