@@ -135,8 +135,7 @@ def run_core(agents: int, events: int, seed: int) -> Run:
             for d in core.apply(f, now):
                 if isinstance(d, OfferMade):
                     offers.append((d.contact_id, d.agent_id))
-                    for g in core.apply(OfferAccepted(d.agent_id, d.contact_id, d.offer_id), now):
-                        del g
+                    core.apply(OfferAccepted(d.agent_id, d.contact_id, d.offer_id), now)
                     live.append(d.contact_id)
                     inputs += 1
         if isinstance(event, ContactArrived):

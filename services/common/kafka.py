@@ -149,6 +149,12 @@ def dead_letter_record(
     )
 
 
+def _append(batch: Any, out: OutboundRecord) -> bool:
+    """Add ``out`` to an aiokafka batch; False when the batch is full."""
+    added = batch.append(key=out.key, value=out.value, timestamp=None, headers=list(out.headers))
+    return added is not None
+
+
 def make_transactional_producer(settings: KafkaSettings, transactional_id: str) -> AIOKafkaProducer:
     """Idempotent, ``acks=all``, transactional: outputs and offsets commit together."""
     # The first AddPartitionsToTxn after a commit meets CONCURRENT_TRANSACTIONS until the
@@ -166,9 +172,8 @@ def make_transactional_producer(settings: KafkaSettings, transactional_id: str) 
         max_batch_size=512 * 1024,
         request_timeout_ms=settings.request_timeout_ms,
         client_id=transactional_id,
-        # Back-to-back transactions meet CONCURRENT_TRANSACTIONS while the previous
-        # commit's markers are written; aiokafka then waits retry_backoff (100 ms by
-        # default) before the next AddPartitions/AddOffsets. 10 ms keeps latency low.
+        # Other transactional retries (AddOffsetsToTxn or a later AddPartitionsToTxn
+        # meeting CONCURRENT_TRANSACTIONS) wait retry_backoff: 100 ms by default.
         retry_backoff_ms=10,
     )
 
@@ -506,30 +511,35 @@ class ConsumeLoop:
         """
         if self._producer is None:
             raise RuntimeError("producer not started")
+        unpartitioned = {out.topic for out in outputs if out.partition is None}
+        partitions = {topic: await self._partitions_of(topic) for topic in unpartitioned}
         groups: dict[tuple[str, int], list[OutboundRecord]] = {}
         for out in outputs:
             partition = out.partition
             if partition is None:
-                partition = await self._partition_for(out.topic, out.key)
+                partition = self._partition_for(out.topic, out.key, partitions[out.topic])
             groups.setdefault((out.topic, partition), []).append(out)
         for (topic, partition), records in groups.items():
             batch = self._producer.create_batch()
             for out in records:
-                fields = {"key": out.key, "value": out.value, "timestamp": None}
-                if batch.append(**fields, headers=list(out.headers)) is None:  # batch full
+                if not _append(batch, out):  # batch full: send it, start the next
                     await self._producer.send_batch(batch, topic, partition=partition)
                     batch = self._producer.create_batch()
-                    if batch.append(**fields, headers=list(out.headers)) is None:
+                    if not _append(batch, out):
                         raise ValueError(f"a record for {topic} is larger than a batch")
             await self._producer.send_batch(batch, topic, partition=partition)
 
-    async def _partition_for(self, topic: str, key: bytes | None) -> int:
+    async def _partitions_of(self, topic: str) -> list[int]:
+        """The topic's partition ids, sorted (asked of the producer's metadata once)."""
         if self._producer is None:
             raise RuntimeError("producer not started")
         partitions = self._partition_counts.get(topic)
         if partitions is None:
             partitions = sorted(await self._producer.partitions_for(topic))
             self._partition_counts[topic] = partitions
+        return partitions
+
+    def _partition_for(self, topic: str, key: bytes | None, partitions: list[int]) -> int:
         if key is None:
             return random.choice(partitions)  # noqa: S311 - spreading load, not security
         cached = self._key_partitions.get((topic, key))

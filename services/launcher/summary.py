@@ -69,11 +69,6 @@ class QueueRow:
     arrived: float = 0.0
 
     @property
-    def service_level_shown(self) -> float | None:
-        """Nothing answered or abandoned yet: no service level to show (not 100 %)."""
-        return None if self.answered + self.abandoned <= 0 else self.service_level
-
-    @property
     def abandonment(self) -> float | None:
         """Abandoned / (answered + abandoned): the share of leavers who hung up."""
         left = self.answered + self.abandoned
@@ -202,11 +197,10 @@ def render(
     if not summary.queues:
         lines.append("  (no queue metrics yet)")
     for q in summary.queues:
-        level = q.service_level_shown
-        below = level is not None and level < service_level_target
+        below = q.service_level is not None and q.service_level < service_level_target
         lines.append(
             f"{q.queue:<16}{q.waiting:>8.0f}{_seconds(q.longest_wait):>9}"
-            f"{_percent(level) + ('!' if below else ' '):>13}"
+            f"{_percent(q.service_level) + ('!' if below else ' '):>13}"
             f"{q.answered:>10.0f}{q.abandoned:>11.0f}{_percent(q.abandonment):>10}"
         )
     agents = " · ".join(

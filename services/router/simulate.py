@@ -120,7 +120,9 @@ class QueueReport:
 
     @property
     def service_level(self) -> float:
-        """Answered within the threshold / (answered + abandoned), as the router counts it."""
+        """Answered within the threshold / (answered + abandoned): every abandon counts
+        against the queue, stricter than the router (which counts only abandons after the
+        threshold); without patience both agree, which is what Erlang C is checked on."""
         handled = self.answered + self.abandoned
         return self.answered_within / handled if handled else 1.0
 

@@ -116,7 +116,7 @@ class _Agent:
         if not self.active:
             return True
         channels = self.active.values()
-        if channel == Channel.VOICE and self.active:
+        if channel == Channel.VOICE:  # voice only on an otherwise free agent
             return False
         if channel != Channel.VOICE and Channel.VOICE in channels:
             return False

@@ -51,7 +51,7 @@ def test_queues_agents_escalations_and_notifications_are_summarised() -> None:
     pl = next(q for q in summary.queues if q.queue == "billing-pl")
     assert pl.abandonment == 0.0
     quiet = next(q for q in summary.queues if q.queue == "tech-ru")
-    assert (quiet.abandonment, quiet.service_level_shown) == (None, None)  # nobody served yet
+    assert (quiet.abandonment, quiet.service_level) == (None, None)  # nobody served yet
     assert summary.agents == {"available": 3, "wrap_up": 1}
     assert summary.occupancy == 0.8
     assert summary.escalations_open == {"manager": 2, "supervisor": 1}
