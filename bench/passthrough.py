@@ -9,10 +9,9 @@ bench/end_to_end.py reports the router's throughput as a fraction of this one's.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
-from aiokafka import TopicPartition
 from prometheus_client import CollectorRegistry
 from switchboard.v1.envelope_pb2 import Envelope
 
@@ -29,23 +28,30 @@ class PassThrough:
     """An EventHandler that decides nothing: envelope in, the same envelope out."""
 
     out_topic: str
+    seen: set[str] = field(default_factory=set)
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
         return [OutboundRecord(self.out_topic, encode_envelope(envelope), record.key)]
 
-    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+    def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         return []
 
-    def next_deadline(self) -> float | None:
+    def next_deadline(self, partition: int) -> float | None:
         return None
 
-    def drain_changelog(self) -> Sequence[OutboundRecord]:
+    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
         return []
 
-    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+    def seen_before(self, domain: str, event_id: str) -> bool:
+        return event_id in self.seen
+
+    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
+        self.seen.add(event_id)
+
+    async def on_assigned(self, partitions: set[int]) -> None:
         return None
 
-    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+    async def on_revoked(self, partitions: set[int]) -> None:
         return None
 
 
@@ -57,7 +63,6 @@ async def run(settings: ServiceSettings, registry: CollectorRegistry) -> None:
         input_topics=[topics.contact_events, topics.agent_events],
         handler=PassThrough(topics.routing_decisions),
         metrics=RuntimeMetrics.create(registry),
-        transactional_id=f"passthrough-{settings.instance}",
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,7 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
+from services.common.errors import DecodeError
 from services.common.provision import ensure_topics
 from services.common.topics import Topics, load_topic_specs
 
@@ -46,6 +49,18 @@ async def until(predicate: Callable[[], bool], timeout: float = 30.0, what: str 
         await asyncio.sleep(0.02)
 
 
+#: ``KafkaBroker.produce``'s default: key each record by its envelope's domain.
+DOMAIN_KEY = b"\x00domain-of-the-envelope"
+
+
+def _domain_of(value: bytes, headers: Sequence[tuple[str, bytes]]) -> bytes:
+    """The envelope's domain as a record key (b"default" if the bytes are no envelope)."""
+    try:
+        return decode_envelope(value, tuple(headers)).domain.encode() or b"default"
+    except DecodeError:
+        return b"default"
+
+
 @dataclass
 class KafkaBroker:
     """The running broker, and helpers to give each test its own topics."""
@@ -67,14 +82,18 @@ class KafkaBroker:
         self,
         topic: str,
         values: Sequence[bytes],
-        key: bytes | None = b"default",
+        key: bytes | None = DOMAIN_KEY,
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
+        """Publish as a telephony system must: by default each record is keyed by its
+        envelope's domain (murmur2, the Java client's partitioner), so it lands on the
+        domain's partition; pass ``key`` to publish otherwise."""
         producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
         await producer.start()
         try:
             for value in values:
-                await producer.send_and_wait(topic, value, key=key, headers=list(headers))
+                record_key = _domain_of(value, headers) if key is DOMAIN_KEY else key
+                await producer.send_and_wait(topic, value, key=record_key, headers=list(headers))
         finally:
             await producer.stop()
 
@@ -198,11 +217,22 @@ class ServiceProcess:
             self.process.kill()
             await self.process.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process freezes mid-whatever (a GC pause, a VM stall), sockets open."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT: a paused process carries on where it froze, unaware time passed."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGCONT)
+
     async def stop(self, timeout: float = 30.0) -> int | None:
         """SIGTERM and wait (graceful shutdown); SIGKILL if it does not finish in time."""
         if self.process is None or self.process.returncode is not None:
             return None if self.process is None else self.process.returncode
         self.process.terminate()
+        self.process.send_signal(signal.SIGCONT)  # a paused process must run to handle it
         try:
             return await asyncio.wait_for(self.process.wait(), timeout)
         except TimeoutError:

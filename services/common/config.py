@@ -48,8 +48,15 @@ class KafkaSettings(_Strict):
     topic_prefix: str = ""
     #: Consumer group; services default it to their own name.
     group_id: str = ""
-    #: Stable per instance: a restarted instance fences its own zombie transactions.
-    transactional_id: str = ""
+    #: Largest record the services produce (key, value and headers); a bigger one becomes
+    #: a dead letter cut to fit. Keep it under the broker's ``message.max.bytes``.
+    max_record_bytes: int = Field(default=1_000_000, ge=10_000, le=100_000_000)
+    #: Event ids remembered per domain to skip re-sent events (kept in the changelog).
+    dedupe_max_ids: int = Field(default=100_000, ge=1, le=10_000_000)
+    #: ... and for how long (the input topics' retention is the useful upper bound).
+    dedupe_max_age_s: float = Field(default=86_400.0, gt=0)
+    #: Longest a restore waits for an in-doubt transaction on a changelog partition.
+    restore_wait_s: float = Field(default=90.0, gt=0)
     #: Upper bound on records handled per transaction.
     max_batch: int = Field(default=500, ge=1, le=100_000)
     #: Longest a poll waits when idle, so timers and commands run promptly.

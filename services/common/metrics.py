@@ -48,6 +48,9 @@ class RuntimeMetrics:
     last_progress: Gauge
     loop_running: Gauge
     transactions_aborted: Counter
+    fenced: Counter
+    partitions_owned: Gauge
+    partitions_catching_up: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RuntimeMetrics:
@@ -113,6 +116,22 @@ class RuntimeMetrics:
             transactions_aborted=Counter(
                 "switchboard_transactions_aborted_total",
                 "Batches whose transaction was aborted and retried.",
+                registry=registry,
+            ),
+            fenced=Counter(
+                "switchboard_partitions_fenced_total",
+                "Partitions this instance lost because another instance took over its "
+                "transactional id (after a stall); their uncommitted work was dropped.",
+                registry=registry,
+            ),
+            partitions_owned=Gauge(
+                "switchboard_partitions_owned",
+                "Input partition numbers (tasks: each with its domains) this instance owns.",
+                registry=registry,
+            ),
+            partitions_catching_up=Gauge(
+                "switchboard_partitions_catching_up",
+                "Owned partitions still reading their backlog; their timers wait until caught up.",
                 registry=registry,
             ),
         )

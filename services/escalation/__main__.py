@@ -42,7 +42,6 @@ async def build_and_run(
         input_topics=[topics.contact_events, topics.agent_events, topics.routing_decisions],
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
-        transactional_id=settings.kafka.transactional_id or f"escalation-{settings.instance}",
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:

@@ -46,7 +46,6 @@ async def build_and_run(
         input_topics=[topics.contact_events, topics.routing_decisions],
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
-        transactional_id=settings.kafka.transactional_id or f"notifier-{settings.instance}",
     )
     worker = DeliveryWorker(handler, loop, settings.gateways, settings.delivery)
 

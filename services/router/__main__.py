@@ -43,7 +43,6 @@ async def build_and_run(
         input_topics=[topics.contact_events, topics.agent_events],
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
-        transactional_id=settings.kafka.transactional_id or f"router-{settings.instance}",
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:

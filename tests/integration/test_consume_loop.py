@@ -8,13 +8,14 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from google.protobuf import json_format
 from prometheus_client import CollectorRegistry
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.codec import encode_envelope, new_envelope
-from services.common.errors import RejectedEvent
-from services.common.kafka import ConsumeLoop, InboundRecord, OutboundRecord, TopicPartition
+from services.common.errors import ConfigError, RejectedEvent
+from services.common.kafka import ConsumeLoop, InboundRecord, OutboundRecord
 from services.common.metrics import RuntimeMetrics
 from services.common.topics import Topics
 from tests.support import KafkaBroker, until
@@ -28,6 +29,7 @@ class EchoHandler:
 
     topics: Topics
     handled: list[str] = field(default_factory=list)
+    seen: set[str] = field(default_factory=set)
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
         contact_id = envelope.contact_abandoned.contact_id
@@ -36,19 +38,25 @@ class EchoHandler:
         self.handled.append(contact_id)
         return [OutboundRecord(self.topics.routing_decisions, contact_id.encode(), b"acme")]
 
-    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+    def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         return []
 
-    def next_deadline(self) -> float | None:
+    def next_deadline(self, partition: int) -> float | None:
         return None
 
-    def drain_changelog(self) -> Sequence[OutboundRecord]:
+    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
         return []
 
-    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
+    def seen_before(self, domain: str, event_id: str) -> bool:
+        return event_id in self.seen
+
+    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
+        self.seen.add(event_id)
+
+    async def on_assigned(self, partitions: set[int]) -> None:
         return None
 
-    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
+    async def on_revoked(self, partitions: set[int]) -> None:
         return None
 
 
@@ -68,7 +76,6 @@ async def running(
         input_topics=[topics.contact_events],
         handler=handler,
         metrics=RuntimeMetrics.create(CollectorRegistry()),
-        transactional_id=f"{topics.prefix}echo-1",
     )
     task = asyncio.create_task(loop.run())
     try:
@@ -158,8 +165,33 @@ async def test_a_command_runs_inside_the_loop_and_returns_after_its_records_comm
     async with running(kafka, topics, handler) as loop:
         await until(lambda: loop.started.is_set())
         result = await loop.execute(
-            lambda: ("done", [OutboundRecord(topics.escalations, b"ack", b"esc-1")])
+            lambda: ("done", [OutboundRecord(topics.escalations, b"ack", b"esc-1")]),
+            partition=loop.partition_of("acme"),
         )
         assert result == "done"
         records = await kafka.read_all(topics.escalations, expect=1, timeout=5)
         assert [r.value for r in records] == [b"ack"]
+
+
+async def test_input_topics_that_are_not_co_partitioned_stop_the_loop_with_the_counts(
+    kafka: KafkaBroker,
+) -> None:
+    """A domain's events must meet in one instance: 4 partitions beside 2 is refused."""
+    topics = await kafka.fresh_topics()
+    odd = f"{topics.prefix}two-partitions"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(odd, num_partitions=2, replication_factor=1)])
+    finally:
+        await admin.close()
+    loop = ConsumeLoop(
+        service="echo",
+        settings=kafka.settings(topics, group_id=f"{topics.prefix}echo"),
+        input_topics=[topics.contact_events, odd],
+        handler=EchoHandler(topics),
+        metrics=RuntimeMetrics.create(CollectorRegistry()),
+    )
+    with pytest.raises(ConfigError, match="equal partition counts") as failure:
+        await asyncio.wait_for(loop.run(), 60)
+    assert f"'{odd}': 2" in str(failure.value)

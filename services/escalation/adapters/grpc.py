@@ -16,7 +16,7 @@ import grpc
 from switchboard.v1 import escalation_pb2, escalation_pb2_grpc
 
 from services.common.auth import caller_identity
-from services.common.kafka import ConsumeLoop, OutboundRecord
+from services.common.kafka import ConsumeLoop, NotOwnedError, OutboundRecord
 from services.escalation.adapters.kafka import EscalationHandler
 from services.escalation.adapters.mapping import escalation_to_proto
 from services.escalation.domain import (
@@ -97,8 +97,17 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             result: CommandResult = run(core, who, self._handler.clock.now())
             return result.escalation, self._handler.publish(result.changes)
 
+        partition = self._handler.partition_of_escalation(escalation_id)
+        if partition is None:
+            await context.abort(
+                grpc.StatusCode.NOT_FOUND, f"escalation {escalation_id!r} not found"
+            )
+            raise AssertionError("unreachable")
         try:
-            return await self._loop.execute(command)
+            return await self._loop.execute(command, partition=partition)
+        except NotOwnedError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry")
+            raise
         except CommandError as exc:
             await context.abort(
                 _STATUS.get(type(exc), grpc.StatusCode.FAILED_PRECONDITION), exc.reason

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from aiokafka.partitioner import murmur2
 from switchboard.v1 import escalation_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
@@ -22,7 +23,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.codec import decode_envelope, encode_envelope, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import DecodeError, RejectedEvent
-from services.common.kafka import InboundRecord, OutboundRecord, TopicPartition, read_changelog
+from services.common.kafka import InboundRecord, OutboundRecord, read_changelog
 from services.common.state import DomainStates
 from services.common.topics import Topics, load_topic_specs
 from services.escalation.adapters.mapping import (
@@ -51,13 +52,14 @@ class EscalationHandler:
     _restored: dict[str, list[m.Escalation]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.states = DomainStates(
-            changelog_topic=self.topics.changelog("escalation"),
+        self.states = DomainStates.for_service(
+            "escalation",
+            self.kafka,
+            self.topics.changelog,
             new_core=lambda domain: EscalationCore(self.policy, domain),
             restore_core=lambda domain, facts: EscalationCore.restore(
                 self.policy, domain, self._restored.get(domain, []), facts
             ),
-            take_changes=lambda core: core.take_changes(),
         )
 
     # -- EventHandler ----------------------------------------------------------------
@@ -75,35 +77,42 @@ class EscalationHandler:
             raise RejectedEvent(exc.reason) from None
         return self.publish(changes)
 
-    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+    def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         out: list[OutboundRecord] = []
-        for _, core in self.states.items():
-            deadline = core.next_deadline()
-            if deadline is not None and deadline <= now:
-                out.extend(self.publish(core.tick(now)))
+        for _, core in self.states.due(partition, now):
+            out.extend(self.publish(core.tick(now)))
         return out
 
-    def next_deadline(self) -> float | None:
-        deadlines = [d for _, c in self.states.items() if (d := c.next_deadline()) is not None]
-        return min(deadlines, default=None)
+    def next_deadline(self, partition: int) -> float | None:
+        return self.states.next_deadline(partition)
 
-    def drain_changelog(self) -> Sequence[OutboundRecord]:
-        return self.states.drain()
+    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
+        return self.states.drain(partition)
 
-    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
-        wanted = {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
-        if not wanted:
+    def seen_before(self, domain: str, event_id: str) -> bool:
+        return self.states.seen_before(domain, event_id)
+
+    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
+        self.states.remember(domain, partition, event_id, now)
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        if not partitions:
             return
         await self._load_escalations()
-        restored = await self.states.restore(self.kafka, wanted)
-        # Domains with open escalations but no case facts yet still need their core.
+        restored = await self.states.restore(self.kafka, partitions)
+        # A domain with open escalations but no case facts left still needs its core.
+        count = self._partitions(self.topics.contact_events)
+        for domain in self._restored:
+            home = (murmur2(domain.encode()) & 0x7FFFFFFF) % count
+            if home in partitions and domain not in self.states.cores:
+                self.states.adopt(domain, home, self.states.restore_core(domain, {}))
+        self._restored = {}
         self._update_open_gauge()
-        log.info("escalation state restored", partitions=sorted(wanted), domains=restored)
+        log.info("escalation state restored", partitions=sorted(partitions), domains=restored)
 
-    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
-        self.states.drop(
-            {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
-        )
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self.states.drop(partitions)
+        self._update_open_gauge()
 
     async def _load_escalations(self) -> None:
         """Latest state of every escalation from the compacted topic, grouped by domain."""
@@ -189,6 +198,13 @@ class EscalationHandler:
         for _, core in self.states.items():
             if core.get(escalation_id) is not None:
                 return core
+        return None
+
+    def partition_of_escalation(self, escalation_id: str) -> int | None:
+        """The partition whose transaction a command on ``escalation_id`` belongs to."""
+        for domain, core in self.states.items():
+            if core.get(escalation_id) is not None:
+                return self.states.partition_of.get(domain)
         return None
 
     def any_core(self) -> EscalationCore:

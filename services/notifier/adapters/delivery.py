@@ -14,13 +14,14 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import grpc
 import structlog
 from switchboard.v1 import notification_pb2, notification_pb2_grpc
 
-from services.common.kafka import ConsumeLoop, OutboundRecord
+from services.common.kafka import ConsumeLoop, NotOwnedError, OutboundRecord
 from services.notifier.adapters.kafka import STYLE, NotifierHandler
 from services.notifier.adapters.mapping import to_proto
 from services.notifier.domain.delivery import CircuitBreaker, RetryPolicy, is_retryable
@@ -144,7 +145,20 @@ class DeliveryWorker:
                         pending.next_attempt_at = at
             return None, []
 
-        await self.loop.execute(command)
+        await self._run(domain, command)
+
+    async def _run(
+        self, domain: str, command: Callable[[], tuple[None, list[OutboundRecord]]]
+    ) -> None:
+        """Run ``command`` in the domain's partition transaction; a domain that moved to
+        another instance meanwhile is that instance's to deliver (the gateway dedupes)."""
+        partition = self.handler.states.partition_of.get(domain)
+        if partition is None:
+            return
+        try:
+            await self.loop.execute(command, partition=partition)
+        except NotOwnedError:
+            log.info("domain moved to another instance; its owner settles", domain=domain)
 
     async def _settle(
         self, domain: str, nid: str, outcome: str, error: str, gateway_message_id: str = ""
@@ -167,4 +181,4 @@ class DeliveryWorker:
                 domain, pending, outcome, now, gateway_message_id
             )
 
-        await self.loop.execute(command)
+        await self._run(domain, command)

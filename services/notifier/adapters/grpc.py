@@ -7,7 +7,7 @@ from typing import Any
 import grpc
 from switchboard.v1 import notification_pb2, notification_pb2_grpc
 
-from services.common.kafka import ConsumeLoop, OutboundRecord
+from services.common.kafka import ConsumeLoop, NotOwnedError, OutboundRecord
 from services.notifier.adapters.kafka import NotifierHandler
 from services.notifier.adapters.mapping import OUTCOMES, customer_from
 from services.notifier.domain import core as n
@@ -34,12 +34,25 @@ class NotifierServicer(notification_pb2_grpc.NotifierServiceServicer):
             request.text,
         )
 
+        try:
+            partition = self._loop.partition_of(self._domain)
+        except NotOwnedError as exc:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"{exc}; retry")
+            raise
+
         def command() -> tuple[str, list[OutboundRecord]]:
-            core = self._handler.states.core_for(self._domain, 0)
+            core = self._handler.states.core_for(self._domain, partition)
             core.apply(event, f"direct-{request.request_id}", self._handler.clock.now())
             return f"direct-{request.request_id}:direct", []
 
-        notification_id = await self._loop.execute(command)
+        try:
+            notification_id = await self._loop.execute(command, partition=partition)
+        except NotOwnedError as exc:
+            await context.abort(
+                grpc.StatusCode.UNAVAILABLE,
+                f"domain {self._domain!r} is served by another instance now ({exc}); retry",
+            )
+            raise
         return notification_pb2.NotifyResponse(notification_id=notification_id)
 
     async def GetNotification(

@@ -14,7 +14,7 @@ from switchboard.v1.envelope_pb2 import Envelope
 from services.common.clock import Clock, SystemClock
 from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
-from services.common.kafka import InboundRecord, OutboundRecord, TopicPartition
+from services.common.kafka import InboundRecord, OutboundRecord
 from services.common.state import DomainStates
 from services.common.topics import Topics
 from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
@@ -43,11 +43,12 @@ class NotifierHandler:
     _coalesced_seen: int = 0
 
     def __post_init__(self) -> None:
-        self.states = DomainStates(
-            changelog_topic=self.topics.changelog("notifier"),
+        self.states = DomainStates.for_service(
+            "notifier",
+            self.kafka,
+            self.topics.changelog,
             new_core=lambda _d: NotifierCore(self.policy, self.catalog),
             restore_core=lambda _d, snaps: NotifierCore.restore(self.policy, self.catalog, snaps),
-            take_changes=lambda core: core.take_changes(),
         )
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
@@ -63,30 +64,31 @@ class NotifierHandler:
         self._count_coalesced()
         return []
 
-    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
-        for _, core in self.states.items():
-            deadline = core.next_deadline()
-            if deadline is not None and deadline <= now and core.tick(now):
+    def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
+        for _, core in self.states.due(partition, now):
+            if core.tick(now):
                 self.work_ready.set()
         self._count_coalesced()
         return []
 
-    def next_deadline(self) -> float | None:
-        deadlines = [d for _, c in self.states.items() if (d := c.next_deadline()) is not None]
-        return min(deadlines, default=None)
+    def next_deadline(self, partition: int) -> float | None:
+        return self.states.next_deadline(partition)
 
-    def drain_changelog(self) -> Sequence[OutboundRecord]:
-        return self.states.drain()
+    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
+        return self.states.drain(partition)
 
-    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
-        wanted = {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
-        restored = await self.states.restore(self.kafka, wanted)
-        log.info("notifier state restored", partitions=sorted(wanted), domains=restored)
+    def seen_before(self, domain: str, event_id: str) -> bool:
+        return self.states.seen_before(domain, event_id)
 
-    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
-        self.states.drop(
-            {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
-        )
+    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
+        self.states.remember(domain, partition, event_id, now)
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        restored = await self.states.restore(self.kafka, partitions)
+        log.info("notifier state restored", partitions=sorted(partitions), domains=restored)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self.states.drop(partitions)
 
     def _count_coalesced(self) -> None:
         total = sum(core.coalesced for _, core in self.states.items())

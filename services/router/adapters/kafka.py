@@ -19,7 +19,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import RejectedEvent
-from services.common.kafka import InboundRecord, OutboundRecord, TopicPartition
+from services.common.kafka import InboundRecord, OutboundRecord
 from services.common.state import DomainStates
 from services.common.topics import Topics
 from services.router.adapters.mapping import decision_to_envelope, envelope_to_input
@@ -53,11 +53,12 @@ class RouterHandler:
     _gauges_at: float = 0.0
 
     def __post_init__(self) -> None:
-        self.states = DomainStates(
-            changelog_topic=self.topics.changelog("router"),
+        self.states = DomainStates.for_service(
+            "router",
+            self.kafka,
+            self.topics.changelog,
             new_core=lambda _domain: RoutingCore(self.policy),
             restore_core=lambda _domain, snaps: RoutingCore.restore(self.policy, snaps),
-            take_changes=lambda core: core.take_changes(),
         )
         skills: set[str] = set()
         for queue in self.policy.queues.values():
@@ -86,38 +87,34 @@ class RouterHandler:
             self.metrics.arrived.labels(event.queue, event.channel.name.lower()).inc()
         return self._publish(envelope.domain, envelope.event_id, decisions)
 
-    def on_timer(self, now: float) -> Sequence[OutboundRecord]:
+    def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         out: list[OutboundRecord] = []
-        for domain, core in self.states.items():
-            deadline = core.next_deadline()
-            if deadline is not None and deadline <= now:
-                self._tick_seq += 1
-                out.extend(
-                    self._publish(
-                        domain, f"tick-{int(now * 1000)}-{self._tick_seq}", core.tick(now)
-                    )
-                )
+        for domain, core in self.states.due(partition, now):
+            self._tick_seq += 1
+            out.extend(
+                self._publish(domain, f"tick-{int(now * 1000)}-{self._tick_seq}", core.tick(now))
+            )
         return out
 
-    def next_deadline(self) -> float | None:
-        deadlines = [
-            d for _, core in self.states.items() if (d := core.next_deadline()) is not None
-        ]
-        return min(deadlines, default=None)
+    def next_deadline(self, partition: int) -> float | None:
+        return self.states.next_deadline(partition)
 
-    def drain_changelog(self) -> Sequence[OutboundRecord]:
+    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
         self._update_gauges()
-        return self.states.drain()
+        return self.states.drain(partition)
 
-    async def on_assigned(self, partitions: set[TopicPartition]) -> None:
-        wanted = {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
-        restored = await self.states.restore(self.kafka, wanted)
-        log.info("router state restored", partitions=sorted(wanted), domains=restored)
+    def seen_before(self, domain: str, event_id: str) -> bool:
+        return self.states.seen_before(domain, event_id)
 
-    async def on_revoked(self, partitions: set[TopicPartition]) -> None:
-        self.states.drop(
-            {tp.partition for tp in partitions if tp.topic == self.topics.contact_events}
-        )
+    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
+        self.states.remember(domain, partition, event_id, now)
+
+    async def on_assigned(self, partitions: set[int]) -> None:
+        restored = await self.states.restore(self.kafka, partitions)
+        log.info("router state restored", partitions=sorted(partitions), domains=restored)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self.states.drop(partitions)
 
     # -- helpers ---------------------------------------------------------------------
 
