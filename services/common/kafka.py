@@ -401,13 +401,18 @@ class _Work:
     commands: list[tuple[_Command, Any, BaseException | None]] = field(default_factory=list)
 
 
+def _names(partitions: Iterable[TopicPartition]) -> list[str]:
+    """``topic[n]`` for logs."""
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in partitions)
+
+
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, owner: ConsumeLoop) -> None:
         self._owner = owner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._owner.cycle_lock:  # the batch in flight commits first
-            log.info("partitions revoked", partitions=sorted(map(str, revoked)))
+            log.info("partitions revoked", partitions=_names(revoked))
             try:
                 await self._owner.release({tp.partition for tp in revoked})
             except Exception as exc:  # noqa: BLE001 - aiokafka would only log it; we must stop
@@ -415,7 +420,7 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         async with self._owner.cycle_lock:
-            log.info("partitions assigned", partitions=sorted(map(str, assigned)))
+            log.info("partitions assigned", partitions=_names(assigned))
             try:
                 await self._owner.take_over(set(assigned))
             except Exception as exc:  # noqa: BLE001 - never consume a partition without its state
@@ -614,7 +619,9 @@ class ConsumeLoop:
             "partitions taken over",
             partitions=new,
             seconds=round(time.perf_counter() - started, 3),
-            backlog={str(tp): end for tp, end in sorted(ends.items())} if tps else {},
+            backlog={_names([tp])[0]: end for tp, end in sorted(ends.items()) if end}
+            if tps
+            else {},
         )
 
     async def release(self, partitions: set[int]) -> None:

@@ -7,10 +7,14 @@ sleeps until :meth:`next_deadline`, drains :meth:`take_changes` into the changel
 rebuilds the core after a restart with :meth:`restore`. The core never reads a clock:
 ``now`` is always passed in, so a fake clock drives every test.
 
-Every entry point first fires the deadlines already due, so a tick the adapter was late
-for never loses a breach; time-based changes carry the instant the deadline fell due,
-not the instant the tick ran, so a core restored after downtime decides exactly as one
-that never stopped.
+Every entry point applies its input wholly or not at all. It first judges the input
+against the state it will meet (after the deadlines due at ``now``, which may forget a
+case) and refuses it before anything changes: no deadline fired, no change to hand out,
+nothing for :meth:`take_changes`. Then it fires the deadlines already due, so a tick the
+adapter was late for never loses a breach (a refusal leaves them scheduled for the next
+call), and applies the input. Time-based changes carry the instant the deadline fell
+due, not the instant the tick ran, so a core restored after downtime decides exactly as
+one that never stopped.
 """
 
 from __future__ import annotations
@@ -19,10 +23,9 @@ import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import Enum
-from typing import Any, NoReturn
+from typing import Any
 
 from services.escalation.domain.errors import (
-    EscalationError,
     InvalidArgument,
     InvalidInput,
     InvalidTransition,
@@ -226,23 +229,47 @@ class EscalationCore:
         self._escalations: dict[str, Escalation] = {}
         self._deadlines: Deadlines[_Key] = Deadlines()
         self._dirty: set[str] = set()
-        #: Changes of deadlines fired just before a rejected input or command.
-        self._carry: list[EscalationChange] = []
 
     # --- events and time ----------------------------------------------------------------
 
     def apply(self, event: Input, now: float) -> list[EscalationChange]:
-        """Apply one event; late or repeated events return []; unusable ones raise
-        :class:`~services.escalation.domain.errors.RejectedInput`."""
+        """Apply one event; late or repeated events change nothing of their own; unusable
+        ones raise :class:`~services.escalation.domain.errors.RejectedInput` before
+        anything changes (not even the deadlines due)."""
+        self._check(event, now)
+        out = self.tick(now)
+        self._dispatch(event, now, out)
+        return out
+
+    def _check(self, event: Input, now: float) -> None:
+        """Refuse an event the core cannot apply at ``now``, changing nothing.
+
+        Judged against the state the event will meet, after the deadlines due at ``now``,
+        so refusing first decides exactly as ticking first would. Handlers rely on it.
+        """
         if not event.contact_id:
             raise InvalidInput("contact_id: empty")
-        out = self.tick(now)
-        try:
-            self._dispatch(event, now, out)
-        except EscalationError:
-            self._carry = out  # due-deadline changes already applied: hand them out next call
-            raise
-        return out
+        match event:
+            case ContactArrived() | ContactUnroutable():
+                self._known_queue(event.queue)
+            case ContactHeld() | ContactPaused():
+                promised_s = event.expected_duration
+                if promised_s < 0 or not math.isfinite(promised_s):
+                    raise InvalidInput(f"expected_duration: must be >= 0, got {promised_s}")
+            case ContactTransferred():
+                case = self._held_after_tick(event.contact_id, now)
+                if case is not None and event.to_queue and event.to_queue != case.queue:
+                    self._known_queue(event.to_queue)
+            case SurveyResult():
+                if not 1 <= event.score <= 5:
+                    raise InvalidInput(f"score: must be 1-5, got {event.score}")
+                self._required(event.contact_id, "SurveyResult", now)
+            case ContactReopened():
+                self._required(event.contact_id, "ContactReopened", now)
+            case ManagerRequested():
+                self._required(event.contact_id, "ManagerRequested", now)
+            case ContactEnded(disposition=Disposition.UNRESOLVED):
+                self._required(event.contact_id, "ContactEnded(UNRESOLVED)", now)
 
     def _dispatch(self, event: Input, now: float, out: list[EscalationChange]) -> None:
         match event:
@@ -279,7 +306,7 @@ class EscalationCore:
 
     def tick(self, now: float) -> list[EscalationChange]:
         """Fire every deadline at or before ``now``, in time order."""
-        out, self._carry = self._carry, []
+        out: list[EscalationChange] = []
         while (due := self._deadlines.pop_due(now)) is not None:
             at, (kind, key) = due
             if kind == _SLA:
@@ -306,10 +333,11 @@ class EscalationCore:
 
     def acknowledge(self, escalation_id: str, by: str, now: float) -> CommandResult:
         """Take ownership: stops re-escalation. Acknowledging twice changes nothing."""
-        out = self.tick(now)
-        esc = self._authorized(escalation_id, by, out)
+        esc = self._authorized(escalation_id, by, now)
         if esc.status is EscalationStatus.RESOLVED:
-            self._refuse(out, InvalidTransition(f"{escalation_id}: already resolved"))
+            raise InvalidTransition(f"{escalation_id}: already resolved")
+        out = self.tick(now)
+        esc = self._escalations[escalation_id]  # a due re-escalation may have moved it on
         if esc.status is EscalationStatus.OPEN:
             esc = replace(
                 esc,
@@ -325,14 +353,13 @@ class EscalationCore:
 
     def add_note(self, escalation_id: str, by: str, text: str, now: float) -> CommandResult:
         """Add a note to an open or acknowledged escalation."""
-        out = self.tick(now)
-        esc = self._authorized(escalation_id, by, out)
+        esc = self._authorized(escalation_id, by, now)
         if not text.strip():
-            self._refuse(out, InvalidArgument("text: empty"))
+            raise InvalidArgument("text: empty")
         if esc.status is EscalationStatus.RESOLVED:
-            self._refuse(
-                out, InvalidTransition(f"{escalation_id}: resolved escalations take no notes")
-            )
+            raise InvalidTransition(f"{escalation_id}: resolved escalations take no notes")
+        out = self.tick(now)
+        esc = self._escalations[escalation_id]
         esc = replace(
             esc,
             notes=(*esc.notes, EscalationNote(by, text, now)),
@@ -345,12 +372,13 @@ class EscalationCore:
         self, escalation_id: str, by: str, resolution_code: str, now: float, note: str = ""
     ) -> CommandResult:
         """Close with a resolution code (and an optional closing note)."""
-        out = self.tick(now)
-        esc = self._authorized(escalation_id, by, out)
+        esc = self._authorized(escalation_id, by, now)
         if not resolution_code.strip():
-            self._refuse(out, InvalidArgument("resolution_code: empty"))
+            raise InvalidArgument("resolution_code: empty")
         if esc.status is EscalationStatus.RESOLVED:
-            self._refuse(out, InvalidTransition(f"{escalation_id}: already resolved"))
+            raise InvalidTransition(f"{escalation_id}: already resolved")
+        out = self.tick(now)
+        esc = self._escalations[escalation_id]
         esc = self._resolve(esc, now, resolution_code, by, out, note=note)
         case = self._cases.get(esc.contact_id)
         if case is not None:
@@ -465,7 +493,6 @@ class EscalationCore:
     # --- event handlers -------------------------------------------------------------------
 
     def _arrive(self, event: ContactArrived, now: float, out: list[EscalationChange]) -> None:
-        self._known_queue(event.queue)
         case = self._cases.get(event.contact_id)
         if case is None:
             case = _Case(
@@ -501,14 +528,14 @@ class EscalationCore:
         self._touch(case, now)
 
     def _reopened(self, contact_id: str, now: float, out: list[EscalationChange]) -> None:
-        case = self._required(contact_id, "ContactReopened")
+        case = self._cases[contact_id]  # known: _check refused it otherwise
         self._escalate(case, _R.REOPENED, now, "the customer reopened the ticket", out)
         self._touch(case, now)
 
     def _manager_requested(
         self, event: ManagerRequested, now: float, out: list[EscalationChange]
     ) -> None:
-        case = self._required(event.contact_id, "ManagerRequested")
+        case = self._cases[event.contact_id]  # known: _check refused it otherwise
         note = f": {event.note}" if event.note else ""
         self._escalate(case, _R.MANAGER_REQUESTED, now, f"customer asked for a manager{note}", out)
         self._touch(case, now)
@@ -528,7 +555,6 @@ class EscalationCore:
     def _unroutable(
         self, event: ContactUnroutable, now: float, out: list[EscalationChange]
     ) -> None:
-        self._known_queue(event.queue)
         case = self._case_or_provisional(event.contact_id, event.queue, now)
         if case is None or case.phase is _Phase.DONE:
             return
@@ -540,8 +566,6 @@ class EscalationCore:
     def _pause(
         self, contact_id: str, kind: str, reason: PauseReason, promised_s: float, now: float
     ) -> None:
-        if promised_s < 0 or not math.isfinite(promised_s):
-            raise InvalidInput(f"expected_duration: must be >= 0, got {promised_s}")
         case = self._cases.get(contact_id)
         if case is None or case.phase is _Phase.DONE:
             return
@@ -563,7 +587,6 @@ class EscalationCore:
         case = self._cases.get(event.contact_id)
         if case is None or not event.to_queue or event.to_queue == case.queue:
             return
-        self._known_queue(event.to_queue)
         if case.sla_since is not None:  # bank the time on the old queue's calendar
             calendar = self.policy.queues[case.queue].calendar
             case.sla_accum_s += calendar.open_seconds(case.sla_since, now)
@@ -574,9 +597,7 @@ class EscalationCore:
         self._touch(case, now)
 
     def _end(self, event: ContactEnded, now: float, out: list[EscalationChange]) -> None:
-        case = self._cases.get(event.contact_id)
-        if case is None and event.disposition is Disposition.UNRESOLVED:
-            case = self._required(event.contact_id, "ContactEnded(UNRESOLVED)")
+        case = self._cases.get(event.contact_id)  # an UNRESOLVED one is known (_check)
         if case is None or case.disposition is event.disposition:
             return
         case.disposition = event.disposition
@@ -608,9 +629,7 @@ class EscalationCore:
         self._maybe_drop(case, now)
 
     def _survey(self, event: SurveyResult, now: float, out: list[EscalationChange]) -> None:
-        if not 1 <= event.score <= 5:
-            raise InvalidInput(f"score: must be 1-5, got {event.score}")
-        case = self._required(event.contact_id, "SurveyResult")
+        case = self._cases[event.contact_id]  # known: _check refused it otherwise
         if event.customer_id and not case.customer.customer_id:
             case.customer = replace(case.customer, customer_id=event.customer_id)
         if event.score <= self._triggers[case.queue].low_score:
@@ -832,24 +851,42 @@ class EscalationCore:
                 )
                 self._put(esc, EscalationChangeKind.UPDATED, out)
 
-    def _authorized(self, esc_id: str, by: str, out: list[EscalationChange]) -> Escalation:
+    def _authorized(self, esc_id: str, by: str, now: float) -> Escalation:
+        """The escalation ``by`` may act on at ``now`` (as held before the due deadlines:
+        they may re-escalate it, never resolve it; they drop it with its case)."""
         esc = self._escalations.get(esc_id)
-        if esc is None:
-            self._refuse(out, NotFound(f"{esc_id}: no such escalation"))
+        if esc is None or self._held_after_tick(esc.contact_id, now) is None:
+            raise NotFound(f"{esc_id}: no such escalation")
         if esc.team not in self.teams_visible_to(by):
-            self._refuse(out, PermissionDenied(f"{by!r} may not act on team {esc.team!r}"))
+            raise PermissionDenied(f"{by!r} may not act on team {esc.team!r}")
         return esc
 
-    def _refuse(self, out: list[EscalationChange], error: EscalationError) -> NoReturn:
-        """Raise, keeping the due-deadline changes already applied for the next call."""
-        self._carry = out
-        raise error
+    def _required(self, contact_id: str, what: str, now: float) -> None:
+        if self._held_after_tick(contact_id, now) is None:
+            raise UnknownContact(f"{what} for unknown contact {contact_id!r}: its queue is unknown")
 
-    def _required(self, contact_id: str, what: str) -> _Case:
+    def _held_after_tick(self, contact_id: str, now: float) -> _Case | None:
+        """The case as :meth:`tick` at ``now`` would leave it held, without firing anything.
+
+        Only the case's own drop deadline forgets it (:meth:`_drop_due`; a closed case's is
+        armed when the retention ends), and not if one of its escalations is open by then:
+        already, or raised first by its SLA or pause deadline (each armed only when firing
+        would raise). Deadlines never resolve an escalation.
+        """
         case = self._cases.get(contact_id)
         if case is None:
-            raise UnknownContact(f"{what} for unknown contact {contact_id!r}: its queue is unknown")
-        return case
+            return None
+        drop = (_DROP, contact_id)
+        drop_at = self._deadlines.get(drop)
+        if drop_at is None or drop_at > now or self._has_open(case):
+            return case
+        for kind, reason in ((_SLA, _R.WAIT_THRESHOLD), (_PAUSE, _R.PAUSE_OVERRUN)):
+            if (
+                self._deadlines.fires_before((kind, contact_id), drop)
+                and escalation_id(self.domain, contact_id, reason) not in self._escalations
+            ):
+                return case
+        return None
 
     def _known_queue(self, queue: str) -> None:
         if queue not in self.policy.queues:

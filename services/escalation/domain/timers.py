@@ -43,6 +43,12 @@ class Deadlines(Generic[_K]):
         entry = self._live.get(key)
         return None if entry is None else entry[0]
 
+    def fires_before(self, first: _K, then: _K) -> bool:
+        """Whether ``first`` is scheduled to fire before ``then`` (or ``then`` is not
+        scheduled): by time, and in scheduling order at equal times, as :meth:`pop_due`."""
+        a, b = self._live.get(first), self._live.get(then)
+        return a is not None and (b is None or a < b)
+
     def next(self) -> float | None:
         """The earliest live deadline."""
         self._skip_stale()

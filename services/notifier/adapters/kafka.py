@@ -14,11 +14,13 @@ from switchboard.v1.envelope_pb2 import Envelope
 from services.common.clock import Clock, SystemClock
 from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
+from services.common.errors import RejectedEvent
 from services.common.kafka import InboundRecord, OutboundRecord
 from services.common.state import DomainStates
 from services.common.topics import Topics
 from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
 from services.notifier.domain.core import NotifierCore, NotifierPolicy, Pending
+from services.notifier.domain.errors import NotifierError
 from services.notifier.domain.templates import TemplateCatalog
 from services.notifier.metrics import NotifierMetrics
 
@@ -56,7 +58,10 @@ class NotifierHandler:
         if event is None:
             return []
         core = self.states.core_for(envelope.domain, record.partition)
-        decided = core.apply(event, envelope.event_id, self.clock.now())
+        try:
+            decided = core.apply(event, envelope.event_id, self.clock.now())
+        except NotifierError as exc:
+            raise RejectedEvent(exc.reason) from None
         for note in decided:
             log.info("notification decided", contact_id=note.contact_id, kind=note.kind)
         if decided:

@@ -9,7 +9,7 @@ API::
     core.due(now) -> list[Pending]                           # what the delivery worker sends now
     core.retry_later(notification_id, at)                    # a retryable failure
     core.settle(notification_id, now, error) -> Pending | None     # final outcome reached
-    core.take_changes() / NotifierCore.restore(policy, catalog, snapshots)
+    core.take_changes() / core.snapshot() / NotifierCore.restore(policy, catalog, snapshots)
 
 Exactly once: a notification id is derived from its cause (``<event id>:<kind>``); the
 core remembers settled ids for ``ledger_s`` and never decides the same id twice; pending
@@ -21,11 +21,13 @@ repeated there either.
 from __future__ import annotations
 
 import heapq
+import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from services.notifier.domain.errors import InvalidInput, PolicyError
 from services.notifier.domain.templates import TemplateCatalog
 
 __all__ = [
@@ -62,8 +64,6 @@ class NotifierPolicy:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NotifierPolicy:
-        from services.notifier.domain.errors import PolicyError
-
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise PolicyError(f"{sorted(unknown)[0]}: unknown field")
@@ -170,6 +170,16 @@ Input = (
     | DirectRequest
 )
 
+
+def _check(event: Input) -> None:
+    """Refuse what no message can be worded from (a template renders durations), before
+    the core changes anything: a refused event must leave no half-made pause behind."""
+    if isinstance(event, ContactPaused) and not math.isfinite(event.expected_s):
+        raise InvalidInput(f"expected_s: must be finite, got {event.expected_s}")
+    if isinstance(event, QueuePositionUpdated) and not math.isfinite(event.wait_s):
+        raise InvalidInput(f"wait_s: must be finite, got {event.wait_s}")
+
+
 # ------------------------------------------------------------------ outputs
 
 
@@ -236,6 +246,10 @@ class NotifierCore:
     # ------------------------------------------------------------------ decisions
 
     def apply(self, event: Input, cause_id: str, now: float) -> list[Notification]:
+        """Decide what ``event`` tells the customer; wholly or not at all: an unusable
+        event raises :class:`~services.notifier.domain.errors.InvalidInput` before
+        anything changes. Events of contacts never seen (or closed) are ignored."""
+        _check(event)
         out: list[Notification] = []
         if isinstance(event, ContactArrived):
             if event.contact_id not in self._contacts:
@@ -499,20 +513,30 @@ class NotifierCore:
     # ------------------------------------------------------------------ persistence
 
     def take_changes(self) -> dict[str, dict[str, Any] | None]:
-        changes: dict[str, dict[str, Any] | None] = {}
-        for key in self._dirty:
-            kind, _, ident = key.partition(":")
-            if kind == "contact":
-                contact = self._contacts.get(ident)
-                changes[key] = asdict(contact) if contact else None
-            elif kind == "pending":
-                pending = self._pending.get(ident)
-                changes[key] = asdict(pending) if pending else None
-            elif kind == "sent":
-                settled = self._settled.get(ident)
-                changes[key] = {"at": settled[0], "outcome": settled[1]} if settled else None
+        """Snapshots of every entity changed since the last call (``None`` = deleted)."""
+        changes = {key: self._entity(key) for key in self._dirty}
         self._dirty.clear()
         return changes
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every entity, as :meth:`take_changes` would write them (for checks and tests)."""
+        keys = [
+            *(f"contact:{c}" for c in self._contacts),
+            *(f"pending:{n}" for n in self._pending),
+            *(f"sent:{n}" for n in self._settled),
+        ]
+        return {key: entity for key in keys if (entity := self._entity(key)) is not None}
+
+    def _entity(self, key: str) -> dict[str, Any] | None:
+        kind, _, ident = key.partition(":")
+        if kind == "contact":
+            contact = self._contacts.get(ident)
+            return asdict(contact) if contact else None
+        if kind == "pending":
+            pending = self._pending.get(ident)
+            return asdict(pending) if pending else None
+        settled = self._settled.get(ident)
+        return {"at": settled[0], "outcome": settled[1]} if settled else None
 
     @classmethod
     def restore(

@@ -4,14 +4,16 @@ Hierarchy::
 
     NotifierError        an input the core cannot apply (dead-lettered by the adapter)
     ├── PolicyError      the notifier policy is invalid (fails at start, names the field)
-    └── UnknownContact   a direct request or lookup for a contact never seen
+    ├── UnknownContact   a direct request or lookup for a contact never seen
+    └── InvalidInput     a value no message can be worded from (a non-finite duration);
+                         refused before the core changes anything
 
 Late events for contacts already closed are not errors: they are ignored.
 """
 
 from __future__ import annotations
 
-__all__ = ["NotifierError", "PolicyError", "UnknownContact"]
+__all__ = ["InvalidInput", "NotifierError", "PolicyError", "UnknownContact"]
 
 
 class NotifierError(Exception):
@@ -26,3 +28,7 @@ class PolicyError(NotifierError):
 
 class UnknownContact(NotifierError):
     """No such contact is known."""
+
+
+class InvalidInput(NotifierError):
+    """A field is out of range; the reason starts with the field name."""

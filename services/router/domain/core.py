@@ -7,6 +7,7 @@ API::
     decisions = core.tick(now)              # due timers: offers, wrap-up, relaxation, positions
     core.next_deadline()                    # when ``tick`` has work next, or None
     core.take_changes()                     # {"agent:<id>" | "contact:<id>" | ...: snapshot}
+    core.snapshot()                         # every entity, as take_changes writes them
     RoutingCore.restore(policy, snapshots)  # an identical core, timers and indexes included
     core.queue_stats(now), core.agent_views(), core.contact_view(contact_id, now)
 
@@ -29,6 +30,9 @@ Invariants (checked by the property tests): an agent never holds more contacts t
 capacity; a contact is never on two offers; a contact offered or assigned meets its
 requirements as relaxed at that moment; every contact ends with exactly one
 ``ContactClosed`` or is still waiting; a rejected or timed-out contact keeps its place.
+An input is applied wholly or not at all: every handler checks before it changes
+anything, so a :class:`RoutingError` leaves state, timers, indexes and the changelog as
+they were (no rollback needed on the hot path).
 """
 
 from __future__ import annotations
@@ -382,6 +386,16 @@ class RoutingCore:
         self._dirty.clear()
         return changes
 
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        """Every entity, as :meth:`take_changes` would write them (for checks and tests)."""
+        entities: dict[str, dict[str, Any]] = {
+            "meta:": {"seq": self._seq, "offer_seq": self._offer_seq}
+        }
+        entities.update((f"queue:{q}", qs.snapshot()) for q, qs in self._queues.items())
+        entities.update((f"agent:{a}", agent.snapshot()) for a, agent in self._agents.items())
+        entities.update((f"contact:{c}", ct.snapshot()) for c, ct in self._contacts.items())
+        return entities
+
     @classmethod
     def restore(cls, policy: RoutingPolicy, snapshots: Mapping[str, Any]) -> RoutingCore:
         """Rebuild a core from :meth:`take_changes` snapshots (latest per key)."""
@@ -689,7 +703,9 @@ class RoutingCore:
 
     def _skills_change(self, event: AgentSkillsChanged, now: float, out: list[Decision]) -> None:
         agent = self._agents.get(event.agent_id)
-        if agent is None:
+        if agent is None or agent.state == AgentState.LOGGED_OUT:
+            # logged out with a contact still in hand: not in the staffing counters, so
+            # moving it between skills would count an agent nobody can reach
             raise UnknownAgent(f"agent {event.agent_id!r} is not logged in")
         self._count_in(agent, -1)
         agent.skills = dict(event.skills)

@@ -163,18 +163,21 @@ def test_open_escalations_filter_by_tier_and_reason_oldest_first() -> None:
     assert core.get(eid("c2", EscalationReason.MANAGER_REQUESTED)).assignee == "max"  # type: ignore[union-attr]
 
 
-def test_deadline_changes_fired_before_a_refused_command_are_not_lost() -> None:
-    """The re-escalation already happened in state, so it must still be published."""
+def test_a_refused_command_fires_no_due_deadline_and_the_next_call_publishes_it() -> None:
+    """Refused before anything changes: the re-escalation due is neither applied nor lost."""
     core = make_core(triggers={"enabled": ["manager_requested"]})
     raised(core)
     with pytest.raises(PermissionDenied):
         core.acknowledge(ESC, "sam", T0 + 700)
+    assert core.get(ESC).tier is Tier.SUPERVISOR  # type: ignore[union-attr]
     assert kinds(core.tick(T0 + 700)) == [("re_escalated", "manager_requested")]
 
 
-def test_deadline_changes_fired_before_a_rejected_event_are_not_lost() -> None:
+def test_a_rejected_event_fires_no_due_deadline_and_the_next_call_publishes_it() -> None:
     core = make_core(triggers={"enabled": ["manager_requested"]})
     raised(core)
+    core.take_changes()
     with pytest.raises(UnknownContact):
         core.apply(ManagerRequested("ghost"), T0 + 700)
+    assert core.take_changes() == {}
     assert kinds(arrive(core, "c2", T0 + 701)) == [("re_escalated", "manager_requested")]

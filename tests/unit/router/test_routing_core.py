@@ -6,10 +6,17 @@ from typing import Any
 
 import pytest
 
-from services.router.domain import PolicyError, RoutingCore, RoutingPolicy, UnknownQueue
+from services.router.domain import (
+    PolicyError,
+    RoutingCore,
+    RoutingPolicy,
+    UnknownAgent,
+    UnknownQueue,
+)
 from services.router.domain.model import (
     AgentLoggedIn,
     AgentLoggedOut,
+    AgentSkillsChanged,
     AgentState,
     AgentStateChanged,
     AgentStatusChanged,
@@ -325,6 +332,23 @@ def test_unknown_queue_is_rejected_and_duplicates_are_ignored() -> None:
         core.apply(call("c1", queue="nope"), T0)
     core.apply(call("c1"), T0)
     assert core.apply(call("c1"), T0 + 1) == []
+
+
+def test_a_skills_change_for_an_agent_logged_out_mid_call_is_refused_and_staffing_stays_true() -> (
+    None
+):
+    """Logged out with a call still in hand, the agent is out of the staffing counts; a
+    skills change then is refused (as a state change is), not counted for nobody."""
+    core = RoutingCore(policy())
+    core.apply(agent("a1"), T0)
+    [offer] = of(OfferMade, core.apply(call("c1"), T0))
+    core.apply(OfferAccepted("a1", "c1", offer.offer_id), T0 + 1)
+    core.apply(AgentLoggedOut("a1"), T0 + 2)
+    with pytest.raises(UnknownAgent):
+        core.apply(AgentSkillsChanged("a1", (("billing", 9),), ("en",)), T0 + 3)
+    assert {q.queue: q.staffed_agents for q in core.queue_stats(T0 + 3)} == {"billing": 0, "vip": 0}
+    core.apply(agent("a1"), T0 + 4)
+    assert {q.queue: q.staffed_agents for q in core.queue_stats(T0 + 4)} == {"billing": 1, "vip": 1}
 
 
 def test_policy_errors_name_the_field() -> None:
