@@ -51,10 +51,11 @@ class KafkaSettings(_Strict):
     #: Largest record the services produce (key, value and headers); a bigger one becomes
     #: a dead letter cut to fit. Keep it under the broker's ``message.max.bytes``.
     max_record_bytes: int = Field(default=1_000_000, ge=10_000, le=100_000_000)
-    #: Event ids remembered per domain to skip re-sent events (kept in the changelog).
-    dedupe_max_ids: int = Field(default=100_000, ge=1, le=10_000_000)
-    #: ... and for how long (the input topics' retention is the useful upper bound).
-    dedupe_max_age_s: float = Field(default=86_400.0, gt=0)
+    #: Event ids remembered per domain to skip a re-sent event (kept in the changelog):
+    #: the last this many ids of the domain, or the last ``dedupe_max_age_s``, whichever
+    #: is fewer. Memory is about 100 bytes an id, per domain an instance owns.
+    dedupe_max_ids: int = Field(default=10_000, ge=1, le=10_000_000)
+    dedupe_max_age_s: float = Field(default=3_600.0, gt=0)
     #: Longest a restore waits for an in-doubt transaction on a changelog partition.
     restore_wait_s: float = Field(default=90.0, gt=0)
     #: Upper bound on records handled per transaction.

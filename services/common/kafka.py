@@ -664,6 +664,13 @@ class ConsumeLoop:
         await self.handler.on_revoked({task.partition})
         await self._close_tasks({task.partition})
         self._update_task_gauges()
+        # Usually the stall also cost us the group membership and a rebalance is under
+        # way. A fence without one (our transaction outlived transaction.timeout.ms) would
+        # leave the partition paused forever: ask for a rebalance, which hands it back with
+        # its committed offsets and a fresh producer. aiokafka has no public call for it.
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None:
+            coordinator.request_rejoin()
 
     def _update_task_gauges(self) -> None:
         self.metrics.partitions_owned.set(len(self._tasks))

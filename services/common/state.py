@@ -158,8 +158,8 @@ class DomainStates(Generic[_Core]):
     changelog_topic: str
     new_core: Callable[[str], _Core]
     restore_core: Callable[[str, Mapping[str, Any]], _Core]
-    dedupe_max_ids: int = 100_000
-    dedupe_max_age_s: float = 86_400.0
+    dedupe_max_ids: int = 10_000
+    dedupe_max_age_s: float = 3_600.0
     cores: dict[str, _Core] = field(default_factory=dict)
     partition_of: dict[str, int] = field(default_factory=dict)
     _domains_on: dict[int, set[str]] = field(default_factory=dict)
