@@ -23,6 +23,8 @@ _OUTCOME_DEAD_LETTERED = 2
 _OUTCOME_REJECTED = 3
 _OUTCOME_SUPPRESSED = 4
 _CHANGE_RAISED = 1
+_AGENT_BUSY = 4
+_AGENT_RESERVED = 6
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Ledger:
     escalation_ids: dict[tuple[str, int], set[str]] = field(
         default_factory=lambda: defaultdict(set)
     )
+    #: The router's last word on each agent's state (``AgentStatusChanged``).
+    agent_states: dict[str, int] = field(default_factory=dict)
     dead_letters: int = 0
     violations: list[str] = field(default_factory=list)
 
@@ -161,14 +165,42 @@ class Ledger:
         c.agent = None
         c.offer = None
 
+    def _answers_outstanding_offer(self, m: Any, what: str) -> None:
+        """An assignment or a timeout must end the offer that is ringing, at its agent.
+
+        Anything else was decided from stale state: e.g. a stalled router instance that
+        came back after its domains moved and timed out an offer its successor had
+        already seen accepted.
+        """
+        contact = self._k(m.contact_id)
+        c = self.contacts[contact]
+        offer = self._k(m.offer_id) if m.offer_id else ""
+        if c.offer is None:
+            self.violations.append(
+                f"contact {contact} {what}{f' on offer {offer}' if offer else ''} "
+                "with no offer outstanding"
+            )
+        elif offer and offer != c.offer:
+            self.violations.append(
+                f"contact {contact} {what} on offer {offer} while offer {c.offer} was outstanding"
+            )
+        elif m.agent_id and c.agent is not None and self._k(m.agent_id) != c.agent:
+            self.violations.append(
+                f"contact {contact} {what} for agent {self._k(m.agent_id)}, but was "
+                f"offered to {c.agent}"
+            )
+
     def _on_contact_assigned(self, m: Any) -> None:
         c = self.contacts[self._k(m.contact_id)]
         if c.assigned:
             self.violations.append(f"contact {self._k(m.contact_id)} assigned twice")
+        else:
+            self._answers_outstanding_offer(m, "assigned")
         c.assigned = True
         c.offer = None  # the reservation stays with the agent until closed
 
     def _on_offer_timed_out(self, m: Any) -> None:
+        self._answers_outstanding_offer(m, "timed out")
         self._release(self._k(m.contact_id))
 
     def _on_contact_requeued(self, m: Any) -> None:
@@ -182,6 +214,9 @@ class Ledger:
         self._release(self._k(m.contact_id))
         c.closed = True
         c.closed_abandoned = m.abandoned
+
+    def _on_agent_status_changed(self, m: Any) -> None:
+        self.agent_states[self._k(m.agent_id)] = m.state
 
     # escalations and notifications -------------------------------------------------------
     def _on_escalation_record(self, m: Any) -> None:
@@ -229,6 +264,7 @@ class Ledger:
                     )
                 elif run_finished:
                     report.violations.append(f"contact {contact_id} never reached a final state")
+        report.violations.extend(self._stuck_agents())
         report.offers = sum(self.offer_ids.values())
         report.holds = sum(self.holds.values())
         report.notifications_delivered = len(self.delivered_ids)
@@ -253,3 +289,26 @@ class Ledger:
                         f"contact {key[0]} escalated {times} times for reason {key[1]}"
                     )
         return report
+
+    def _stuck_agents(self) -> list[str]:
+        """Agents the router last called reserved or busy, holding nothing that explains it.
+
+        Every reservation has an owner and an end: reserved needs an offer still ringing
+        at the agent, busy a contact in hand that is not closed. Valid at any point of a
+        run, since an agent's status and its contacts' decisions share a partition.
+        """
+        ringing: set[str] = set()
+        in_hand: set[str] = set()
+        for c in self.contacts.values():
+            if c.agent is None or c.closed:
+                continue
+            in_hand.add(c.agent)
+            if c.offer is not None:
+                ringing.add(c.agent)
+        stuck = []
+        for agent, state in sorted(self.agent_states.items()):
+            if state == _AGENT_RESERVED and agent not in ringing:
+                stuck.append(f"agent {agent} left reserved with no offer ringing")
+            elif state == _AGENT_BUSY and agent not in in_hand:
+                stuck.append(f"agent {agent} left busy with no contact in hand")
+        return stuck

@@ -69,7 +69,7 @@ from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import ConfigError, DecodeError, RejectedEvent
 from services.common.metrics import RuntimeMetrics
-from services.common.topics import Topics
+from services.common.topics import DLQ_SUFFIX, Topics
 
 #: How late a timer may fire so that timers due close together share one cycle.
 TIMER_SLACK_MS = 5
@@ -857,7 +857,6 @@ class ConsumeLoop:
         if size <= self.settings.max_record_bytes:
             return out
         log.warning("record too large; dead-lettered", topic=out.topic, size=size)
-        self.metrics.dead_lettered.labels(out.topic, "too_large").inc()
         return oversized_dead_letter(
             self._topics, out, size, self.settings.max_record_bytes, self.service, source
         )
@@ -866,7 +865,6 @@ class ConsumeLoop:
         self, record: InboundRecord, reason: str, error: str, event_id: str = ""
     ) -> OutboundRecord:
         log.warning("dead-lettered", reason=reason, error=error)
-        self.metrics.dead_lettered.labels(record.topic, error).inc()
         letter = dead_letter_record(self._topics, record, reason, error, self.service, event_id)
         return self._fit(letter, record)
 
@@ -915,10 +913,22 @@ class ConsumeLoop:
                 delay = min(delay * 2, 5.0)
                 continue
             self.metrics.commit_seconds.observe(time.perf_counter() - started)
-            for topic, produced in Counter(out.topic for out in outputs).items():
-                self.metrics.produced.labels(topic).inc(produced)
+            self._count_committed(outputs)
             return True
         raise AssertionError("unreachable")
+
+    def _count_committed(self, outputs: Sequence[OutboundRecord]) -> None:
+        """Counted once committed, never before: a fenced or failed cycle counts nothing."""
+        for topic, produced in Counter(out.topic for out in outputs).items():
+            self.metrics.produced.labels(topic).inc(produced)
+        for out in outputs:
+            if out.topic.endswith(DLQ_SUFFIX):
+                headers = dict(out.headers)
+                source = (
+                    headers.get("dlq.source.topic") or out.topic.removesuffix(DLQ_SUFFIX).encode()
+                )
+                error = headers.get("dlq.error", b"unknown")
+                self.metrics.dead_lettered.labels(source.decode(), error.decode()).inc()
 
     async def _send_batched(
         self, producer: AIOKafkaProducer, outputs: Sequence[OutboundRecord]

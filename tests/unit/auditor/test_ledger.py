@@ -169,3 +169,99 @@ def test_the_same_ids_in_two_domains_are_different_contacts_and_agents() -> None
     # nothing doubled across tenants; globex's call is still open, and named with its domain
     assert (report.arrived, report.offers) == (2, 2)
     assert report.violations == ["contact globex/call-1 never reached a final state"]
+
+
+def status(ledger: Ledger, agent_id: str, state: int, domain: str = "") -> None:
+    ledger.add(
+        "agent_status_changed",
+        routing.AgentStatusChanged(agent_id=agent_id, state=state),  # type: ignore[arg-type]
+        domain,
+    )
+
+
+def test_an_agent_reserved_or_busy_only_while_it_holds_a_contact() -> None:
+    ledger = Ledger()
+    logged_in(ledger, "a1")
+    arrive(ledger, "c1")
+    offer(ledger, "c1", "a1")
+    status(ledger, "a1", agent.AGENT_STATE_RESERVED)
+    assert ledger.report(run_finished=False).ok  # ringing: reserved is right
+    ledger.add(
+        "contact_assigned", routing.ContactAssigned(offer_id="c1#1", contact_id="c1", agent_id="a1")
+    )
+    status(ledger, "a1", agent.AGENT_STATE_BUSY)
+    assert ledger.report(run_finished=False).ok  # in hand: busy is right
+    close(ledger, "c1")
+    assert ledger.report().violations == ["agent a1 left busy with no contact in hand"]
+    status(ledger, "a1", agent.AGENT_STATE_WRAP_UP)
+    assert ledger.report().ok
+
+
+def test_an_agent_left_reserved_after_its_offer_ended_is_stuck() -> None:
+    ledger = Ledger()
+    logged_in(ledger, "a1")
+    arrive(ledger, "c1")
+    offer(ledger, "c1", "a1")
+    status(ledger, "a1", agent.AGENT_STATE_RESERVED)
+    ledger.add("contact_abandoned", contact.ContactAbandoned(contact_id="c1"))
+    close(ledger, "c1", abandoned=True)
+    assert ledger.report().violations == ["agent a1 left reserved with no offer ringing"]
+
+
+def test_a_contact_assigned_twice_is_a_violation() -> None:
+    ledger = Ledger()
+    arrive(ledger, "c1")
+    offer(ledger, "c1", "a1")
+    assigned = routing.ContactAssigned(offer_id="c1#1", contact_id="c1", agent_id="a1")
+    ledger.add("contact_assigned", assigned)
+    assert ledger.report(run_finished=False).ok
+    ledger.add("contact_assigned", assigned)
+    assert ledger.report(run_finished=False).violations == ["contact c1 assigned twice"]
+
+
+def test_only_the_ringing_offer_can_be_accepted_or_time_out() -> None:
+    """What a router deciding from stale state (a stalled instance come back) writes."""
+    ledger = Ledger()
+    arrive(ledger, "c1")
+    offer(ledger, "c1", "a1")
+    ledger.add(
+        "contact_assigned", routing.ContactAssigned(offer_id="c1#1", contact_id="c1", agent_id="a1")
+    )
+    ledger.add(
+        "offer_timed_out", routing.OfferTimedOut(offer_id="c1#1", contact_id="c1", agent_id="a1")
+    )
+    assert ledger.report(run_finished=False).violations == [
+        "contact c1 timed out on offer c1#1 with no offer outstanding"
+    ]
+
+    ledger = Ledger()
+    arrive(ledger, "c2")
+    offer(ledger, "c2", "a1", attempt=2)
+    ledger.add(
+        "contact_assigned", routing.ContactAssigned(offer_id="c2#1", contact_id="c2", agent_id="a1")
+    )
+    ledger.add(
+        "offer_timed_out", routing.OfferTimedOut(offer_id="c2#2", contact_id="c2", agent_id="a9")
+    )
+    assert ledger.report(run_finished=False).violations == [
+        "contact c2 assigned on offer c2#1 while offer c2#2 was outstanding",
+        "contact c2 timed out on offer c2#2 with no offer outstanding",
+    ]
+
+
+def test_an_offer_answered_by_another_agent_is_a_violation() -> None:
+    ledger = Ledger()
+    ledger.add("contact_arrived", contact.ContactArrived(contact_id="c1", channel=VOICE), "acme")
+    ledger.add(
+        "offer_made",
+        routing.OfferMade(offer_id="c1#1", contact_id="c1", agent_id="a1", channel=VOICE),
+        "acme",
+    )
+    ledger.add(
+        "contact_assigned",
+        routing.ContactAssigned(offer_id="c1#1", contact_id="c1", agent_id="a2"),
+        "acme",
+    )
+    assert ledger.report(run_finished=False).violations == [
+        "contact acme/c1 assigned for agent acme/a2, but was offered to acme/a1"
+    ]
