@@ -427,6 +427,15 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
                 self._owner.fail(exc)
 
 
+async def _confirmed(delivered: Sequence[asyncio.Future[Any]]) -> None:
+    """Wait for every produce of a transaction; raise the first failure, having read all
+    (so none is left "never retrieved" when a fenced producer fails them together)."""
+    results = await asyncio.gather(*delivered, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 def _is_fenced(exc: BaseException, producer: AIOKafkaProducer) -> bool:
     """Another instance now holds this partition's transactional id (or ours timed out)."""
     if isinstance(exc, ProducerFenced | InvalidProducerEpoch | TransactionalIdAuthorizationFailed):
@@ -888,7 +897,7 @@ class ConsumeLoop:
                         await producer.send_offsets_to_transaction(
                             dict(work.offsets), self.group_id
                         )
-                    await asyncio.gather(*delivered)
+                    await _confirmed(delivered)
                     await producer.commit_transaction()
                 except BaseException:
                     with contextlib.suppress(Exception):
