@@ -31,8 +31,9 @@ _SEPARATOR = "/"
 _COMPACT = (",", ":")
 #: Changelog entities of the dedupe window: ``<domain>/~seen/<chunk number>``.
 SEEN_PREFIX = "~seen/"
-#: Ids per stored chunk; the newest chunk is rewritten until it is full.
-SEEN_CHUNK = 256
+#: Ids per stored chunk; the newest chunk is rewritten until it is full (so a drain
+#: re-encodes at most this many ids per domain, and a domain has max_ids / SEEN_CHUNK keys).
+SEEN_CHUNK = 64
 
 
 class StatefulCore(Protocol):
@@ -93,6 +94,7 @@ class EventIdWindow:
     max_age_s: float
     _ids: set[str] = field(default_factory=set)
     _chunks: deque[_Chunk] = field(default_factory=deque)
+    _by_number: dict[int, _Chunk] = field(default_factory=dict)
     _dirty: set[int] = field(default_factory=set)
     _gone: set[int] = field(default_factory=set)
 
@@ -109,6 +111,7 @@ class EventIdWindow:
         if tail is None or len(tail.ids) >= SEEN_CHUNK:
             tail = _Chunk(tail.number + 1 if tail else 0, now, [])
             self._chunks.append(tail)
+            self._by_number[tail.number] = tail
         tail.ids.append(event_id)
         self._ids.add(event_id)
         self._dirty.add(tail.number)
@@ -122,16 +125,19 @@ class EventIdWindow:
             or self._chunks[1].first_at < now - self.max_age_s
         ):
             old = self._chunks.popleft()
+            del self._by_number[old.number]
             self._ids.difference_update(old.ids)
             self._dirty.discard(old.number)
             self._gone.add(old.number)
 
     def take_changes(self) -> dict[str, Any | None]:
         """Changelog entities changed since the last call (``None``: delete the chunk)."""
+        if not self._dirty and not self._gone:
+            return {}
         changes: dict[str, Any | None] = {f"{SEEN_PREFIX}{n}": None for n in self._gone}
-        for chunk in self._chunks:
-            if chunk.number in self._dirty:
-                changes[f"{SEEN_PREFIX}{chunk.number}"] = {"at": chunk.first_at, "ids": chunk.ids}
+        for number in self._dirty:
+            chunk = self._by_number[number]
+            changes[f"{SEEN_PREFIX}{number}"] = {"at": chunk.first_at, "ids": chunk.ids}
         self._dirty.clear()
         self._gone.clear()
         return changes
@@ -145,7 +151,9 @@ class EventIdWindow:
         ordered = sorted((int(name.removeprefix(SEEN_PREFIX)), v) for name, v in chunks.items())
         for number, value in ordered:
             ids = [str(i) for i in value["ids"]]
-            window._chunks.append(_Chunk(number, float(value["at"]), ids))
+            chunk = _Chunk(number, float(value["at"]), ids)
+            window._chunks.append(chunk)
+            window._by_number[number] = chunk
             window._ids.update(ids)
         return window
 
@@ -208,7 +216,7 @@ class DomainStates(Generic[_Core]):
         """The cores of the domains that live on ``partition``."""
         return [
             (d, core)
-            for d in sorted(self._domains_on.get(partition, ()))
+            for d in self._domains_on.get(partition, ())
             if (core := self.cores.get(d)) is not None
         ]
 
@@ -244,7 +252,7 @@ class DomainStates(Generic[_Core]):
     def drain(self, partition: int) -> list[OutboundRecord]:
         """Changelog records for everything on ``partition`` changed since the last drain."""
         records: list[OutboundRecord] = []
-        for domain in sorted(self._domains_on.get(partition, ())):
+        for domain in self._domains_on.get(partition, ()):
             changes: dict[str, Any | None] = {}
             core = self.cores.get(domain)
             if core is not None:

@@ -470,6 +470,7 @@ def judged_later(problems: list[str]) -> Iterator[None]:
 
 async def audit(kafka: KafkaBroker, topics: Topics, **checks: bool) -> list[str]:
     report = await audit_topics(kafka.bootstrap_servers, topics, **checks)
+    print(f"auditor:\n{report.summary()}")  # the counts, shown with -rP
     return [] if report.ok else [f"auditor:\n{report.summary()}"]
 
 

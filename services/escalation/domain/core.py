@@ -66,7 +66,7 @@ from services.escalation.domain.model import (
     escalation_id,
 )
 from services.escalation.domain.policy import EscalationPolicy, SlaClock, TriggerSettings
-from services.escalation.domain.timers import Deadlines
+from services.common.deadlines import Deadlines
 
 __all__ = [
     "CONTACT_ABANDONED",

@@ -1,4 +1,5 @@
-"""One heap of deadlines, so a tick costs O(due * log n), never a scan of every case."""
+"""One heap of deadlines, so a tick costs O(due * log n), never a scan: the timer structure
+of every pure core (offer timeouts, SLA clocks, notification deadlines). Pure: no I/O."""
 
 from __future__ import annotations
 
