@@ -25,6 +25,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from services.common.deadlines import Deadlines
 from services.escalation.domain.errors import (
     InvalidArgument,
     InvalidInput,
@@ -66,7 +67,6 @@ from services.escalation.domain.model import (
     escalation_id,
 )
 from services.escalation.domain.policy import EscalationPolicy, SlaClock, TriggerSettings
-from services.common.deadlines import Deadlines
 
 __all__ = [
     "CONTACT_ABANDONED",
