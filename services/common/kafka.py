@@ -86,6 +86,9 @@ FATAL_ATTEMPTS = 10
 #: partition committing concurrently that race is common, and a 10 ms backoff made a
 #: cycle of 4 transactions take 15 ms instead of 6 (measured: bench/RESULTS.md).
 RETRY_BACKOFF_MS = 2
+#: While a transaction is in flight the loop polls at least this often, so the task it
+#: frees takes the records that waited for it promptly.
+BUSY_POLL_MS = 2
 #: Room left for a dead letter's headers when its value is cut to fit.
 DEAD_LETTER_HEADROOM = 16 * 1024
 
@@ -393,16 +396,25 @@ class _Task:
     partition: int
     producer: AIOKafkaProducer
     backlog_ends: dict[TopicPartition, int] = field(default_factory=dict)
+    #: The transaction in flight, if any; the task takes no new records until it ends
+    #: (they wait in the consumer's fetch buffer).
+    committing: asyncio.Task[bool] | None = None
 
     @property
     def caught_up(self) -> bool:
         return not self.backlog_ends
+
+    @property
+    def busy(self) -> bool:
+        return self.committing is not None and not self.committing.done()
 
 
 @dataclass
 class _Work:
     """What one task commits in one cycle."""
 
+    started: float = 0.0
+    records: int = 0
     outputs: list[OutboundRecord] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)
     commands: list[tuple[_Command, Any, BaseException | None]] = field(default_factory=list)
@@ -641,7 +653,10 @@ class ConsumeLoop:
         )
 
     async def release(self, partitions: set[int]) -> None:
-        """Partitions taken away (their last batch is committed): close, drop their state."""
+        """Partitions taken away: let their transactions in flight end, then close the
+        producers and drop the state (records fetched but not applied are the next
+        owner's to read)."""
+        await self._settle_all()
         gone = partitions & set(self._tasks)
         await self.handler.on_revoked(gone)
         await self._close_tasks(gone)
@@ -695,17 +710,19 @@ class ConsumeLoop:
     # -- the loop -------------------------------------------------------------------------
 
     async def _poll_until_stopped(self) -> None:
+        """Collect, apply, commit, settle. Each task's transaction runs while the loop goes
+        on with the other tasks; a task takes new records only once its transaction has
+        ended, so the loop polls just the partitions of tasks that are free."""
         if self._consumer is None:
             raise RuntimeError("consumer not started")
         while not self._stopping.is_set():
-            wait_ms = self._wait_ms()
-            batch = await self._consumer.getmany(
-                timeout_ms=wait_ms, max_records=self.settings.max_batch
-            )
+            batch = await self._poll(self._wait_ms())
             async with self.cycle_lock:
                 if self._fatal is not None:
                     raise self._fatal
-                await self._cycle(batch)
+                self._settle_finished()
+                self._drop_unowned_commands()
+                self._start_ready(batch)
                 await self._check_caught_up()
             self._last_progress = self.clock.now()
             self.metrics.last_progress.set(time.time())
@@ -714,12 +731,45 @@ class ConsumeLoop:
             await self._report_lag()
         if self._fatal is not None:
             raise self._fatal
-        # One last cycle so queued commands and due timers are committed before we close.
+        # One last round so queued commands and due timers are committed before we close.
         async with self.cycle_lock:
-            await self._cycle({})
+            await self._settle_all()
+            self._start_ready({})
+            await self._settle_all()
+
+    async def _poll(self, wait_ms: int) -> Mapping[Any, Sequence[Any]]:
+        """Records of the free tasks' partitions (a busy task's wait in the fetch buffer);
+        with every task busy, wait for a transaction to end instead."""
+        if self._consumer is None:
+            raise RuntimeError("consumer not started")
+        if not self._tasks:  # nothing owned (yet): the group's coordination runs meanwhile
+            await asyncio.sleep(wait_ms / 1000)
+            return {}
+        mine = self._consumer.assignment()
+        free = [
+            tp
+            for task in self._tasks.values()
+            if not task.busy
+            for topic in self.input_topics
+            if (tp := TopicPartition(topic, task.partition)) in mine
+        ]
+        if free:
+            batch: Mapping[Any, Sequence[Any]] = await self._consumer.getmany(
+                *free, timeout_ms=wait_ms, max_records=self.settings.max_batch
+            )
+            return batch
+        running = {t.committing for t in self._tasks.values() if t.busy and t.committing}
+        if running:
+            await asyncio.wait(running, timeout=wait_ms / 1000, return_when="FIRST_COMPLETED")
+        else:  # owned partitions not (yet) in the consumer's assignment: never spin
+            await asyncio.sleep(max(wait_ms, 1) / 1000)
+        return {}
 
     def _wait_ms(self) -> int:
-        if self._commands:
+        if any(
+            c.partition not in self._tasks or not self._tasks[c.partition].busy
+            for c in self._commands
+        ):
             return 0
         wait = self.settings.poll_interval_ms
         deadline = self._next_deadline()
@@ -728,13 +778,18 @@ class ConsumeLoop:
             # cycle, and the loop never spins on sub-millisecond waits.
             until_due = max(0, math.ceil((deadline - self.clock.now()) * 1000))
             wait = min(wait, until_due + TIMER_SLACK_MS if until_due else 0)
+        if any(t.busy for t in self._tasks.values()):
+            # A task freed by its commit takes the records that waited for it promptly.
+            wait = min(wait, BUSY_POLL_MS)
         return wait
 
     def _next_deadline(self) -> float | None:
         deadlines = [
             d
             for n, task in self._tasks.items()
-            if task.caught_up and (d := self.handler.next_deadline(n)) is not None
+            # a busy task's timers wait for its transaction (the loop polls every
+            # BUSY_POLL_MS meanwhile): waiting on them would spin
+            if task.caught_up and not task.busy and (d := self.handler.next_deadline(n)) is not None
         ]
         return min(deadlines, default=None)
 
@@ -743,7 +798,7 @@ class ConsumeLoop:
         if self._consumer is None:
             return
         changed = False
-        for task in self._tasks.values():
+        for task in list(self._tasks.values()):
             if task.caught_up:
                 continue
             for tp, end in list(task.backlog_ends.items()):
@@ -758,75 +813,101 @@ class ConsumeLoop:
         if changed:
             self._update_task_gauges()
 
-    async def _cycle(self, batch: Mapping[Any, Sequence[Any]]) -> None:
-        started = time.perf_counter()
-        work: dict[int, _Work] = {}
-        for tp, records in batch.items():
-            task = self._tasks.get(tp.partition)
-            if task is None:  # fenced or released since the fetch: its new owner reads it
-                continue
-            offsets = work.setdefault(tp.partition, _Work())
-            for raw in records:
-                record = InboundRecord(
-                    topic=raw.topic,
-                    partition=raw.partition,
-                    offset=raw.offset,
-                    key=raw.key,
-                    value=raw.value,
-                    headers=tuple(raw.headers or ()),
-                    timestamp_ms=raw.timestamp,
-                )
-                offsets.outputs.extend(self._apply(record))
-                offsets.offsets[tp] = raw.offset + 1
-        commands, self._commands = self._commands, []
-        for command in commands:
-            if command.partition not in self._tasks:
+    def _drop_unowned_commands(self) -> None:
+        """A command for a partition this instance does not own fails at once."""
+        kept: list[_Command] = []
+        for command in self._commands:
+            if command.partition in self._tasks:
+                kept.append(command)
+            else:
                 command.done.set_exception(
                     NotOwnedError(f"partition {command.partition} is not owned by this instance")
                 )
+        self._commands = kept
+
+    def _start_ready(self, batch: Mapping[Any, Sequence[Any]]) -> None:
+        """Apply the work of every task not committing, and start its transaction."""
+        now = self.clock.now()
+        by_task: dict[int, list[Any]] = {}
+        for tp, records in batch.items():
+            by_task.setdefault(tp.partition, []).extend(records)
+        for number, task in list(self._tasks.items()):
+            if task.busy:
                 continue
-            slot = work.setdefault(command.partition, _Work())
+            work = self._apply_task(task, by_task.get(number, []), now)
+            if work.outputs or work.offsets or work.commands:
+                task.committing = asyncio.create_task(
+                    self._commit_and_settle(task, work), name=f"{self.service}-txn-{number}"
+                )
+
+    def _apply_task(self, task: _Task, records: Sequence[Any], now: float) -> _Work:
+        """One task's share of a cycle: its records, commands, due timers and changelog."""
+        work = _Work(started=time.perf_counter(), records=len(records))
+        for raw in records:
+            record = InboundRecord(
+                topic=raw.topic,
+                partition=raw.partition,
+                offset=raw.offset,
+                key=raw.key,
+                value=raw.value,
+                headers=tuple(raw.headers or ()),
+                timestamp_ms=raw.timestamp,
+            )
+            work.outputs.extend(self._apply(record))
+            work.offsets[TopicPartition(raw.topic, raw.partition)] = raw.offset + 1
+        mine = [c for c in self._commands if c.partition == task.partition]
+        if mine:
+            self._commands = [c for c in self._commands if c.partition != task.partition]
+        for command in mine:
             try:
                 value, records_out = command.run()
             except Exception as exc:  # noqa: BLE001 - the caller gets the error, the loop goes on
-                slot.commands.append((command, None, exc))
+                work.commands.append((command, None, exc))
             else:
-                slot.outputs.extend(records_out)
-                slot.commands.append((command, value, None))
-        now = self.clock.now()
-        for number, task in self._tasks.items():
-            if task.caught_up:
-                deadline = self.handler.next_deadline(number)
-                if deadline is not None and deadline <= now:
-                    work.setdefault(number, _Work()).outputs.extend(
-                        self.handler.on_timer(number, now)
-                    )
-            changes = self.handler.drain_changelog(number)
-            if changes:
-                work.setdefault(number, _Work()).outputs.extend(changes)
-        pending = {n: w for n, w in work.items() if w.outputs or w.offsets}
-        if pending:
-            # Each partition is its own transaction; they commit concurrently.
-            committed = await asyncio.gather(
-                *(self._commit(self._tasks[n], w) for n, w in pending.items())
-            )
-            outcome = dict(zip(pending, committed, strict=True))
-        else:
-            outcome = {}
-        for number, slot in work.items():
-            for command, value, error in slot.commands:
-                if command.done.done():
-                    continue
-                if not outcome.get(number, True):
-                    command.done.set_exception(
-                        NotOwnedError(f"partition {number} was taken over; nothing committed")
-                    )
-                elif error is not None:
-                    command.done.set_exception(error)
-                else:
-                    command.done.set_result(value)
-        if batch:
-            self.metrics.batch_seconds.observe(time.perf_counter() - started)
+                work.outputs.extend(records_out)
+                work.commands.append((command, value, None))
+        if task.caught_up:
+            deadline = self.handler.next_deadline(task.partition)
+            if deadline is not None and deadline <= now:
+                work.outputs.extend(self.handler.on_timer(task.partition, now))
+        work.outputs.extend(self.handler.drain_changelog(task.partition))
+        return work
+
+    async def _commit_and_settle(self, task: _Task, work: _Work) -> bool:
+        """Commit one task's work, then answer its commands (after the commit, never before)."""
+        committed = True
+        if work.outputs or work.offsets:
+            committed = await self._commit(task, work)
+        for command, value, error in work.commands:
+            if command.done.done():
+                continue
+            if not committed:
+                command.done.set_exception(
+                    NotOwnedError(f"partition {task.partition} was taken over; nothing committed")
+                )
+            elif error is not None:
+                command.done.set_exception(error)
+            else:
+                command.done.set_result(value)
+        if work.records:
+            self.metrics.batch_seconds.observe(time.perf_counter() - work.started)
+        return committed
+
+    def _settle_finished(self) -> None:
+        """Reap ended transactions; one that failed for good stops the loop."""
+        for task in list(self._tasks.values()):
+            done = task.committing
+            if done is not None and done.done():
+                task.committing = None
+                if not done.cancelled() and (error := done.exception()) is not None:
+                    raise error
+
+    async def _settle_all(self) -> None:
+        """Wait for every transaction in flight (before a rebalance or a stop)."""
+        running = [t.committing for t in self._tasks.values() if t.committing is not None]
+        if running:
+            await asyncio.wait(running)
+        self._settle_finished()
 
     def _apply(self, record: InboundRecord) -> Sequence[OutboundRecord]:
         """Decode, dedupe and handle one record; a failure becomes a dead letter, never a crash."""

@@ -34,6 +34,9 @@ _LIST = (
     MetricName("switchboard_consumer_lag", "gauge", ("topic", "partition"), "runtime"),
     MetricName("switchboard_loop_last_progress_timestamp_seconds", "gauge", (), "runtime"),
     MetricName("switchboard_handle_seconds", "histogram", (), "runtime"),
+    MetricName("switchboard_partitions_fenced_total", "counter", (), "runtime"),
+    MetricName("switchboard_partitions_owned", "gauge", (), "runtime"),
+    MetricName("switchboard_partitions_catching_up", "gauge", (), "runtime"),
     # Router.
     MetricName(
         "switchboard_router_contacts_arrived_total", "counter", ("queue", "channel"), "router"
