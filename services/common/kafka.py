@@ -23,7 +23,9 @@ The exactly-once argument, in one place (Kafka Streams is the model):
   event wholly or not at all); fire due timers of caught-up partitions; run queued
   commands (e.g. a manager's Acknowledge); collect the changelog; then, per partition,
   write outputs, dead letters, changelog records *and* the consumed offsets in one
-  transaction. The partitions of a cycle commit concurrently.
+  transaction. Tasks commit independently: while one task's transaction is in flight,
+  the loop polls only the free tasks' partitions (the busy task's records wait in the
+  fetch buffer, its timers and commands wait for it).
 - **Nothing counts as handled until committed**: every produce of a transaction is
   confirmed before the commit, or the transaction aborts and is retried. A record larger
   than ``max_record_bytes`` never reaches the broker: it becomes a dead letter cut to fit.
