@@ -1,8 +1,9 @@
 """Wiring shared by every service's ``__main__``: logging, metrics, gRPC, the loop, shutdown.
 
 Structured concurrency: the consume loop, the gRPC server and the health watchdog run
-in one ``asyncio.TaskGroup``. SIGTERM or SIGINT stops the loop (it finishes and commits
-its batch), then the gRPC server gets ``grace`` seconds for in-flight calls. If the loop
+in one ``asyncio.TaskGroup``. SIGTERM or SIGINT first gives the gRPC server ``grace``
+seconds for in-flight calls (whose commands the still-running loop commits), then stops
+the loop (it finishes and commits its batch). If the loop
 dies, the whole service stops with an error so its supervisor restarts it: a silently
 stalled dispatcher is the failure users of other platforms report most.
 """
@@ -100,11 +101,14 @@ async def run_service(
                 raise RuntimeError("consume loop ended unexpectedly")
             log.info("stopping", service=name)
             await health.set_serving(False)
+            # STYLE.md #6: in-flight calls first (a command needs the loop to commit its
+            # records), then the loop finishes its batch, commits and closes.
+            await server.stop(settings.grpc.shutdown_grace)
             loop.stop()
             running.stop_requested.set()
     finally:
         await health.shutdown()
-        await server.stop(settings.grpc.shutdown_grace)
+        await server.stop(settings.grpc.shutdown_grace)  # no-op after a clean stop
         log.info("service stopped", service=name, ran_seconds=round(time.monotonic() - started, 1))
 
 
