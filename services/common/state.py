@@ -18,14 +18,21 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from services.common.config import KafkaSettings
 from services.common.kafka import OutboundRecord, read_changelog
 
-__all__ = ["DomainStates", "EventIdWindow", "StatefulCore", "decode_changelog", "encode_changes"]
+__all__ = [
+    "DomainStateHandler",
+    "DomainStates",
+    "EventIdWindow",
+    "StatefulCore",
+    "decode_changelog",
+    "encode_changes",
+]
 
 _SEPARATOR = "/"
 _COMPACT = (",", ":")
@@ -292,3 +299,26 @@ class DomainStates(Generic[_Core]):
                 self.cores.pop(domain, None)
                 self.partition_of.pop(domain, None)
                 self._seen.pop(domain, None)
+
+
+class DomainStateHandler(Generic[_Core]):
+    """The part of :class:`services.common.kafka.EventHandler` every service's handler has
+    in common: timers, changelog, dedupe and revocation only ask the domain states.
+    A handler sets ``states`` and adds ``handle``, ``on_timer`` and ``on_assigned``."""
+
+    states: DomainStates[_Core]
+
+    def next_deadline(self, partition: int) -> float | None:
+        return self.states.next_deadline(partition)
+
+    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
+        return self.states.drain(partition)
+
+    def seen_before(self, domain: str, event_id: str) -> bool:
+        return self.states.seen_before(domain, event_id)
+
+    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
+        self.states.remember(domain, partition, event_id, now)
+
+    async def on_revoked(self, partitions: set[int]) -> None:
+        self.states.drop(partitions)

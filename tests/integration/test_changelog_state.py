@@ -15,7 +15,7 @@ from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
 from services.common.kafka import ConsumeLoop, InboundRecord, OutboundRecord
 from services.common.metrics import RuntimeMetrics
-from services.common.state import DomainStates
+from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics
 from tests.support import KafkaBroker, until
 
@@ -40,7 +40,7 @@ class Tally:
 
 
 @dataclass
-class TallyHandler:
+class TallyHandler(DomainStateHandler[Tally]):
     topics: Topics
     settings: KafkaSettings
     states: DomainStates[Tally] = field(init=False)
@@ -68,20 +68,8 @@ class TallyHandler:
     def next_deadline(self, partition: int) -> float | None:
         return None
 
-    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
-        return self.states.drain(partition)
-
-    def seen_before(self, domain: str, event_id: str) -> bool:
-        return self.states.seen_before(domain, event_id)
-
-    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
-        self.states.remember(domain, partition, event_id, now)
-
     async def on_assigned(self, partitions: set[int]) -> None:
         await self.states.restore(self.settings, partitions)
-
-    async def on_revoked(self, partitions: set[int]) -> None:
-        self.states.drop(partitions)
 
 
 def event(n: int) -> bytes:

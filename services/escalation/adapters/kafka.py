@@ -24,7 +24,7 @@ from services.common.codec import decode_envelope, encode_envelope, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import DecodeError, RejectedEvent
 from services.common.kafka import InboundRecord, OutboundRecord, read_changelog
-from services.common.state import DomainStates
+from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics, load_topic_specs
 from services.escalation.adapters.mapping import (
     envelope_to_input,
@@ -41,7 +41,7 @@ log = structlog.get_logger("escalation")
 
 
 @dataclass
-class EscalationHandler:
+class EscalationHandler(DomainStateHandler[EscalationCore]):
     policy: EscalationPolicy
     topics: Topics
     kafka: KafkaSettings
@@ -83,18 +83,6 @@ class EscalationHandler:
             out.extend(self.publish(core.tick(now)))
         return out
 
-    def next_deadline(self, partition: int) -> float | None:
-        return self.states.next_deadline(partition)
-
-    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
-        return self.states.drain(partition)
-
-    def seen_before(self, domain: str, event_id: str) -> bool:
-        return self.states.seen_before(domain, event_id)
-
-    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
-        self.states.remember(domain, partition, event_id, now)
-
     async def on_assigned(self, partitions: set[int]) -> None:
         if not partitions:
             return
@@ -111,7 +99,7 @@ class EscalationHandler:
         log.info("escalation state restored", partitions=sorted(partitions), domains=restored)
 
     async def on_revoked(self, partitions: set[int]) -> None:
-        self.states.drop(partitions)
+        await super().on_revoked(partitions)
         self._update_open_gauge()
 
     async def _load_escalations(self) -> None:

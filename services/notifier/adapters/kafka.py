@@ -16,7 +16,7 @@ from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import RejectedEvent
 from services.common.kafka import InboundRecord, OutboundRecord
-from services.common.state import DomainStates
+from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics
 from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
 from services.notifier.domain.core import NotifierCore, NotifierPolicy, Pending
@@ -31,7 +31,7 @@ STYLE = {1: "voice", 2: "chat", 3: "email", 4: "sms", 5: "social"}
 
 
 @dataclass
-class NotifierHandler:
+class NotifierHandler(DomainStateHandler[NotifierCore]):
     policy: NotifierPolicy
     catalog: TemplateCatalog
     topics: Topics
@@ -76,24 +76,9 @@ class NotifierHandler:
         self._count_coalesced()
         return []
 
-    def next_deadline(self, partition: int) -> float | None:
-        return self.states.next_deadline(partition)
-
-    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
-        return self.states.drain(partition)
-
-    def seen_before(self, domain: str, event_id: str) -> bool:
-        return self.states.seen_before(domain, event_id)
-
-    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
-        self.states.remember(domain, partition, event_id, now)
-
     async def on_assigned(self, partitions: set[int]) -> None:
         restored = await self.states.restore(self.kafka, partitions)
         log.info("notifier state restored", partitions=sorted(partitions), domains=restored)
-
-    async def on_revoked(self, partitions: set[int]) -> None:
-        self.states.drop(partitions)
 
     def _count_coalesced(self) -> None:
         total = sum(core.coalesced for _, core in self.states.items())

@@ -20,7 +20,7 @@ from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import RejectedEvent
 from services.common.kafka import InboundRecord, OutboundRecord
-from services.common.state import DomainStates
+from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics
 from services.router.adapters.mapping import decision_to_envelope, envelope_to_input
 from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
@@ -36,7 +36,7 @@ GAUGE_INTERVAL_S = 1.0
 
 
 @dataclass
-class RouterHandler:
+class RouterHandler(DomainStateHandler[RoutingCore]):
     """:class:`services.common.kafka.EventHandler` for the router."""
 
     policy: RoutingPolicy
@@ -96,25 +96,13 @@ class RouterHandler:
             )
         return out
 
-    def next_deadline(self, partition: int) -> float | None:
-        return self.states.next_deadline(partition)
-
     def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
         self._update_gauges()
-        return self.states.drain(partition)
-
-    def seen_before(self, domain: str, event_id: str) -> bool:
-        return self.states.seen_before(domain, event_id)
-
-    def remember(self, domain: str, partition: int, event_id: str, now: float) -> None:
-        self.states.remember(domain, partition, event_id, now)
+        return super().drain_changelog(partition)
 
     async def on_assigned(self, partitions: set[int]) -> None:
         restored = await self.states.restore(self.kafka, partitions)
         log.info("router state restored", partitions=sorted(partitions), domains=restored)
-
-    async def on_revoked(self, partitions: set[int]) -> None:
-        self.states.drop(partitions)
 
     # -- helpers ---------------------------------------------------------------------
 
