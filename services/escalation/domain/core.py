@@ -923,6 +923,8 @@ class EscalationCore:
         assert case.closed_at is not None  # noqa: S101 -- DONE always sets it
         if now >= case.closed_at + self.policy.retain_closed_s:
             self._drop(case)
+        else:  # its drop deadline may have fired while an escalation was still open
+            self._arm_drop(case)
 
     def _drop(self, case: _Case) -> None:
         contact_id = case.contact_id

@@ -211,3 +211,21 @@ def test_escalations_of_other_domains_are_left_to_their_own_core() -> None:
     topics.record(core, core.apply(ManagerRequested("c1"), T0))
     restored = EscalationCore.restore(make_policy(), "eu", topics.escalations.values(), {})
     assert restored.escalations() == []
+
+
+def test_an_idle_case_with_an_open_escalation_is_forgotten_after_it_is_resolved() -> None:
+    """The idle deadline closes the case but keeps it for its open escalation; resolving that
+    escalation re-arms the drop, so the case does not stay held forever."""
+    core = make_core(
+        triggers={"enabled": ["manager_requested"]}, forget_idle_s=HOUR, retain_closed_s=HOUR
+    )
+    arrive(core, "c1", T0)
+    core.apply(ManagerRequested("c1"), T0)
+    core.tick(T0 + HOUR)  # idle: closed, kept for the open escalation
+    assert "case/c1" in core.snapshot()
+    core.resolve(
+        eid("c1", EscalationReason.MANAGER_REQUESTED), "sofia", "called back", T0 + HOUR + 60
+    )
+    assert core.next_deadline() is not None  # the drop is armed again
+    core.tick(T0 + 2 * HOUR + 1)
+    assert "case/c1" not in core.snapshot()
