@@ -18,6 +18,7 @@ import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
@@ -304,3 +305,28 @@ class PrivateBroker(KafkaBroker):
 
     async def stop(self) -> None:
         await asyncio.to_thread(self._script, "down")
+
+
+async def committed(kafka: KafkaBroker, topic: str) -> list[Envelope]:
+    """Every committed record of ``topic``, decoded."""
+    records = await kafka.read_all(topic, expect=10**9, timeout=0.5)
+    return [decode_envelope(r.value) for r in records]
+
+
+async def wait_for(
+    kafka: KafkaBroker,
+    topic: str,
+    predicate: Callable[[list[Envelope]], bool],
+    timeout: float = 60.0,
+    what: str = "",
+) -> list[Envelope]:
+    """Poll the topic's committed records until ``predicate`` holds (or fail, saying what was seen)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        seen = await committed(kafka, topic)
+        if predicate(seen):
+            return seen
+        if loop.time() > deadline:
+            kinds = Counter(e.WhichOneof("payload") for e in seen)
+            raise AssertionError(f"{what or topic}: not within {timeout} s; saw {dict(kinds)}")

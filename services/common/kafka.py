@@ -866,13 +866,13 @@ class ConsumeLoop:
             except Exception as exc:  # noqa: BLE001 - the caller gets the error, the loop goes on
                 work.commands.append((command, None, exc))
             else:
-                work.outputs.extend(records_out)
+                work.outputs.extend(map(self._fit, records_out))
                 work.commands.append((command, value, None))
         if task.caught_up:
             deadline = self.handler.next_deadline(task.partition)
             if deadline is not None and deadline <= now:
-                work.outputs.extend(self.handler.on_timer(task.partition, now))
-        work.outputs.extend(self.handler.drain_changelog(task.partition))
+                work.outputs.extend(map(self._fit, self.handler.on_timer(task.partition, now)))
+        work.outputs.extend(map(self._fit, self.handler.drain_changelog(task.partition)))
         return work
 
     async def _commit_and_settle(self, task: _Task, work: _Work) -> bool:
@@ -977,7 +977,7 @@ class ConsumeLoop:
         committed, its state dropped).
         """
         producer = task.producer
-        outputs = [self._fit(out) for out in work.outputs]
+        outputs = work.outputs  # each already fitted where it was made (_apply, _apply_task)
         delay = 0.1
         started = time.perf_counter()
         for attempt in itertools.count(1):

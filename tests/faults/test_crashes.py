@@ -16,7 +16,7 @@ from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2_grpc
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.auditor.__main__ import audit_topics
-from services.common.codec import decode_envelope, encode_envelope, new_envelope
+from services.common.codec import encode_envelope, new_envelope
 from services.common.topics import Topics
 from services.notifier.gateway_stub import ReferenceGateway
 from tests.support import (
@@ -27,6 +27,7 @@ from tests.support import (
     service_env,
     service_process,
     until,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
@@ -88,29 +89,6 @@ def hold(contact_id: str, minutes: int = 3) -> bytes:
 
 
 # --- reading what the services committed ----------------------------------------------
-
-
-async def committed(kafka: KafkaBroker, topic: str) -> list[Envelope]:
-    records = await kafka.read_all(topic, expect=10**9, timeout=0.5)
-    return [decode_envelope(r.value) for r in records]
-
-
-async def wait_for(
-    kafka: KafkaBroker,
-    topic: str,
-    predicate: Callable[[list[Envelope]], bool],
-    timeout: float = 60.0,
-) -> list[Envelope]:
-    """Poll the topic's committed records until ``predicate`` holds (or fail, saying what was seen)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        seen = await committed(kafka, topic)
-        if predicate(seen):
-            return seen
-        if loop.time() > deadline:
-            kinds = Counter(e.WhichOneof("payload") for e in seen)
-            raise AssertionError(f"{topic} never matched; saw {dict(kinds)}")
 
 
 def offers(decisions: list[Envelope]) -> list[tuple[str, str, str, str]]:

@@ -56,6 +56,7 @@ from tests.support import (
     service_env,
     service_process,
     until,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
@@ -714,12 +715,14 @@ async def test_an_oversized_input_and_an_oversized_output_become_dead_letters(
             kafka,
             topics.routing_decisions,
             lambda ds: any(d.offer_made.contact_id == "c-after" for d in ds),
+            timeout=30.0,
             what="the router offering c-after, the arrival after the oversized one",
         )
         escalations = await wait_for(
             kafka,
             topics.escalations,
             lambda es: any(e.escalation_record.escalation.contact_id == "c-next" for e in es),
+            timeout=30.0,
             what="the escalation of c-next, after the oversized escalation of c-big",
         )
         input_dlq = await kafka.read_all(topics.dlq(topics.contact_events), expect=2, timeout=3)
@@ -900,7 +903,7 @@ async def test_two_escalation_and_two_notifier_instances_survive_losing_one_of_e
         await publish(contacts[: len(contacts) // 2])
         await until(lambda: len(reference.delivered) >= 10, what="first deliveries")
         await wait_for(
-            kafka, topics.escalations, lambda es: len(es) >= 10, what="first escalations"
+            kafka, topics.escalations, lambda es: len(es) >= 10, 30.0, "first escalations"
         )
         await asyncio.gather(escalations[0].kill(), notifiers[0].kill())  # mid-load
         await publish(contacts[len(contacts) // 2 :])
@@ -920,6 +923,7 @@ async def test_two_escalation_and_two_notifier_instances_survive_losing_one_of_e
             kafka,
             topics.notifications,
             lambda ns: sum(n.notification_record.outcome == 1 for n in ns) >= len(contacts),
+            timeout=30.0,
             what="every delivery recorded",
         )
     finally:
@@ -942,27 +946,3 @@ def raised(records: list[Envelope]) -> list[tuple[str, str]]:
         for e in records
         if e.HasField("escalation_record") and e.escalation_record.kind == 1
     ]
-
-
-async def committed(kafka: KafkaBroker, topic: str) -> list[Envelope]:
-    records = await kafka.read_all(topic, expect=10**9, timeout=0.5)
-    return [decode_envelope(r.value) for r in records]
-
-
-async def wait_for(
-    kafka: KafkaBroker,
-    topic: str,
-    predicate: Callable[[list[Envelope]], bool],
-    timeout: float = 30.0,
-    what: str = "",
-) -> list[Envelope]:
-    """Poll the topic's committed records until ``predicate`` holds (or fail, saying what was seen)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        seen = await committed(kafka, topic)
-        if predicate(seen):
-            return seen
-        if loop.time() > deadline:
-            kinds = Counter(e.WhichOneof("payload") for e in seen)
-            raise AssertionError(f"{what or topic}: not within {timeout} s; saw {dict(kinds)}")
