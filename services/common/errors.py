@@ -7,8 +7,10 @@ Hierarchy::
     ├── DecodeError                  a record is not a valid envelope (dead-lettered)
     └── RejectedEvent                a valid envelope the service cannot apply (dead-lettered)
 
-``retriable`` says whether trying again could help: the consume loop dead-letters
-anything that is not retriable and stops (to restart from the last commit) on the rest.
+None of these is ``retriable``: trying the same record again cannot help, so the consume
+loop dead-letters it (``DecodeError``, ``RejectedEvent``) or refuses to start
+(``ConfigError``). Kafka's own errors while committing are aiokafka's; the loop retries
+those :func:`services.common.kafka.transient` calls transient and stops on the rest.
 """
 
 from __future__ import annotations

@@ -57,8 +57,10 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import (
+    ConcurrentTransactions,
     InvalidProducerEpoch,
     KafkaError,
+    KafkaTimeoutError,
     ProducerFenced,
     TransactionalIdAuthorizationFailed,
 )
@@ -79,9 +81,6 @@ TIMER_SLACK_MS = 5
 CONCURRENT_TRANSACTIONS_RETRY_S = 0.002
 #: (topic, key) -> partition entries kept; keys are domains, so few in practice.
 KEY_PARTITION_CACHE = 100_000
-#: A transaction failing this many times in a row with an error Kafka calls permanent
-#: stops the loop (the supervisor restarts it from the last commit) instead of spinning.
-FATAL_ATTEMPTS = 10
 #: Backoff of aiokafka's other retries. Kafka 4 verifies each transactional write
 #: (KIP-890) and answers an old client's write that races the verification with a
 #: retriable NOT_ENOUGH_REPLICAS / COORDINATOR_NOT_AVAILABLE; with one producer per
@@ -107,6 +106,7 @@ __all__ = [
     "oversized_dead_letter",
     "read_changelog",
     "record_size",
+    "transient",
 ]
 
 log = structlog.get_logger("kafka")
@@ -455,6 +455,18 @@ async def _confirmed(delivered: Sequence[asyncio.Future[Any]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
+
+
+def transient(exc: BaseException) -> bool:
+    """Worth retrying the transaction: aiokafka calls the error ``retriable``, or it is one
+    of two it does not flag: its own timeout (the client gave up on a broker that is
+    away; it cannot know why) and CONCURRENT_TRANSACTIONS (the coordinator is still
+    closing our previous transaction; Kafka's protocol says retry). Anything else is a
+    bug or a misconfiguration that retrying would only hide: the loop stops and its
+    replacement starts from the last commit."""
+    if isinstance(exc, KafkaError):
+        return bool(exc.retriable) or isinstance(exc, KafkaTimeoutError | ConcurrentTransactions)
+    return False
 
 
 def _is_fenced(exc: BaseException, producer: AIOKafkaProducer) -> bool:
@@ -855,7 +867,7 @@ class ConsumeLoop:
                 headers=tuple(raw.headers or ()),
                 timestamp_ms=raw.timestamp,
             )
-            work.outputs.extend(self._apply(record))
+            work.outputs.extend(self.apply_record(record))
             work.offsets[TopicPartition(raw.topic, raw.partition)] = raw.offset + 1
         mine = [c for c in self._commands if c.partition == task.partition]
         if mine:
@@ -911,8 +923,12 @@ class ConsumeLoop:
             await asyncio.wait(running)
         self._settle_finished()
 
-    def _apply(self, record: InboundRecord) -> Sequence[OutboundRecord]:
-        """Decode, dedupe and handle one record; a failure becomes a dead letter, never a crash."""
+    def apply_record(self, record: InboundRecord) -> Sequence[OutboundRecord]:
+        """Decode, dedupe and handle one record; a failure becomes a dead letter, never a crash.
+
+        The loop's per-record step, without I/O: its outputs are only returned (the loop
+        commits them with the record's offset), so tests can drive it record by record.
+        """
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             topic=record.topic, partition=record.partition, offset=record.offset
@@ -970,40 +986,34 @@ class ConsumeLoop:
         return self._fit(letter, record)
 
     async def _commit(self, task: _Task, work: _Work) -> bool:
-        """Write ``task``'s outputs and offsets in one transaction; retry on broker trouble.
+        """Write ``task``'s outputs and offsets in one transaction; retry while Kafka is away.
 
-        Every produce is confirmed before the commit; any failure aborts and the whole
-        transaction is retried. Returns False if the partition was fenced (nothing of it
-        committed, its state dropped).
+        Every produce is confirmed before the commit; any failure aborts (aiokafka's
+        transaction context) and the whole transaction is retried if the error is
+        :func:`transient`. Returns False if the partition was fenced (nothing of it
+        committed, its state dropped); any other error stops the loop, which restarts
+        from the last commit.
         """
         producer = task.producer
-        outputs = work.outputs  # each already fitted where it was made (_apply, _apply_task)
+        outputs = work.outputs  # each already fitted where it was made (apply_record, _apply_task)
         delay = 0.1
         started = time.perf_counter()
         for attempt in itertools.count(1):
             try:
-                await producer.begin_transaction()
-                try:
+                async with producer.transaction():
                     delivered = await self._send_batched(producer, outputs)
                     if work.offsets:
                         await producer.send_offsets_to_transaction(
                             dict(work.offsets), self.group_id
                         )
                     await _confirmed(delivered)
-                    await producer.commit_transaction()
-                except BaseException:
-                    with contextlib.suppress(Exception):
-                        await producer.abort_transaction()
-                    raise
             except Exception as exc:
                 if _is_fenced(exc, producer):
                     await self._fenced(task, exc)
                     return False
-                if not isinstance(exc, KafkaError):
+                if not transient(exc):
                     raise
                 self.metrics.transactions_aborted.inc()
-                if not exc.retriable and attempt >= FATAL_ATTEMPTS:
-                    raise
                 log.warning(
                     "transaction failed; retrying",
                     partition=task.partition,

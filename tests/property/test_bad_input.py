@@ -1,5 +1,5 @@
 """Bad input, generated: every service's real handler behind the consume loop's own
-decode-dedupe-handle step (``ConsumeLoop._apply``), fed random bytes, truncated and
+decode-dedupe-handle step (``ConsumeLoop.apply_record``), fed random bytes, truncated and
 oversized protobufs, wrong JSON, unknown enum values, missing fields, events for agents
 and contacts nobody knows, duplicates and events out of order.
 
@@ -53,7 +53,7 @@ EXAMPLES = 150
 
 @dataclass
 class Harness:
-    """One service's handler behind ``ConsumeLoop._apply``, with a clock we move."""
+    """One service's handler behind ``ConsumeLoop.apply_record``, with a clock we move."""
 
     service: str
     loop: ConsumeLoop
@@ -73,7 +73,7 @@ class Harness:
         FUZZ_INPUTS[self.service] += 1
         self.offset += 1
         record = InboundRecord(topic, 0, self.offset, b"acme", value, list(headers), 0)
-        outputs = list(self.loop._apply(record))
+        outputs = list(self.loop.apply_record(record))
         if tick:
             self.clock.advance(0.7)
             outputs.extend(self.handler.on_timer(0, self.clock.now()))

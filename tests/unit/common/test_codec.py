@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import json_format
+from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1.common_pb2 import CHANNEL_CHAT
 from switchboard.v1.envelope_pb2 import Envelope
 
-from services.common.codec import decode_envelope, encode_envelope, new_envelope
+from services.common.codec import decode_envelope, encode_envelope, new_envelope, set_timestamp
 from services.common.errors import DecodeError
 
 JSON = (("content-type", b"application/json"),)
@@ -69,3 +70,24 @@ def test_bad_input_raises_decode_error_with_reason(
         decode_envelope(value, headers)
     assert reason in caught.value.reason
     assert not caught.value.retriable
+
+
+@pytest.mark.parametrize(
+    "epoch",
+    [
+        0.0,
+        1_700_000_000.0,
+        1_700_000_000.5,
+        1_700_000_000.9999999,
+        5.9999999999,  # rounds to 1e9 nanos: must stay in second 5
+        1.25e-7,
+    ],
+)
+def test_timestamps_keep_their_second_and_nanos_in_range(epoch: float) -> None:
+    """Regression for 3c640e8: the old rounding could carry a fraction into the next second
+    (or drop one), and ``FromDatetime`` was slow."""
+    stamp = Timestamp()
+    set_timestamp(stamp, epoch)
+    assert stamp.seconds == int(epoch)
+    assert 0 <= stamp.nanos <= 999_999_999
+    assert abs(stamp.seconds + stamp.nanos / 1e9 - epoch) < 1e-6
