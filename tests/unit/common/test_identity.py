@@ -1,0 +1,195 @@
+"""Who may call: JWTs verified against a JWKS (signature, expiry, audience, issuer) and
+mTLS certificate names, turned into a caller with roles and scope; everything else refused."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from services.common.errors import ConfigError
+from services.common.identity import (
+    MAX_SCOPE_ENTRIES,
+    MAX_TOKEN_BYTES,
+    Authenticator,
+    Caller,
+    JwtVerifier,
+    Role,
+    Unauthenticated,
+)
+
+AUDIENCE = "switchboard-escalation"
+ISSUER = "https://idp.example"
+KEY = ec.generate_private_key(ec.SECP256R1())
+OTHER_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def jwks(tmp_path: Path) -> Path:
+    public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(KEY.public_key()))
+    path = tmp_path / "jwks.json"
+    path.write_text(json.dumps({"keys": [{**public, "kid": "k1", "use": "sig", "alg": "ES256"}]}))
+    return path
+
+
+def token(key: Any = KEY, kid: str = "k1", **claims: Any) -> str:
+    now = int(time.time())
+    body = {
+        "sub": "piotr",
+        "aud": AUDIENCE,
+        "iss": ISSUER,
+        "iat": now,
+        "exp": now + 300,
+        "roles": ["manager"],
+        "teams": ["polish"],
+    }
+    body.update(claims)
+    body = {k: v for k, v in body.items() if v is not None}
+    return jwt.encode(body, key, algorithm="ES256", headers={"kid": kid})
+
+
+@pytest.fixture
+def verifier(tmp_path: Path) -> JwtVerifier:
+    return JwtVerifier.from_jwks_file(jwks(tmp_path), audience=AUDIENCE, issuer=ISSUER, leeway_s=0)
+
+
+def refused(verifier: JwtVerifier, presented: str) -> str:
+    with pytest.raises(Unauthenticated) as caught:
+        verifier.verify(presented)
+    return caught.value.reason
+
+
+def test_a_valid_token_names_the_caller_with_roles_and_scope(verifier: JwtVerifier) -> None:
+    caller = verifier.verify(token(domains=["acme"], roles=["manager", "operator", "janitor"]))
+    assert caller == Caller(
+        "piotr",
+        frozenset({Role.MANAGER, Role.OPERATOR}),
+        frozenset({"polish"}),
+        frozenset({"acme"}),
+        "jwt",
+    )
+    assert caller.sees_team("polish")
+    assert not caller.sees_team("english")
+    assert caller.sees_domain("acme")
+    assert not caller.sees_domain("globex")
+
+
+def test_the_wildcard_scope_sees_everything(verifier: JwtVerifier) -> None:
+    caller = verifier.verify(token(teams=["*"], domains="*"))
+    assert caller.sees_team("any")
+    assert caller.sees_domain("any")
+
+
+@pytest.mark.parametrize(
+    ("presented", "reason"),
+    [
+        (lambda: token(exp=int(time.time()) - 60), "token expired"),
+        (lambda: token(aud="switchboard-router"), "not for this service"),
+        (lambda: token(iss="https://evil.example"), "untrusted issuer"),
+        (lambda: token(nbf=int(time.time()) + 600), "not valid yet"),
+        (lambda: token(key=OTHER_KEY), "signature"),  # forged: right kid, wrong key
+        (lambda: token(kid="k2"), "unknown key"),
+        (lambda: token(exp=None), "'exp'"),
+        (lambda: token(sub=None), "'sub'"),
+        (lambda: token(sub=""), "subject"),
+        (lambda: token(teams=["x"] * (MAX_SCOPE_ENTRIES + 1)), "teams"),
+        (lambda: token(teams=["x" * 500]), "teams"),
+        (lambda: token(roles=[1]), "roles"),
+        (lambda: "not.a.jwt", "malformed"),
+        (lambda: "x" * (MAX_TOKEN_BYTES + 1), "longer than"),
+    ],
+)
+def test_a_bad_token_is_refused_saying_why(
+    verifier: JwtVerifier, presented: Any, reason: str
+) -> None:
+    assert reason in refused(verifier, presented())
+
+
+def test_an_unsigned_token_is_refused(verifier: JwtVerifier) -> None:
+    claims = {"sub": "mallory", "aud": AUDIENCE, "iss": ISSUER, "exp": int(time.time()) + 60}
+    unsigned = jwt.encode(claims, key=None, algorithm="none", headers={"kid": "k1"})
+    assert refused(verifier, unsigned)
+
+
+def test_a_shared_secret_token_keyed_with_the_public_key_is_refused(
+    verifier: JwtVerifier,
+) -> None:
+    """The classic RS/HS confusion: an HS256 token whose secret is the published key."""
+    pem = KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    claims = {"sub": "mallory", "aud": AUDIENCE, "iss": ISSUER, "exp": int(time.time()) + 60}
+
+    def part(data: dict[str, Any]) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=")
+
+    signing_input = part({"alg": "HS256", "typ": "JWT", "kid": "k1"}) + b"." + part(claims)
+    signature = base64.urlsafe_b64encode(
+        hmac.new(pem, signing_input, hashlib.sha256).digest()
+    ).rstrip(b"=")
+    assert refused(verifier, (signing_input + b"." + signature).decode())
+
+
+@pytest.mark.parametrize("algorithms", [["none"], ["HS256"], ["ES256", "HS512"]])
+def test_symmetric_or_no_algorithms_fail_at_start(tmp_path: Path, algorithms: list[str]) -> None:
+    with pytest.raises(ConfigError, match="algorithms"):
+        JwtVerifier.from_jwks_file(jwks(tmp_path), audience=AUDIENCE, algorithms=algorithms)
+
+
+def test_a_missing_or_broken_jwks_file_fails_at_start_naming_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"identity\.jwt\.jwks_file"):
+        JwtVerifier.from_jwks_file(tmp_path / "absent.json", audience=AUDIENCE)
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"identity\.jwt\.jwks_file"):
+        JwtVerifier.from_jwks_file(tmp_path / "bad.json", audience=AUDIENCE)
+
+
+def test_an_audience_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="audience"):
+        JwtVerifier.from_jwks_file(jwks(tmp_path), audience="")
+
+
+# --- the authenticator: token or certificate, never neither ----------------------------
+
+GATEWAY = Caller("notifier", frozenset({Role.SERVICE}), domains=frozenset({"*"}), via="certificate")
+
+
+def test_an_authenticator_with_nothing_configured_refuses_to_exist() -> None:
+    with pytest.raises(ConfigError, match="never runs open"):
+        Authenticator()
+
+
+def test_a_configured_certificate_name_identifies_the_caller() -> None:
+    authenticator = Authenticator(certificates={"notifier.switchboard.svc": GATEWAY})
+    assert authenticator.authenticate(None, ["unknown", "notifier.switchboard.svc"]) == GATEWAY
+
+
+def test_an_unknown_certificate_or_nothing_at_all_is_refused() -> None:
+    authenticator = Authenticator(certificates={"notifier.switchboard.svc": GATEWAY})
+    for names in ([], ["someone-else"]):
+        with pytest.raises(Unauthenticated, match="missing or unknown credentials"):
+            authenticator.authenticate(None, names)
+
+
+def test_a_bad_token_on_a_certified_connection_does_not_fall_back(verifier: JwtVerifier) -> None:
+    authenticator = Authenticator(jwt=verifier, certificates={"cli": GATEWAY})
+    with pytest.raises(Unauthenticated, match="expired"):
+        authenticator.authenticate(f"Bearer {token(exp=int(time.time()) - 60)}", ["cli"])
+    assert authenticator.authenticate(f"Bearer {token()}", ["cli"]).subject == "piotr"
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer ", "token-without-scheme"])
+def test_anything_but_a_bearer_token_is_refused(verifier: JwtVerifier, header: str) -> None:
+    with pytest.raises(Unauthenticated, match="Bearer"):
+        Authenticator(jwt=verifier).authenticate(header, [])
+
+
+def test_a_server_without_jwt_refuses_bearer_tokens() -> None:
+    with pytest.raises(Unauthenticated, match="does not accept bearer"):
+        Authenticator(certificates={"cli": GATEWAY}).authenticate(f"Bearer {token()}", [])
