@@ -22,7 +22,10 @@ from services.common.errors import ConfigError
 
 __all__ = [
     "ENV_PREFIX",
+    "GrantSettings",
     "GrpcSettings",
+    "IdentitySettings",
+    "JwtSettings",
     "KafkaSettings",
     "LogSettings",
     "MetricsSettings",
@@ -96,6 +99,52 @@ class GrpcSettings(_Strict):
     shutdown_grace: float = Field(default=5.0, ge=0)
 
 
+class GrantSettings(_Strict):
+    """What a caller presenting a configured client certificate may do."""
+
+    roles: list[Literal["manager", "operator", "service"]] = Field(min_length=1)
+    #: Team names, or "*" for every team.
+    teams: list[str] = Field(default_factory=list, max_length=256)
+    #: Routing domains, or "*" for every domain.
+    domains: list[str] = Field(default_factory=list, max_length=256)
+
+
+class JwtSettings(_Strict):
+    """Bearer tokens: whose keys sign them and who they must be for."""
+
+    #: A JWKS document on disk (read at start) ...
+    jwks_file: Path | None = None
+    #: ... or fetched over HTTPS (at start, then cached). Exactly one of the two.
+    jwks_url: str | None = None
+    #: The ``aud`` every token must carry; a token for another service is refused.
+    audience: str = Field(min_length=1)
+    #: The ``iss`` every token must carry, if set.
+    issuer: str | None = None
+    algorithms: list[str] = Field(default_factory=lambda: ["RS256", "ES256", "EdDSA"])
+    #: Clock skew tolerated on ``exp``/``nbf``.
+    leeway_s: float = Field(default=30.0, ge=0, le=300)
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("must be an https:// URL")
+        return value
+
+
+class IdentitySettings(_Strict):
+    """How a gRPC server identifies its callers. Nothing configured: it refuses to start.
+
+    ``profile = "demo"`` (what ``make run`` uses) is the one relaxation: plaintext gRPC,
+    allowed only on a loopback address; its keys and tokens are generated at setup.
+    """
+
+    profile: Literal["production", "demo"] = "production"
+    jwt: JwtSettings | None = None
+    #: Client-certificate name (common name or subject alternative name) -> its grant.
+    certificates: dict[str, GrantSettings] = Field(default_factory=dict, max_length=1_000)
+
+
 class LogSettings(_Strict):
     """structlog output."""
 
@@ -111,6 +160,7 @@ class ServiceSettings(_Strict):
     metrics: MetricsSettings = MetricsSettings()
     grpc: GrpcSettings = GrpcSettings()
     log: LogSettings = LogSettings()
+    identity: IdentitySettings = IdentitySettings()
     #: Name of this instance in logs and the default transactional id.
     instance: str = "local"
 

@@ -26,6 +26,7 @@ from typing import Any
 import grpc
 import jwt
 
+from services.common.config import GrpcSettings, IdentitySettings
 from services.common.errors import ConfigError
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "JwtVerifier",
     "Role",
     "Unauthenticated",
+    "authenticator_from",
     "current_caller",
 ]
 
@@ -249,6 +251,53 @@ class Authenticator:
             if caller is not None:
                 return caller
         raise Unauthenticated("missing or unknown credentials")
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def authenticator_from(identity: IdentitySettings, grpc_settings: GrpcSettings) -> Authenticator:
+    """The server's authenticator, or :class:`ConfigError` naming what is missing.
+
+    Production (the default) needs a way to identify callers and TLS; the demo profile
+    still identifies every caller but may serve plaintext, and then only on loopback.
+    """
+    if identity.profile == "demo":
+        if grpc_settings.host not in LOOPBACK_HOSTS and grpc_settings.tls_cert_file is None:
+            raise ConfigError(
+                f"grpc.host: the demo profile serves plaintext only on loopback, not on "
+                f"{grpc_settings.host!r} (configure grpc.tls_cert_file or bind 127.0.0.1)"
+            )
+    elif grpc_settings.tls_cert_file is None:
+        raise ConfigError(
+            "grpc.tls_cert_file: required (tokens and customer data never cross a network "
+            "in plaintext); only identity.profile = 'demo' may serve plaintext on loopback"
+        )
+    verifier = None
+    if identity.jwt is not None:
+        options: dict[str, Any] = {
+            "audience": identity.jwt.audience,
+            "issuer": identity.jwt.issuer,
+            "algorithms": identity.jwt.algorithms,
+            "leeway_s": identity.jwt.leeway_s,
+        }
+        if identity.jwt.jwks_file is not None:
+            if identity.jwt.jwks_url is not None:
+                raise ConfigError("identity.jwt: set exactly one of jwks_file and jwks_url")
+            verifier = JwtVerifier.from_jwks_file(identity.jwt.jwks_file, **options)
+        else:
+            verifier = JwtVerifier(jwks_url=identity.jwt.jwks_url, **options)
+    certificates = {
+        name: Caller(
+            name,
+            frozenset(Role(role) for role in grant.roles),
+            frozenset(grant.teams),
+            frozenset(grant.domains),
+            "certificate",
+        )
+        for name, grant in identity.certificates.items()
+    }
+    return Authenticator(verifier, certificates)
 
 
 _CALLER: ContextVar[Caller | None] = ContextVar("switchboard_caller", default=None)

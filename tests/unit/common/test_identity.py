@@ -16,6 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from services.common.config import GrpcSettings, IdentitySettings
 from services.common.errors import ConfigError
 from services.common.identity import (
     MAX_SCOPE_ENTRIES,
@@ -25,7 +26,9 @@ from services.common.identity import (
     JwtVerifier,
     Role,
     Unauthenticated,
+    authenticator_from,
 )
+from services.launcher.demo_credentials import demo_people, write_demo_credentials
 
 AUDIENCE = "switchboard-escalation"
 ISSUER = "https://idp.example"
@@ -193,3 +196,62 @@ def test_anything_but_a_bearer_token_is_refused(verifier: JwtVerifier, header: s
 def test_a_server_without_jwt_refuses_bearer_tokens() -> None:
     with pytest.raises(Unauthenticated, match="does not accept bearer"):
         Authenticator(certificates={"cli": GATEWAY}).authenticate(f"Bearer {token()}", [])
+
+
+# --- configuration: default deny, the demo profile's one relaxation ----------------------
+
+
+def settings(**identity: Any) -> tuple[IdentitySettings, GrpcSettings]:
+    grpc = identity.pop("grpc", {})
+    return IdentitySettings.model_validate(identity), GrpcSettings.model_validate(grpc)
+
+
+def test_a_server_with_no_identity_configuration_refuses_to_start(tmp_path: Path) -> None:
+    cert = {"tls_cert_file": tmp_path / "c.pem", "tls_key_file": tmp_path / "k.pem"}
+    with pytest.raises(ConfigError, match="never runs open"):
+        authenticator_from(*settings(grpc=cert))
+
+
+def test_production_refuses_plaintext_grpc(tmp_path: Path) -> None:
+    jwks_file = jwks(tmp_path)
+    with pytest.raises(ConfigError, match=r"grpc\.tls_cert_file"):
+        authenticator_from(*settings(jwt={"jwks_file": jwks_file, "audience": AUDIENCE}))
+
+
+def test_the_demo_profile_serves_plaintext_only_on_loopback(tmp_path: Path) -> None:
+    jwt_settings = {"jwks_file": jwks(tmp_path), "audience": AUDIENCE, "issuer": ISSUER}
+    demo = authenticator_from(*settings(profile="demo", jwt=jwt_settings))
+    assert demo.authenticate(f"Bearer {token()}", []).subject == "piotr"
+    with pytest.raises(ConfigError, match=r"grpc\.host"):
+        authenticator_from(*settings(profile="demo", jwt=jwt_settings, grpc={"host": "0.0.0.0"}))
+
+
+def test_certificate_grants_come_from_configuration(tmp_path: Path) -> None:
+    cert = {"tls_cert_file": tmp_path / "c.pem", "tls_key_file": tmp_path / "k.pem"}
+    authenticator = authenticator_from(
+        *settings(grpc=cert, certificates={"router": {"roles": ["service"], "domains": ["acme"]}})
+    )
+    caller = authenticator.authenticate(None, ["router"])
+    assert caller.has(Role.SERVICE)
+    assert caller.sees_domain("acme")
+    assert not caller.sees_domain("globex")
+    assert caller.via == "certificate"
+
+
+def test_a_plain_http_jwks_url_is_refused_naming_the_field() -> None:
+    with pytest.raises(ValueError, match="jwks_url"):
+        settings(jwt={"jwks_url": "http://idp.example/jwks", "audience": AUDIENCE})
+
+
+def test_demo_credentials_verify_like_any_other_token(tmp_path: Path) -> None:
+    people = demo_people({"piotr": ["polish"], "hugo": ["*"]})
+    jwks_file = write_demo_credentials(tmp_path / "identity", people)
+    verifier = JwtVerifier.from_jwks_file(
+        jwks_file, audience="switchboard-escalation", issuer="switchboard-demo"
+    )
+    piotr = (tmp_path / "identity" / "tokens" / "piotr.jwt").read_text().strip()
+    assert verifier.verify(piotr).teams == frozenset({"polish"})
+    assert (tmp_path / "identity" / "tokens" / "piotr.jwt").stat().st_mode & 0o077 == 0
+    operator = (tmp_path / "identity" / "tokens" / "ops.jwt").read_text().strip()
+    with pytest.raises(Unauthenticated, match="audience"):
+        verifier.verify(operator)  # the operator's token is for the router only

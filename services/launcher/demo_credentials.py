@@ -1,0 +1,133 @@
+"""Credentials for the local demo profile, made fresh for each ``make run`` (never committed).
+
+A demo is still default-deny: every service verifies JWTs exactly as in production, only
+against a key made here. This writes, under the run directory:
+
+- ``identity/jwks.json``: the public key the services trust;
+- ``identity/tokens/<person>.jwt``: one token per demo person (mode 0600), the people of
+  ``deploy/config/escalation.toml`` as managers of the teams they staff, an operator and
+  the services' own identity (the notifier's callers);
+
+The private key lives only in memory: nobody can mint another token after the run starts.
+Tests use :class:`DemoIssuer` the same way (``tests/support.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+__all__ = ["AUDIENCES", "DEMO_ISSUER", "DemoIssuer", "DemoPerson", "write_demo_credentials"]
+
+DEMO_ISSUER = "switchboard-demo"
+#: One audience per server: a token names the servers it is good for.
+AUDIENCES = {
+    "router": "switchboard-router",
+    "escalation": "switchboard-escalation",
+    "notifier": "switchboard-notifier",
+    "gateway": "switchboard-gateway",
+}
+#: A demo token lasts the working day of one run.
+DEMO_TOKEN_TTL_S = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class DemoPerson:
+    """Someone the demo mints a token for."""
+
+    subject: str
+    roles: tuple[str, ...]
+    teams: tuple[str, ...] = ()
+    domains: tuple[str, ...] = ("*",)
+    audiences: tuple[str, ...] = tuple(AUDIENCES.values())
+
+
+@dataclass
+class DemoIssuer:
+    """A throwaway signing key (P-256, ES256) and the tokens it signs."""
+
+    key: ec.EllipticCurvePrivateKey = field(
+        default_factory=lambda: ec.generate_private_key(ec.SECP256R1())
+    )
+    kid: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    issuer: str = DEMO_ISSUER
+
+    def jwks(self) -> dict[str, Any]:
+        public = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(self.key.public_key()))
+        return {"keys": [{**public, "kid": self.kid, "use": "sig", "alg": "ES256"}]}
+
+    def mint(
+        self,
+        subject: str,
+        *,
+        audience: str | Iterable[str],
+        roles: Iterable[str],
+        teams: Iterable[str] = (),
+        domains: Iterable[str] = ("*",),
+        ttl_s: float = DEMO_TOKEN_TTL_S,
+        now: float | None = None,
+        **extra: Any,
+    ) -> str:
+        issued = int(time.time() if now is None else now)
+        claims: dict[str, Any] = {
+            "sub": subject,
+            "iss": self.issuer,
+            "aud": audience if isinstance(audience, str) else list(audience),
+            "iat": issued,
+            "exp": issued + int(ttl_s),
+            "roles": list(roles),
+            "teams": list(teams),
+            "domains": list(domains),
+            **extra,
+        }
+        return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid})
+
+
+def demo_people(staffing: Mapping[str, Iterable[str]]) -> list[DemoPerson]:
+    """``staffing``: person -> the teams whose escalations they see (``"*"``: all)."""
+    people = [
+        DemoPerson(person, ("manager",), tuple(sorted(teams)), audiences=(AUDIENCES["escalation"],))
+        for person, teams in sorted(staffing.items())
+    ]
+    people.append(DemoPerson("ops", ("operator",), audiences=(AUDIENCES["router"],)))
+    people.append(
+        DemoPerson(
+            "switchboard-services",
+            ("service",),
+            audiences=(AUDIENCES["notifier"], AUDIENCES["gateway"]),
+        )
+    )
+    return people
+
+
+def write_demo_credentials(
+    directory: Path, people: Iterable[DemoPerson], issuer: DemoIssuer | None = None
+) -> Path:
+    """Write ``jwks.json`` and one token file per person; return the JWKS path."""
+    issuer = issuer or DemoIssuer()
+    tokens = directory / "tokens"
+    tokens.mkdir(parents=True, exist_ok=True)
+    jwks = directory / "jwks.json"
+    jwks.write_text(json.dumps(issuer.jwks(), indent=2) + "\n", encoding="utf-8")
+    for person in people:
+        token = issuer.mint(
+            person.subject,
+            audience=person.audiences,
+            roles=person.roles,
+            teams=person.teams,
+            domains=person.domains,
+        )
+        path = tokens / f"{person.subject}.jwt"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as out:
+            out.write(token + "\n")
+    return jwks
