@@ -16,7 +16,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from services.common.errors import ConfigError
 
@@ -66,6 +74,33 @@ class KafkaSettings(_Strict):
     #: Longest a poll waits when idle, so timers and commands run promptly.
     poll_interval_ms: int = Field(default=50, ge=1, le=10_000)
     request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    #: PLAINTEXT only for a broker on loopback (the local one); SASL_SSL (SCRAM) or SSL
+    #: (mTLS) wherever traffic crosses a network.
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_SSL"] = "PLAINTEXT"
+    #: CA bundle that signed the brokers' certificates (absent: the system's CAs).
+    ssl_ca_file: Path | None = None
+    #: This service's client certificate and key (mTLS, with ``SSL``).
+    ssl_cert_file: Path | None = None
+    ssl_key_file: Path | None = None
+    sasl_mechanism: Literal["SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str = ""
+    #: The SCRAM password, from a file (a mounted secret) ...
+    sasl_password_file: Path | None = None
+    #: ... or the environment (``SWITCHBOARD_KAFKA__SASL_PASSWORD``), exactly as given.
+    sasl_password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _security_complete(self) -> KafkaSettings:
+        if self.security_protocol == "SASL_SSL":
+            if not self.sasl_username:
+                raise ValueError("sasl_username: required with security_protocol SASL_SSL")
+            if (self.sasl_password is None) == (self.sasl_password_file is None):
+                raise ValueError(
+                    "sasl_password / sasl_password_file: set exactly one with SASL_SSL"
+                )
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("ssl_cert_file and ssl_key_file: set both or neither")
+        return self
 
     @field_validator("bootstrap_servers")
     @classmethod

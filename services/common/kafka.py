@@ -72,6 +72,7 @@ from services.common.clock import Clock, SystemClock
 from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import ConfigError, DecodeError, RejectedEvent
+from services.common.kafka_connection import connection_options
 from services.common.metrics import RuntimeMetrics
 from services.common.topics import DLQ_SUFFIX, Topics
 
@@ -273,7 +274,7 @@ def make_transactional_producer(settings: KafkaSettings, transactional_id: str) 
     # Retrying after 2 ms brings them to ~5 ms (measured: bench/RESULTS.md).
     aiokafka_sender.BACKOFF_OVERRIDE = CONCURRENT_TRANSACTIONS_RETRY_S
     return AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         transactional_id=transactional_id,
         enable_idempotence=True,
         acks="all",
@@ -309,7 +310,7 @@ async def read_changelog(
     if not wanted:
         return state
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         enable_auto_commit=False,
         isolation_level="read_committed",
         auto_offset_reset="earliest",
@@ -353,7 +354,7 @@ async def _stable_ends(
     if wait_s <= 0:
         return stable
     raw = AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+        **connection_options(settings),
         enable_auto_commit=False,
         isolation_level="read_uncommitted",
         request_timeout_ms=settings.request_timeout_ms,
@@ -578,7 +579,7 @@ class ConsumeLoop:
     async def run(self) -> None:
         """Consume until :meth:`stop`; commits every batch; closes clients on the way out."""
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **connection_options(self.settings),
             group_id=self.group_id,
             client_id=f"{self.service}-{self.group_id}",
             enable_auto_commit=False,
