@@ -2,14 +2,18 @@
 
 API::
 
-    core = NotifierCore(policy, catalog)
+    core = NotifierCore(policy, catalog, retry)
     core.apply(event, cause_id, now) -> list[Notification]   # decided, now pending delivery
     core.tick(now) -> list[Notification]                     # follow-ups, coalesced updates
     core.next_deadline() -> float | None
     core.due(now) -> list[Pending]                           # what the delivery worker sends now
-    core.retry_later(notification_id, at)                    # a retryable failure
-    core.settle(notification_id, now, error) -> Pending | None     # final outcome reached
+    core.settle(notification_id, now) -> Pending | None      # the gateway accepted it
+    core.delivery_failed(notification_id, status, error, now, rng) -> FailedAttempt | None
+    core.postpone(notification_id, at)                       # not tried (circuit open)
     core.take_changes() / core.snapshot() / NotifierCore.restore(policy, catalog, snapshots)
+
+A failed attempt is decided here (:meth:`RetryPolicy.after_failure`): retried after a
+backoff the core records in the pending entry, REJECTED, or DEAD_LETTERED.
 
 Exactly once: a notification id is derived from its cause (``<event id>:<kind>``); the
 core remembers settled ids for ``ledger_s`` and never decides the same id twice; pending
@@ -20,13 +24,16 @@ repeated there either.
 
 from __future__ import annotations
 
-import heapq
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from services.common.deadlines import Deadlines
+from services.notifier.domain.channels import channel_info
+from services.notifier.domain.delivery import DELIVERED, RETRY, NextStep, RetryPolicy
 from services.notifier.domain.errors import InvalidInput, PolicyError
 from services.notifier.domain.templates import TemplateCatalog
 
@@ -41,14 +48,13 @@ __all__ = [
     "ContactUnroutable",
     "Customer",
     "DirectRequest",
+    "FailedAttempt",
     "Notification",
     "NotifierCore",
     "NotifierPolicy",
     "Pending",
     "QueuePositionUpdated",
 ]
-
-STYLE_BY_CHANNEL = {1: "voice", 2: "chat", 3: "email", 4: "sms", 5: "chat"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,13 +204,27 @@ class Notification:
 
 @dataclass
 class Pending:
-    """A decided notification and its delivery progress."""
+    """A decided notification and its delivery progress (persisted with the core)."""
 
     notification: Notification
     attempts: int = 0
     next_attempt_at: float = 0.0
     first_attempt_at: float = 0.0
     last_error: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """What :meth:`NotifierCore.delivery_failed` decided, and the entry it applies to
+    (settled and no longer pending when ``step`` is final)."""
+
+    step: NextStep
+    pending: Pending
+
+
+#: Timer kinds, keyed ``(kind, contact id)``: at most one of each per contact.
+_OVERRUN = "overrun"
+_POSITION = "position"
 
 
 @dataclass
@@ -231,14 +251,20 @@ class _Contact:
 class NotifierCore:
     """Notification decisions for one routing domain."""
 
-    def __init__(self, policy: NotifierPolicy, catalog: TemplateCatalog) -> None:
+    def __init__(
+        self,
+        policy: NotifierPolicy,
+        catalog: TemplateCatalog,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.policy = policy
         self.catalog = catalog
+        self.retry = retry or RetryPolicy()
         self._contacts: dict[str, _Contact] = {}
         self._pending: dict[str, Pending] = {}
         # oldest first, so expiry looks only at the front (not every id, every tick)
         self._settled: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._timers: list[tuple[float, str, str]] = []
+        self._timers: Deadlines[tuple[str, str]] = Deadlines()
         self._dirty: set[str] = set()
         self.coalesced = 0
         self.rate_limited = 0
@@ -281,8 +307,8 @@ class NotifierCore:
                 reason=event.reason,
                 duration_s=event.expected_s,
             )
-            self._timer(
-                contact.pause_until + self.policy.overrun_grace_s, "overrun", event.contact_id
+            self._timers.set(
+                (_OVERRUN, event.contact_id), contact.pause_until + self.policy.overrun_grace_s
             )
         elif isinstance(event, ContactResumed):
             if contact.pause_kind:
@@ -303,7 +329,7 @@ class NotifierCore:
                 out, cause_id, "closed", event.contact_id, contact, now, outcome=event.outcome
             )
         elif isinstance(event, ContactAbandoned | ContactClosed):
-            del self._contacts[event.contact_id]
+            self._forget(event.contact_id)
         return out
 
     def _position(
@@ -327,10 +353,9 @@ class NotifierCore:
                 self.coalesced += 1  # the burst collapses into the latest update
             contact.deferred_position, contact.deferred_wait_s = event.position, event.wait_s
             contact.deferred_cause = cause_id
-            self._timer(
+            self._timers.set(
+                (_POSITION, event.contact_id),
                 contact.position_sent_at + self.policy.position_min_interval_s,
-                "position",
-                event.contact_id,
             )
             return
         self._send_position(
@@ -367,13 +392,15 @@ class NotifierCore:
         )
 
     def tick(self, now: float) -> list[Notification]:
+        """Fire the timers due at ``now`` (pause overruns, deferred position updates) and
+        forget settled ids older than ``ledger_s``."""
         out: list[Notification] = []
-        while self._timers and self._timers[0][0] <= now:
-            _, kind, contact_id = heapq.heappop(self._timers)
+        while (due := self._timers.pop_due(now)) is not None:
+            _, (kind, contact_id) = due
             contact = self._contacts.get(contact_id)
             if contact is None:
                 continue
-            if kind == "overrun":
+            if kind == _OVERRUN:
                 if (
                     contact.pause_kind
                     and not contact.overrun_sent
@@ -391,7 +418,7 @@ class NotifierCore:
                         duration_s=contact.pause_expected_s,
                     )
             elif (
-                kind == "position"
+                kind == _POSITION
                 and contact.deferred_position
                 and now - contact.position_sent_at >= self.policy.position_min_interval_s
             ):
@@ -414,10 +441,17 @@ class NotifierCore:
         return out
 
     def next_deadline(self) -> float | None:
-        return self._timers[0][0] if self._timers else None
+        return self._timers.next()
 
-    def _timer(self, due: float, kind: str, contact_id: str) -> None:
-        heapq.heappush(self._timers, (due, kind, contact_id))
+    @property
+    def scheduled_timers(self) -> int:
+        """Timers waiting to fire: at most one overrun and one position timer per contact."""
+        return len(self._timers)
+
+    def _forget(self, contact_id: str) -> None:
+        del self._contacts[contact_id]
+        self._timers.cancel((_OVERRUN, contact_id))
+        self._timers.cancel((_POSITION, contact_id))
 
     def _decide(
         self,
@@ -434,7 +468,7 @@ class NotifierCore:
         notification_id = f"{cause_id}:{kind}"
         if notification_id in self._settled or notification_id in self._pending:
             return  # decided before (a replayed event): never twice
-        style = STYLE_BY_CHANNEL.get(contact.channel, "sms")
+        style = channel_info(contact.channel).style
         language = contact.customer.language or "en"
         if kind == "direct":
             subject, text = "", body
@@ -461,6 +495,7 @@ class NotifierCore:
     # ------------------------------------------------------------------ delivery bookkeeping
 
     def due(self, now: float) -> list[Pending]:
+        """Pending notifications whose next attempt is due at ``now``."""
         return [p for p in self._pending.values() if p.next_attempt_at <= now]
 
     def pending(self, notification_id: str) -> Pending | None:
@@ -476,20 +511,39 @@ class NotifierCore:
         settled = self._settled.get(notification_id)
         return settled[1] if settled else None
 
-    def retry_later(self, notification_id: str, at: float, error: str, now: float) -> None:
+    def delivery_failed(
+        self, notification_id: str, status: str, error: str, now: float, rng: random.Random
+    ) -> FailedAttempt | None:
+        """An attempt failed with gRPC ``status``: settle it (REJECTED, DEAD_LETTERED) or
+        count it and schedule the next attempt after a backoff (jitter drawn from ``rng``).
+        None if not pending."""
         pending = self._pending.get(notification_id)
         if pending is None:
-            return
+            return None
+        first_attempt_at = pending.first_attempt_at or now
+        step = self.retry.after_failure(status, pending.attempts + 1, first_attempt_at, now, rng)
+        if step.outcome != RETRY:
+            settled = self.settle(notification_id, now, error, step.outcome)
+            return None if settled is None else FailedAttempt(step, settled)
         pending.attempts += 1
-        pending.first_attempt_at = pending.first_attempt_at or now
-        pending.next_attempt_at = at
+        pending.first_attempt_at = first_attempt_at
+        pending.next_attempt_at = step.retry_at
         pending.last_error = error
         self._dirty.add(f"pending:{notification_id}")
+        return FailedAttempt(step, pending)
+
+    def postpone(self, notification_id: str, at: float) -> None:
+        """Not attempted (the gateway's circuit is open): try again at ``at``, uncounted."""
+        pending = self._pending.get(notification_id)
+        if pending is not None:
+            pending.next_attempt_at = at
+            self._dirty.add(f"pending:{notification_id}")
 
     def settle(
-        self, notification_id: str, now: float, error: str = "", outcome: str = "delivered"
+        self, notification_id: str, now: float, error: str = "", outcome: str = DELIVERED
     ) -> Pending | None:
-        """Final outcome reached: forget the pending entry, remember the id."""
+        """Final outcome reached (by default: the gateway accepted it): forget the pending
+        entry, remember the id and its outcome for ``ledger_s``."""
         pending = self._pending.pop(notification_id, None)
         if pending is None:
             return None
@@ -506,7 +560,7 @@ class NotifierCore:
                 for p in self._pending.values()
             )
         ):
-            del self._contacts[pending.notification.contact_id]
+            self._forget(pending.notification.contact_id)
             self._dirty.add(f"contact:{pending.notification.contact_id}")
         return pending
 
@@ -540,9 +594,15 @@ class NotifierCore:
 
     @classmethod
     def restore(
-        cls, policy: NotifierPolicy, catalog: TemplateCatalog, snapshots: Mapping[str, Any]
+        cls,
+        policy: NotifierPolicy,
+        catalog: TemplateCatalog,
+        snapshots: Mapping[str, Any],
+        retry: RetryPolicy | None = None,
     ) -> NotifierCore:
-        core = cls(policy, catalog)
+        """The core :meth:`snapshot` (or the changelog's latest entities) describes, its
+        timers rescheduled."""
+        core = cls(policy, catalog, retry)
         for key, snap in snapshots.items():
             kind, _, ident = key.partition(":")
             if snap is None:
@@ -553,10 +613,13 @@ class NotifierCore:
                 contact = _Contact(**snap)
                 core._contacts[ident] = contact
                 if contact.pause_kind and not contact.overrun_sent:
-                    core._timer(contact.pause_until + policy.overrun_grace_s, "overrun", ident)
+                    core._timers.set(
+                        (_OVERRUN, ident), contact.pause_until + policy.overrun_grace_s
+                    )
                 if contact.deferred_position:
-                    core._timer(
-                        contact.position_sent_at + policy.position_min_interval_s, "position", ident
+                    core._timers.set(
+                        (_POSITION, ident),
+                        contact.position_sent_at + policy.position_min_interval_s,
                     )
             elif kind == "pending":
                 note = dict(snap["notification"])

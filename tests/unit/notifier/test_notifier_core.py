@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from services.notifier.adapters.templates import load_catalog
 from services.notifier.domain.core import (
     ContactArrived,
     ContactClosed,
@@ -26,10 +27,10 @@ from services.notifier.domain.delivery import (
     is_retryable,
 )
 from services.notifier.domain.errors import PolicyError
-from services.notifier.domain.templates import TemplateCatalog, TemplateError, duration_phrase
+from services.notifier.domain.templates import TemplateError, duration_phrase
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "services" / "notifier" / "templates"
-CATALOG = TemplateCatalog.load(TEMPLATES)
+CATALOG = load_catalog(TEMPLATES)
 T0 = 1_700_000_000.0
 VOICE, CHAT, EMAIL, SMS = 1, 2, 3, 4
 
@@ -180,12 +181,16 @@ def test_settled_ids_are_forgotten_oldest_first_after_the_ledger_window() -> Non
 def test_pending_deliveries_survive_a_restore() -> None:
     core = core_with()
     [note] = core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0)
-    core.retry_later(note.notification_id, T0 + 5, "UNAVAILABLE", T0)
+    attempt = core.delivery_failed(
+        note.notification_id, "UNAVAILABLE", "UNAVAILABLE", T0, random.Random(1)
+    )
+    assert attempt is not None
+    retry_at = attempt.step.retry_at
     restored = NotifierCore.restore(
         core.policy, CATALOG, {k: v for k, v in core.take_changes().items() if v}
     )
-    assert restored.due(T0 + 4) == []
-    [pending] = restored.due(T0 + 5)
+    assert restored.due(retry_at - 0.001) == []
+    [pending] = restored.due(retry_at)
     assert pending.notification == note
     assert pending.attempts == 1
 
@@ -236,7 +241,7 @@ def test_a_template_with_an_unknown_placeholder_fails_at_load_naming_it(tmp_path
         TemplateError,
         match=r"en\.toml: \[hold_started\] sms uses unknown placeholder \{durration\}",
     ):
-        TemplateCatalog.load(tmp_path)
+        load_catalog(tmp_path)
 
 
 def test_policy_errors_name_the_field() -> None:
