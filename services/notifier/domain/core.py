@@ -177,7 +177,7 @@ Input = (
 )
 
 
-def _check(event: Input) -> None:
+def _refuse_unwordable(event: Input) -> None:
     """Refuse what no message can be worded from (a template renders durations), before
     the core changes anything: a refused event must leave no half-made pause behind."""
     if isinstance(event, ContactPaused) and not math.isfinite(event.expected_s):
@@ -229,22 +229,31 @@ _POSITION = "position"
 
 @dataclass
 class _Contact:
+    """What the core remembers of one contact (persisted as is: field names are the
+    changelog's schema)."""
+
     channel: int
     customer: Customer
+    #: "hold_started" or "pause_started" while paused, else "".
     pause_kind: str = ""
     pause_reason: str = ""
     pause_expected_s: float = 0.0
     pause_until: float = 0.0
+    #: The event id that started the pause; its overrun notice is ``<id>:late``.
     pause_cause: str = ""
     overrun_sent: bool = False
+    #: The last queue position told, and when.
     position_sent_at: float = 0.0
     position_sent: int = 0
+    #: The latest position held back by ``position_min_interval_s`` (0: none).
     deferred_position: int = 0
     deferred_wait_s: float = 0.0
     deferred_cause: str = ""
     callback_offered: bool = False
     unroutable_told: bool = False
+    #: Closed with a notice: forgotten once its last pending notification settles.
     ended: bool = False
+    #: When queue positions were told, within ``rate_limit_window_s`` (the rate limit).
     recent: list[float] = field(default_factory=list)
 
 
@@ -266,7 +275,9 @@ class NotifierCore:
         self._settled: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._timers: Deadlines[tuple[str, str]] = Deadlines()
         self._dirty: set[str] = set()
+        #: Held-back position updates replaced by a newer one before they were told.
         self.coalesced = 0
+        #: Position notices not decided because of the per-contact rate limit.
         self.rate_limited = 0
 
     # ------------------------------------------------------------------ decisions
@@ -275,7 +286,7 @@ class NotifierCore:
         """Decide what ``event`` tells the customer; wholly or not at all: an unusable
         event raises :class:`~services.notifier.domain.errors.InvalidInput` before
         anything changes. Events of contacts never seen (or closed) are ignored."""
-        _check(event)
+        _refuse_unwordable(event)
         out: list[Notification] = []
         if isinstance(event, ContactArrived):
             if event.contact_id not in self._contacts:
@@ -284,7 +295,9 @@ class NotifierCore:
             return out
         if isinstance(event, DirectRequest):
             direct = self._contacts.get(event.contact_id) or _Contact(event.channel, event.customer)
-            self._decide(out, cause_id, "direct", event.contact_id, direct, now, body=event.text)
+            self._decide_once(
+                out, cause_id, "direct", event.contact_id, direct, now, body=event.text
+            )
             return out
         contact = self._contacts.get(event.contact_id)
         if contact is None:
@@ -297,7 +310,7 @@ class NotifierCore:
             contact.pause_until = now + event.expected_s
             contact.pause_cause = cause_id
             contact.overrun_sent = False
-            self._decide(
+            self._decide_once(
                 out,
                 cause_id,
                 contact.pause_kind,
@@ -313,26 +326,28 @@ class NotifierCore:
         elif isinstance(event, ContactResumed):
             if contact.pause_kind:
                 contact.pause_kind = ""
-                self._decide(out, cause_id, "resumed", event.contact_id, contact, now)
+                self._decide_once(out, cause_id, "resumed", event.contact_id, contact, now)
         elif isinstance(event, QueuePositionUpdated):
-            self._position(out, cause_id, event, contact, now)
+            self._on_position_update(out, cause_id, event, contact, now)
         elif isinstance(event, ContactAssigned):
             contact.deferred_position = 0
         elif isinstance(event, ContactUnroutable):
             if not contact.unroutable_told:
                 contact.unroutable_told = True
-                self._decide(out, cause_id, "no_agent_available", event.contact_id, contact, now)
+                self._decide_once(
+                    out, cause_id, "no_agent_available", event.contact_id, contact, now
+                )
         elif isinstance(event, ContactEnded):
             contact.ended = True
             contact.pause_kind = ""
-            self._decide(
+            self._decide_once(
                 out, cause_id, "closed", event.contact_id, contact, now, outcome=event.outcome
             )
         elif isinstance(event, ContactAbandoned | ContactClosed):
             self._forget(event.contact_id)
         return out
 
-    def _position(
+    def _on_position_update(
         self,
         out: list[Notification],
         cause_id: str,
@@ -340,9 +355,12 @@ class NotifierCore:
         contact: _Contact,
         now: float,
     ) -> None:
+        """A long wait gets one callback offer; a new position is told at once, or held
+        back (the latest one kept) until ``position_min_interval_s`` has passed since the
+        last one told."""
         if event.wait_s >= self.policy.callback_offer_after_s and not contact.callback_offered:
             contact.callback_offered = True
-            self._decide(
+            self._decide_once(
                 out, cause_id, "callback_offer", event.contact_id, contact, now, wait_s=event.wait_s
             )
             return
@@ -350,7 +368,7 @@ class NotifierCore:
             return
         if now - contact.position_sent_at < self.policy.position_min_interval_s:
             if contact.deferred_position:
-                self.coalesced += 1  # the burst collapses into the latest update
+                self.coalesced += 1  # the held-back update is replaced by this one
             contact.deferred_position, contact.deferred_wait_s = event.position, event.wait_s
             contact.deferred_cause = cause_id
             self._timers.set(
@@ -358,11 +376,11 @@ class NotifierCore:
                 contact.position_sent_at + self.policy.position_min_interval_s,
             )
             return
-        self._send_position(
+        self._tell_position_unless_limited(
             out, cause_id, event.contact_id, contact, event.position, event.wait_s, now
         )
 
-    def _send_position(
+    def _tell_position_unless_limited(
         self,
         out: list[Notification],
         cause_id: str,
@@ -372,6 +390,8 @@ class NotifierCore:
         wait_s: float,
         now: float,
     ) -> None:
+        """Decide a queue-position notice, unless the contact had ``rate_limit_count``
+        of them within ``rate_limit_window_s``."""
         window = self.policy.rate_limit_window_s
         contact.recent = [t for t in contact.recent if now - t < window]
         if len(contact.recent) >= self.policy.rate_limit_count:
@@ -380,7 +400,7 @@ class NotifierCore:
         contact.recent.append(now)
         contact.position_sent, contact.position_sent_at = position, now
         contact.deferred_position = 0
-        self._decide(
+        self._decide_once(
             out,
             cause_id,
             "queue_position",
@@ -408,7 +428,7 @@ class NotifierCore:
                 ):
                     contact.overrun_sent = True
                     self._dirty.add(f"contact:{contact_id}")
-                    self._decide(
+                    self._decide_once(
                         out,
                         f"{contact.pause_cause}:late",
                         "pause_overrun",
@@ -423,7 +443,7 @@ class NotifierCore:
                 and now - contact.position_sent_at >= self.policy.position_min_interval_s
             ):
                 self._dirty.add(f"contact:{contact_id}")
-                self._send_position(
+                self._tell_position_unless_limited(
                     out,
                     contact.deferred_cause,
                     contact_id,
@@ -449,11 +469,12 @@ class NotifierCore:
         return len(self._timers)
 
     def _forget(self, contact_id: str) -> None:
+        """Drop the contact and its timers."""
         del self._contacts[contact_id]
         self._timers.cancel((_OVERRUN, contact_id))
         self._timers.cancel((_POSITION, contact_id))
 
-    def _decide(
+    def _decide_once(
         self,
         out: list[Notification],
         cause_id: str,
@@ -465,6 +486,8 @@ class NotifierCore:
         body: str = "",
         **values: Any,
     ) -> None:
+        """Word a ``kind`` notice for the contact and add it to the pending set, unless
+        ``<cause_id>:<kind>`` was decided before (a replayed event)."""
         notification_id = f"{cause_id}:{kind}"
         if notification_id in self._settled or notification_id in self._pending:
             return  # decided before (a replayed event): never twice
