@@ -102,6 +102,7 @@ __all__ = [
     "OutboundRecord",
     "TopicPartition",
     "dead_letter_headers",
+    "dead_letter_of_output",
     "dead_letter_record",
     "make_transactional_producer",
     "oversized_dead_letter",
@@ -203,6 +204,28 @@ def dead_letter_record(
         value=record.value,
         key=record.key,
         headers=dead_letter_headers(record, reason, error, service, event_id),
+    )
+
+
+def dead_letter_of_output(
+    topics: Topics, out: OutboundRecord, reason: str, error: str, service: str, event_id: str = ""
+) -> OutboundRecord:
+    """A copy of ``out`` on ``<its topic>.dlq``, for an output the service itself gave up
+    on (no one consumed record is its source): the headers of :func:`dead_letter_headers`
+    with the topic the original went to (``dlq.original.topic``, as
+    :func:`oversized_dead_letter`) in place of ``dlq.source.*``. The original's partition
+    and offset are not known: it commits in the same transaction."""
+    return OutboundRecord(
+        topic=topics.dlq(out.topic),
+        value=out.value,
+        key=out.key,
+        headers=(
+            ("dlq.reason", reason.encode("utf-8", "replace")[:2000]),
+            ("dlq.error", error.encode()),
+            ("dlq.service", service.encode()),
+            ("dlq.original.topic", out.topic.encode()),
+            ("dlq.event_id", event_id.encode()),
+        ),
     )
 
 

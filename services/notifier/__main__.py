@@ -13,8 +13,9 @@ from services.common.metrics import RuntimeMetrics
 from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.notifier.adapters.delivery import DeliveryWorker
+from services.notifier.adapters.gateway import GrpcChannelGateway
 from services.notifier.adapters.grpc import NotifierServicer
-from services.notifier.adapters.kafka import NotifierHandler
+from services.notifier.adapters.kafka import KafkaDeliveryReports, NotifierHandler
 from services.notifier.metrics import NotifierMetrics
 from services.notifier.settings import NotifierSettings
 
@@ -33,12 +34,14 @@ async def build_and_run(
 ) -> None:
     registry = registry or CollectorRegistry()
     topics = Topics(settings.kafka.topic_prefix)
+    metrics = NotifierMetrics.create(registry)
     handler = NotifierHandler(
         policy=settings.notifier_policy(),
         catalog=settings.catalog(),
         topics=topics,
         kafka=settings.kafka,
-        metrics=NotifierMetrics.create(registry),
+        metrics=metrics,
+        retry=settings.delivery.retry(),
     )
     loop = ConsumeLoop(
         service="notifier",
@@ -47,7 +50,13 @@ async def build_and_run(
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
     )
-    worker = DeliveryWorker(handler, loop, settings.gateways, settings.delivery)
+    worker = DeliveryWorker(
+        reports=KafkaDeliveryReports(handler, loop),
+        gateway=GrpcChannelGateway(settings.gateways),
+        settings=settings.delivery,
+        clock=handler.clock,
+        metrics=metrics,
+    )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         notification_pb2_grpc.add_NotifierServiceServicer_to_server(

@@ -31,7 +31,7 @@ class NotifierMetrics:
             ),
             delivery_seconds=Histogram(
                 "switchboard_notifier_delivery_seconds",
-                "From decision to the gateway's acceptance.",
+                "Accepted gateway calls, from request to reply.",
                 buckets=LATENCY_BUCKETS,
                 registry=registry,
             ),
@@ -42,12 +42,12 @@ class NotifierMetrics:
             ),
             coalesced=Counter(
                 "switchboard_notifier_coalesced_total",
-                "Position updates folded into a later message.",
+                "Held-back position updates replaced by a newer one.",
                 registry=registry,
             ),
             dead_lettered=Counter(
                 "switchboard_notifier_dead_lettered_total",
-                "Notifications given up after the retry budget.",
+                "Notifications dead-lettered when the retry budget ran out.",
                 registry=registry,
             ),
             circuit_state=Gauge(

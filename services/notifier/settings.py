@@ -3,7 +3,8 @@
 Gateway endpoints: ``[gateways] default = "127.0.0.1:50060"`` plus optional per-channel
 entries (``voice``, ``chat``, ``email``, ``sms``, ``social``); env override e.g.
 ``SWITCHBOARD_GATEWAYS__DEFAULT=127.0.0.1:50060``. ``[policy]`` feeds
-:class:`NotifierPolicy`, ``[delivery]`` the retry policy and circuit breaker.
+:class:`NotifierPolicy`, ``[delivery]`` the retry policy (:meth:`DeliverySettings.retry`),
+the call deadline, the circuit breaker and the worker's concurrency.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import GrpcSettings, MetricsSettings, ServiceSettings
 from services.common.errors import ConfigError
+from services.notifier.adapters.templates import load_catalog
 from services.notifier.domain.core import NotifierPolicy
+from services.notifier.domain.delivery import RetryPolicy
 from services.notifier.domain.errors import PolicyError
 from services.notifier.domain.templates import TemplateCatalog, TemplateError
 
@@ -35,6 +38,7 @@ class GatewaySettings(BaseModel):
     social: str = ""
 
     def for_channel(self, channel: str) -> str:
+        """The endpoint for a channel name (``ChannelInfo.name``); ``default`` if unset."""
         return str(getattr(self, channel, "") or self.default)
 
 
@@ -49,6 +53,9 @@ class DeliverySettings(BaseModel):
     breaker_failures: int = Field(default=5, ge=1)
     breaker_open_s: float = Field(default=10.0, gt=0)
     concurrency: int = Field(default=16, ge=1)
+
+    def retry(self) -> RetryPolicy:
+        return RetryPolicy(self.base_s, self.cap_s, self.max_attempts, self.budget_s)
 
 
 class NotifierSettings(ServiceSettings):
@@ -73,6 +80,6 @@ class NotifierSettings(ServiceSettings):
 
     def catalog(self) -> TemplateCatalog:
         try:
-            return TemplateCatalog.load(self.templates_dir)
+            return load_catalog(self.templates_dir)
         except TemplateError as exc:
             raise ConfigError(f"templates_dir: {exc}") from None

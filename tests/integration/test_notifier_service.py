@@ -162,4 +162,8 @@ async def test_an_exhausted_retry_budget_is_dead_lettered_with_the_reason(
         [record] = await delivered_records(kafka, topics, expect=1)
         letters = await kafka.read_all(topics.dlq(topics.notifications), expect=1)
     assert record.outcome == 2  # DEAD_LETTERED
-    assert dict(letters[0].headers)["dlq.reason"].startswith(b"UNAVAILABLE")
+    headers = dict(letters[0].headers)
+    assert headers["dlq.reason"].startswith(b"UNAVAILABLE")
+    assert headers["dlq.service"] == b"notifier"
+    assert headers["dlq.original.topic"] == topics.notifications.encode()
+    assert headers["dlq.event_id"] == b"hold-c1:hold_started"

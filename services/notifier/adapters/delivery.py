@@ -1,83 +1,97 @@
-"""The delivery worker: sends pending notifications through ``CustomerChannelGateway``.
+"""The delivery worker: sends pending notifications through a :class:`ChannelGateway`.
 
-One task; at most ``concurrency`` calls in flight; each call has a deadline. The outcome
-of every attempt goes back into the core through ``ConsumeLoop.execute``, so the state
-change and the ``NotificationRecord`` commit in one transaction. A retryable failure is
-rescheduled with full-jitter backoff; a permanent one is REJECTED; an exhausted budget is
-DEAD_LETTERED (and copied to ``notifications.dlq``). The gateway deduplicates on the
-notification id, so an attempt interrupted by a crash is never delivered twice.
+One task; at most ``concurrency`` calls in flight; each call has a deadline
+(``deadline_s``), and a circuit breaker per gateway endpoint stops calling one that keeps
+failing. The worker decides nothing about a notification's fate: it reports each
+attempt to :class:`DeliveryReports`, where the core decides (retry, REJECTED,
+DEAD_LETTERED) and the state change commits with its ``NotificationRecord``. The gateway
+deduplicates on the notification id, so an attempt interrupted by a crash is never
+delivered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
-import grpc
 import structlog
-from switchboard.v1 import notification_pb2, notification_pb2_grpc
 
-from services.common.kafka import ConsumeLoop, NotOwnedError, OutboundRecord
-from services.notifier.adapters.kafka import STYLE, NotifierHandler
-from services.notifier.adapters.mapping import to_proto
-from services.notifier.domain.delivery import CircuitBreaker, RetryPolicy, is_retryable
-from services.notifier.settings import DeliverySettings, GatewaySettings
+from services.common.clock import Clock
+from services.notifier.adapters.gateway import ChannelGateway, GatewayError
+from services.notifier.domain.core import Pending
+from services.notifier.domain.delivery import CircuitBreaker
+from services.notifier.metrics import NotifierMetrics
+from services.notifier.settings import DeliverySettings
 
-__all__ = ["DeliveryWorker"]
+__all__ = ["DeliveryReports", "DeliveryWorker"]
 
 log = structlog.get_logger("delivery")
 
 
-@dataclass
-class DeliveryWorker:
-    handler: NotifierHandler
-    loop: ConsumeLoop
-    gateways: GatewaySettings
-    settings: DeliverySettings
-    rng: random.Random = field(default_factory=random.Random)
-    _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
-    _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
-    _in_flight: set[str] = field(default_factory=set)
+class DeliveryReports(Protocol):
+    """What the worker needs of the notifier's state: what is due, and where each
+    attempt's result goes (applied by the core, committed with its records)."""
 
     @property
-    def retry(self) -> RetryPolicy:
-        s = self.settings
-        return RetryPolicy(s.base_s, s.cap_s, s.max_attempts, s.budget_s)
+    def work_ready(self) -> asyncio.Event:
+        """Set when a notification is decided, so the worker need not wait for its scan."""
+        ...
+
+    def due(self, now: float) -> list[tuple[str, Pending]]:
+        """(domain, pending) for every notification whose next attempt is due at ``now``."""
+        ...
+
+    def pending(self, domain: str, notification_id: str) -> Pending | None: ...
+
+    async def delivered(self, domain: str, notification_id: str, gateway_message_id: str) -> None:
+        """The gateway accepted it."""
+        ...
+
+    async def failed(self, domain: str, notification_id: str, status: str, error: str) -> None:
+        """The gateway refused it, or did not answer in time."""
+        ...
+
+    async def postpone(self, domain: str, notification_id: str, at: float) -> None:
+        """Not attempted (circuit open): try again at ``at``."""
+        ...
+
+
+@dataclass
+class DeliveryWorker:
+    reports: DeliveryReports
+    gateway: ChannelGateway
+    settings: DeliverySettings
+    clock: Clock
+    metrics: NotifierMetrics
+    #: Seconds between scans for due retries when no new work is signalled.
+    scan_s: float = 0.05
+    _breakers: dict[str, CircuitBreaker] = field(default_factory=dict)
+    _in_flight: set[str] = field(default_factory=set)
 
     async def run(self, stop: asyncio.Event) -> None:
         semaphore = asyncio.Semaphore(self.settings.concurrency)
         tasks: set[asyncio.Task[None]] = set()
         try:
             while not stop.is_set():
-                self.handler.work_ready.clear()
-                now = self.handler.clock.now()
-                for domain, core in self.handler.states.items():
-                    for pending in core.due(now):
-                        nid = pending.notification.notification_id
-                        if nid in self._in_flight:
-                            continue
-                        self._in_flight.add(nid)
-                        task = asyncio.create_task(self._attempt(domain, nid, semaphore))
-                        tasks.add(task)
-                        task.add_done_callback(tasks.discard)
+                self.reports.work_ready.clear()
+                for domain, pending in self.reports.due(self.clock.now()):
+                    nid = pending.notification.notification_id
+                    if nid in self._in_flight:
+                        continue
+                    self._in_flight.add(nid)
+                    task = asyncio.create_task(self._attempt(domain, nid, semaphore))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
                 with contextlib.suppress(TimeoutError):  # new work, or the next scan
-                    await asyncio.wait_for(self.handler.work_ready.wait(), timeout=0.05)
+                    await asyncio.wait_for(self.reports.work_ready.wait(), timeout=self.scan_s)
         finally:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for channel in self._channels.values():
-                await channel.close(None)
-
-    def _stub(self, target: str) -> notification_pb2_grpc.CustomerChannelGatewayStub:
-        channel = self._channels.get(target)
-        if channel is None:
-            channel = self._channels[target] = grpc.aio.insecure_channel(target)
-        return notification_pb2_grpc.CustomerChannelGatewayStub(channel)
+            await self.gateway.close()
 
     async def _attempt(self, domain: str, nid: str, semaphore: asyncio.Semaphore) -> None:
         try:
@@ -89,96 +103,34 @@ class DeliveryWorker:
             self._in_flight.discard(nid)
 
     async def _deliver(self, domain: str, nid: str) -> None:
-        core = self.handler.states.cores.get(domain)
-        pending = core.pending(nid) if core else None
-        if core is None or pending is None:
+        pending = self.reports.pending(domain, nid)
+        if pending is None:
             return
         note = pending.notification
-        target = self.gateways.for_channel(STYLE.get(note.channel, "sms"))
+        endpoint = self.gateway.endpoint(note.channel)
         breaker = self._breakers.setdefault(
-            target, CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_open_s)
+            endpoint, CircuitBreaker(self.settings.breaker_failures, self.settings.breaker_open_s)
         )
-        now = self.handler.clock.now()
+        now = self.clock.now()
         if not breaker.allows(now):
-            await self._reschedule(
-                domain, nid, now + self.settings.breaker_open_s / 2, "circuit open", count=False
-            )
+            await self.reports.postpone(domain, nid, now + breaker.open_s / 2)
             return
         started = time.perf_counter()
+        deadline_s = self.settings.deadline_s
         try:
-            reply = await self._stub(target).Deliver(  # type: ignore[misc]
-                notification_pb2.DeliverRequest(notification=to_proto(note)),
-                timeout=self.settings.deadline_s,
+            async with asyncio.timeout(deadline_s):
+                message_id = await self.gateway.deliver(note, deadline_s)
+        except (GatewayError, TimeoutError) as exc:
+            failure = (
+                exc
+                if isinstance(exc, GatewayError)
+                else GatewayError("DEADLINE_EXCEEDED", f"no answer within {deadline_s}s")
             )
-        except grpc.aio.AioRpcError as exc:
-            code = exc.code().name
-            breaker.failed(self.handler.clock.now())
-            self.handler.metrics.circuit_state.labels(target).set(int(breaker.state))
-            error = f"{code}: {exc.details()}"
-            if not is_retryable(code):
-                await self._settle(domain, nid, "rejected", error)
-                return
-            attempts = pending.attempts + 1
-            now = self.handler.clock.now()
-            if self.retry.gives_up(attempts, pending.first_attempt_at or now, now):
-                await self._settle(domain, nid, "dead_lettered", error)
-                return
-            self.handler.metrics.retries.inc()
-            await self._reschedule(domain, nid, now + self.retry.backoff(attempts, self.rng), error)
+            breaker.failed(self.clock.now())
+            self.metrics.circuit_state.labels(endpoint).set(int(breaker.state))
+            await self.reports.failed(domain, nid, failure.status, str(failure))
             return
         breaker.succeeded()
-        self.handler.metrics.circuit_state.labels(target).set(int(breaker.state))
-        self.handler.metrics.delivery_seconds.observe(time.perf_counter() - started)
-        await self._settle(domain, nid, "delivered", "", reply.gateway_message_id)
-
-    async def _reschedule(
-        self, domain: str, nid: str, at: float, error: str, *, count: bool = True
-    ) -> None:
-        def command() -> tuple[None, list[OutboundRecord]]:
-            core = self.handler.states.cores.get(domain)
-            if core is not None:
-                if count:
-                    core.retry_later(nid, at, error, self.handler.clock.now())
-                else:
-                    pending = core.pending(nid)
-                    if pending is not None:
-                        pending.next_attempt_at = at
-            return None, []
-
-        await self._run(domain, command)
-
-    async def _run(
-        self, domain: str, command: Callable[[], tuple[None, list[OutboundRecord]]]
-    ) -> None:
-        """Run ``command`` in the domain's partition transaction; a domain that moved to
-        another instance meanwhile is that instance's to deliver (the gateway dedupes)."""
-        partition = self.handler.states.partition_of.get(domain)
-        if partition is None:
-            return
-        try:
-            await self.loop.execute(command, partition=partition)
-        except NotOwnedError:
-            log.info("domain moved to another instance; its owner settles", domain=domain)
-
-    async def _settle(
-        self, domain: str, nid: str, outcome: str, error: str, gateway_message_id: str = ""
-    ) -> None:
-        def command() -> tuple[None, list[OutboundRecord]]:
-            core = self.handler.states.cores.get(domain)
-            if core is None:
-                return None, []
-            now = self.handler.clock.now()
-            pending = core.settle(nid, now, error, outcome)
-            if pending is None:
-                return None, []
-            log.info(
-                "notification settled",
-                notification_id=nid,
-                outcome=outcome,
-                attempts=pending.attempts,
-            )
-            return None, self.handler.outcome_records(
-                domain, pending, outcome, now, gateway_message_id
-            )
-
-        await self._run(domain, command)
+        self.metrics.circuit_state.labels(endpoint).set(int(breaker.state))
+        self.metrics.delivery_seconds.observe(time.perf_counter() - started)
+        await self.reports.delivered(domain, nid, message_id)

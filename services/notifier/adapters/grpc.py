@@ -1,4 +1,5 @@
-"""NotifierService: notify a customer right now, and look a notification up."""
+"""NotifierService: decide a DIRECT notification with free text (``Notify``; the
+request's deprecated ``kind`` is ignored), and look a notification up."""
 
 from __future__ import annotations
 
@@ -16,12 +17,16 @@ __all__ = ["NotifierServicer"]
 
 
 class NotifierServicer(notification_pb2_grpc.NotifierServiceServicer):
+    """Direct requests all belong to one routing domain, ``domain``."""
+
     def __init__(self, handler: NotifierHandler, loop: ConsumeLoop, domain: str) -> None:
         self._handler, self._loop, self._domain = handler, loop, domain
 
     async def Notify(
         self, request: notification_pb2.NotifyRequest, context: Any
     ) -> notification_pb2.NotifyResponse:
+        """Decide the notification in the domain's partition transaction; returns its id
+        once committed (the delivery worker sends it)."""
         if not request.request_id or not request.contact_id or not request.text:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "request_id, contact_id and text are required"
@@ -58,6 +63,8 @@ class NotifierServicer(notification_pb2_grpc.NotifierServiceServicer):
     async def GetNotification(
         self, request: notification_pb2.GetNotificationRequest, context: Any
     ) -> notification_pb2.GetNotificationResponse:
+        """Outcome of a notification in a domain this instance owns; attempts and last
+        error only while it is pending."""
         for _, core in self._handler.states.items():
             outcome = core.outcome(request.notification_id)
             if outcome is not None:

@@ -1,11 +1,15 @@
-"""The notifier's Kafka side: events in, decisions into the (changelogged) pending set,
-final outcomes out on ``notifications`` (and ``notifications.dlq`` when given up)."""
+"""The notifier's Kafka side: events in, decisions into the (changelogged) pending set;
+each delivery attempt's result applied by the core in its partition's transaction, with
+final outcomes out on ``notifications`` (and a copy on ``notifications.dlq`` when given
+up)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 import structlog
 from switchboard.v1 import notification_pb2
@@ -15,19 +19,26 @@ from services.common.clock import Clock, SystemClock
 from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import RejectedEvent
-from services.common.kafka import InboundRecord, OutboundRecord
+from services.common.kafka import (
+    InboundRecord,
+    NotOwnedError,
+    OutboundRecord,
+    dead_letter_of_output,
+)
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics
 from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
+from services.notifier.domain.channels import channel_info
 from services.notifier.domain.core import NotifierCore, NotifierPolicy, Pending
+from services.notifier.domain.delivery import DEAD_LETTERED, DELIVERED, RETRY, RetryPolicy
 from services.notifier.domain.errors import NotifierError
 from services.notifier.domain.templates import TemplateCatalog
 from services.notifier.metrics import NotifierMetrics
 
-__all__ = ["NotifierHandler"]
+__all__ = ["CommandRunner", "KafkaDeliveryReports", "NotifierHandler"]
 
 log = structlog.get_logger("notifier")
-STYLE = {1: "voice", 2: "chat", 3: "email", 4: "sms", 5: "social"}
+_Result = TypeVar("_Result")
 
 
 @dataclass
@@ -38,19 +49,24 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
     kafka: KafkaSettings
     metrics: NotifierMetrics
     clock: Clock = field(default_factory=SystemClock)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    #: Draws the retry backoff's jitter for every core of this instance.
+    rng: random.Random = field(default_factory=random.Random)
     states: DomainStates[NotifierCore] = field(init=False)
     #: Set when a notification is decided, so the delivery worker sends it now rather
-    #: than at its next 50 ms scan.
+    #: than at its next scan.
     work_ready: asyncio.Event = field(default_factory=asyncio.Event)
-    _coalesced_seen: int = 0
+    _coalesced_counted: int = 0
 
     def __post_init__(self) -> None:
         self.states = DomainStates.for_service(
             "notifier",
             self.kafka,
             self.topics.changelog,
-            new_core=lambda _d: NotifierCore(self.policy, self.catalog),
-            restore_core=lambda _d, snaps: NotifierCore.restore(self.policy, self.catalog, snaps),
+            new_core=lambda _d: NotifierCore(self.policy, self.catalog, self.retry),
+            restore_core=lambda _d, snaps: NotifierCore.restore(
+                self.policy, self.catalog, snaps, self.retry
+            ),
         )
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
@@ -81,16 +97,22 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
         log.info("notifier state restored", partitions=sorted(partitions), domains=restored)
 
     def _count_coalesced(self) -> None:
+        """Add the cores' coalesced updates not yet counted to the metric."""
         total = sum(core.coalesced for _, core in self.states.items())
-        if total > self._coalesced_seen:
-            self.metrics.coalesced.inc(total - self._coalesced_seen)
-            self._coalesced_seen = total
-
-    # -- outcome records, built inside loop.execute by the delivery worker -------------
+        if total > self._coalesced_counted:
+            self.metrics.coalesced.inc(total - self._coalesced_counted)
+            self._coalesced_counted = total
 
     def outcome_records(
-        self, domain: str, pending: Pending, outcome: str, now: float, gateway_message_id: str = ""
+        self,
+        domain: str,
+        pending: Pending,
+        outcome: str,
+        now: float,
+        gateway_message_id: str = "",
     ) -> list[OutboundRecord]:
+        """The ``NotificationRecord`` of a settled notification on ``notifications``, and
+        for a DEAD_LETTERED one, its copy on ``notifications.dlq``; counted in metrics."""
         note = pending.notification
         record = notification_pb2.NotificationRecord(
             notification=to_proto(note),
@@ -99,29 +121,124 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
             last_error=pending.last_error,
             gateway_message_id=gateway_message_id,
         )
-        if outcome == "delivered":
+        if outcome == DELIVERED:
             record.delivered_at.GetCurrentTime()
         envelope = new_envelope(
             domain, "notifier", event_id=f"{note.notification_id}:outcome", occurred_at=now
         )
         envelope.notification_record.CopyFrom(record)
-        value = encode_envelope(envelope)
-        key = note.contact_id.encode()
-        out = [OutboundRecord(self.topics.notifications, value, key)]
-        if outcome == "dead_lettered":
+        out = [
+            OutboundRecord(
+                self.topics.notifications, encode_envelope(envelope), note.contact_id.encode()
+            )
+        ]
+        if outcome == DEAD_LETTERED:
             out.append(
-                OutboundRecord(
-                    self.topics.dlq(self.topics.notifications),
-                    value,
-                    key,
-                    headers=(
-                        ("dlq.reason", pending.last_error.encode()[:2000]),
-                        ("dlq.error", b"undeliverable"),
-                        ("dlq.service", b"notifier"),
-                        ("dlq.event_id", note.notification_id.encode()),
-                    ),
+                dead_letter_of_output(
+                    self.topics,
+                    out[0],
+                    reason=pending.last_error,
+                    error="undeliverable",
+                    service="notifier",
+                    event_id=note.notification_id,
                 )
             )
             self.metrics.dead_lettered.inc()
-        self.metrics.notifications.labels(note.kind, STYLE.get(note.channel, "sms"), outcome).inc()
+        self.metrics.notifications.labels(note.kind, channel_info(note.channel).name, outcome).inc()
         return out
+
+
+class CommandRunner(Protocol):
+    """Runs a command in a partition's transaction (:meth:`ConsumeLoop.execute`)."""
+
+    async def execute(
+        self,
+        command: Callable[[], tuple[_Result, Sequence[OutboundRecord]]],
+        *,
+        partition: int,
+    ) -> _Result: ...
+
+
+@dataclass
+class KafkaDeliveryReports:
+    """The worker's :class:`~services.notifier.adapters.delivery.DeliveryReports`: each
+    result is applied to the domain's core inside ``runner`` (the consume loop), so the
+    state change and the outcome records commit in one transaction."""
+
+    handler: NotifierHandler
+    runner: CommandRunner
+
+    @property
+    def work_ready(self) -> asyncio.Event:
+        return self.handler.work_ready
+
+    def due(self, now: float) -> list[tuple[str, Pending]]:
+        return [
+            (domain, pending)
+            for domain, core in self.handler.states.items()
+            for pending in core.due(now)
+        ]
+
+    def pending(self, domain: str, notification_id: str) -> Pending | None:
+        core = self.handler.states.cores.get(domain)
+        return None if core is None else core.pending(notification_id)
+
+    async def delivered(self, domain: str, notification_id: str, gateway_message_id: str) -> None:
+        def command(core: NotifierCore, now: float) -> list[OutboundRecord]:
+            pending = core.settle(notification_id, now)
+            if pending is None:
+                return []
+            return self._settled(domain, pending, DELIVERED, now, gateway_message_id)
+
+        await self._run(domain, command)
+
+    async def failed(self, domain: str, notification_id: str, status: str, error: str) -> None:
+        def command(core: NotifierCore, now: float) -> list[OutboundRecord]:
+            attempt = core.delivery_failed(notification_id, status, error, now, self.handler.rng)
+            if attempt is None:
+                return []
+            if attempt.step.outcome == RETRY:
+                self.handler.metrics.retries.inc()
+                return []
+            return self._settled(domain, attempt.pending, attempt.step.outcome, now)
+
+        await self._run(domain, command)
+
+    async def postpone(self, domain: str, notification_id: str, at: float) -> None:
+        def command(core: NotifierCore, now: float) -> list[OutboundRecord]:
+            core.postpone(notification_id, at)
+            return []
+
+        await self._run(domain, command)
+
+    def _settled(
+        self, domain: str, pending: Pending, outcome: str, now: float, gateway_message_id: str = ""
+    ) -> list[OutboundRecord]:
+        log.info(
+            "notification settled",
+            notification_id=pending.notification.notification_id,
+            outcome=outcome,
+            attempts=pending.attempts,
+        )
+        return self.handler.outcome_records(domain, pending, outcome, now, gateway_message_id)
+
+    async def _run(
+        self, domain: str, change: Callable[[NotifierCore, float], list[OutboundRecord]]
+    ) -> None:
+        """Apply ``change`` to the domain's core in its partition's transaction; a domain
+        that moved to another instance meanwhile is that instance's to deliver (the gateway
+        dedupes)."""
+        partition = self.handler.states.partition_of.get(domain)
+        if partition is None:
+            return
+
+        def command() -> tuple[None, list[OutboundRecord]]:
+            core = self.handler.states.cores.get(domain)
+            if core is None:
+                return None, []
+            return None, change(core, self.handler.clock.now())
+
+        try:
+            await self.runner.execute(command, partition=partition)
+        except NotOwnedError:
+            log.info("domain moved to another instance; its owner settles", domain=domain)

@@ -2,14 +2,18 @@
 
 API::
 
-    core = NotifierCore(policy, catalog)
+    core = NotifierCore(policy, catalog, retry)
     core.apply(event, cause_id, now) -> list[Notification]   # decided, now pending delivery
     core.tick(now) -> list[Notification]                     # follow-ups, coalesced updates
     core.next_deadline() -> float | None
     core.due(now) -> list[Pending]                           # what the delivery worker sends now
-    core.retry_later(notification_id, at)                    # a retryable failure
-    core.settle(notification_id, now, error) -> Pending | None     # final outcome reached
+    core.settle(notification_id, now) -> Pending | None      # the gateway accepted it
+    core.delivery_failed(notification_id, status, error, now, rng) -> FailedAttempt | None
+    core.postpone(notification_id, at)                       # not tried (circuit open)
     core.take_changes() / core.snapshot() / NotifierCore.restore(policy, catalog, snapshots)
+
+A failed attempt is decided here (:meth:`RetryPolicy.after_failure`): retried after a
+backoff the core records in the pending entry, REJECTED, or DEAD_LETTERED.
 
 Exactly once: a notification id is derived from its cause (``<event id>:<kind>``); the
 core remembers settled ids for ``ledger_s`` and never decides the same id twice; pending
@@ -20,13 +24,16 @@ repeated there either.
 
 from __future__ import annotations
 
-import heapq
 import math
+import random
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from services.common.deadlines import Deadlines
+from services.notifier.domain.channels import channel_info
+from services.notifier.domain.delivery import DELIVERED, RETRY, NextStep, RetryPolicy
 from services.notifier.domain.errors import InvalidInput, PolicyError
 from services.notifier.domain.templates import TemplateCatalog
 
@@ -41,14 +48,13 @@ __all__ = [
     "ContactUnroutable",
     "Customer",
     "DirectRequest",
+    "FailedAttempt",
     "Notification",
     "NotifierCore",
     "NotifierPolicy",
     "Pending",
     "QueuePositionUpdated",
 ]
-
-STYLE_BY_CHANNEL = {1: "voice", 2: "chat", 3: "email", 4: "sms", 5: "chat"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +177,7 @@ Input = (
 )
 
 
-def _check(event: Input) -> None:
+def _refuse_unwordable(event: Input) -> None:
     """Refuse what no message can be worded from (a template renders durations), before
     the core changes anything: a refused event must leave no half-made pause behind."""
     if isinstance(event, ContactPaused) and not math.isfinite(event.expected_s):
@@ -198,7 +204,7 @@ class Notification:
 
 @dataclass
 class Pending:
-    """A decided notification and its delivery progress."""
+    """A decided notification and its delivery progress (persisted with the core)."""
 
     notification: Notification
     attempts: int = 0
@@ -207,40 +213,71 @@ class Pending:
     last_error: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class FailedAttempt:
+    """What :meth:`NotifierCore.delivery_failed` decided, and the entry it applies to
+    (settled and no longer pending when ``step`` is final)."""
+
+    step: NextStep
+    pending: Pending
+
+
+#: Timer kinds, keyed ``(kind, contact id)``: at most one of each per contact.
+_OVERRUN = "overrun"
+_POSITION = "position"
+
+
 @dataclass
 class _Contact:
+    """What the core remembers of one contact (persisted as is: field names are the
+    changelog's schema)."""
+
     channel: int
     customer: Customer
+    #: "hold_started" or "pause_started" while paused, else "".
     pause_kind: str = ""
     pause_reason: str = ""
     pause_expected_s: float = 0.0
     pause_until: float = 0.0
+    #: The event id that started the pause; its overrun notice is ``<id>:late``.
     pause_cause: str = ""
     overrun_sent: bool = False
+    #: The last queue position told, and when.
     position_sent_at: float = 0.0
     position_sent: int = 0
+    #: The latest position held back by ``position_min_interval_s`` (0: none).
     deferred_position: int = 0
     deferred_wait_s: float = 0.0
     deferred_cause: str = ""
     callback_offered: bool = False
     unroutable_told: bool = False
+    #: Closed with a notice: forgotten once its last pending notification settles.
     ended: bool = False
+    #: When queue positions were told, within ``rate_limit_window_s`` (the rate limit).
     recent: list[float] = field(default_factory=list)
 
 
 class NotifierCore:
     """Notification decisions for one routing domain."""
 
-    def __init__(self, policy: NotifierPolicy, catalog: TemplateCatalog) -> None:
+    def __init__(
+        self,
+        policy: NotifierPolicy,
+        catalog: TemplateCatalog,
+        retry: RetryPolicy | None = None,
+    ) -> None:
         self.policy = policy
         self.catalog = catalog
+        self.retry = retry or RetryPolicy()
         self._contacts: dict[str, _Contact] = {}
         self._pending: dict[str, Pending] = {}
         # oldest first, so expiry looks only at the front (not every id, every tick)
         self._settled: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._timers: list[tuple[float, str, str]] = []
+        self._timers: Deadlines[tuple[str, str]] = Deadlines()
         self._dirty: set[str] = set()
+        #: Held-back position updates replaced by a newer one before they were told.
         self.coalesced = 0
+        #: Position notices not decided because of the per-contact rate limit.
         self.rate_limited = 0
 
     # ------------------------------------------------------------------ decisions
@@ -249,7 +286,7 @@ class NotifierCore:
         """Decide what ``event`` tells the customer; wholly or not at all: an unusable
         event raises :class:`~services.notifier.domain.errors.InvalidInput` before
         anything changes. Events of contacts never seen (or closed) are ignored."""
-        _check(event)
+        _refuse_unwordable(event)
         out: list[Notification] = []
         if isinstance(event, ContactArrived):
             if event.contact_id not in self._contacts:
@@ -258,7 +295,9 @@ class NotifierCore:
             return out
         if isinstance(event, DirectRequest):
             direct = self._contacts.get(event.contact_id) or _Contact(event.channel, event.customer)
-            self._decide(out, cause_id, "direct", event.contact_id, direct, now, body=event.text)
+            self._decide_once(
+                out, cause_id, "direct", event.contact_id, direct, now, body=event.text
+            )
             return out
         contact = self._contacts.get(event.contact_id)
         if contact is None:
@@ -271,7 +310,7 @@ class NotifierCore:
             contact.pause_until = now + event.expected_s
             contact.pause_cause = cause_id
             contact.overrun_sent = False
-            self._decide(
+            self._decide_once(
                 out,
                 cause_id,
                 contact.pause_kind,
@@ -281,32 +320,34 @@ class NotifierCore:
                 reason=event.reason,
                 duration_s=event.expected_s,
             )
-            self._timer(
-                contact.pause_until + self.policy.overrun_grace_s, "overrun", event.contact_id
+            self._timers.set(
+                (_OVERRUN, event.contact_id), contact.pause_until + self.policy.overrun_grace_s
             )
         elif isinstance(event, ContactResumed):
             if contact.pause_kind:
                 contact.pause_kind = ""
-                self._decide(out, cause_id, "resumed", event.contact_id, contact, now)
+                self._decide_once(out, cause_id, "resumed", event.contact_id, contact, now)
         elif isinstance(event, QueuePositionUpdated):
-            self._position(out, cause_id, event, contact, now)
+            self._on_position_update(out, cause_id, event, contact, now)
         elif isinstance(event, ContactAssigned):
             contact.deferred_position = 0
         elif isinstance(event, ContactUnroutable):
             if not contact.unroutable_told:
                 contact.unroutable_told = True
-                self._decide(out, cause_id, "no_agent_available", event.contact_id, contact, now)
+                self._decide_once(
+                    out, cause_id, "no_agent_available", event.contact_id, contact, now
+                )
         elif isinstance(event, ContactEnded):
             contact.ended = True
             contact.pause_kind = ""
-            self._decide(
+            self._decide_once(
                 out, cause_id, "closed", event.contact_id, contact, now, outcome=event.outcome
             )
         elif isinstance(event, ContactAbandoned | ContactClosed):
-            del self._contacts[event.contact_id]
+            self._forget(event.contact_id)
         return out
 
-    def _position(
+    def _on_position_update(
         self,
         out: list[Notification],
         cause_id: str,
@@ -314,9 +355,12 @@ class NotifierCore:
         contact: _Contact,
         now: float,
     ) -> None:
+        """A long wait gets one callback offer; a new position is told at once, or held
+        back (the latest one kept) until ``position_min_interval_s`` has passed since the
+        last one told."""
         if event.wait_s >= self.policy.callback_offer_after_s and not contact.callback_offered:
             contact.callback_offered = True
-            self._decide(
+            self._decide_once(
                 out, cause_id, "callback_offer", event.contact_id, contact, now, wait_s=event.wait_s
             )
             return
@@ -324,20 +368,19 @@ class NotifierCore:
             return
         if now - contact.position_sent_at < self.policy.position_min_interval_s:
             if contact.deferred_position:
-                self.coalesced += 1  # the burst collapses into the latest update
+                self.coalesced += 1  # the held-back update is replaced by this one
             contact.deferred_position, contact.deferred_wait_s = event.position, event.wait_s
             contact.deferred_cause = cause_id
-            self._timer(
+            self._timers.set(
+                (_POSITION, event.contact_id),
                 contact.position_sent_at + self.policy.position_min_interval_s,
-                "position",
-                event.contact_id,
             )
             return
-        self._send_position(
+        self._tell_position_unless_limited(
             out, cause_id, event.contact_id, contact, event.position, event.wait_s, now
         )
 
-    def _send_position(
+    def _tell_position_unless_limited(
         self,
         out: list[Notification],
         cause_id: str,
@@ -347,6 +390,8 @@ class NotifierCore:
         wait_s: float,
         now: float,
     ) -> None:
+        """Decide a queue-position notice, unless the contact had ``rate_limit_count``
+        of them within ``rate_limit_window_s``."""
         window = self.policy.rate_limit_window_s
         contact.recent = [t for t in contact.recent if now - t < window]
         if len(contact.recent) >= self.policy.rate_limit_count:
@@ -355,7 +400,7 @@ class NotifierCore:
         contact.recent.append(now)
         contact.position_sent, contact.position_sent_at = position, now
         contact.deferred_position = 0
-        self._decide(
+        self._decide_once(
             out,
             cause_id,
             "queue_position",
@@ -367,13 +412,15 @@ class NotifierCore:
         )
 
     def tick(self, now: float) -> list[Notification]:
+        """Fire the timers due at ``now`` (pause overruns, deferred position updates) and
+        forget settled ids older than ``ledger_s``."""
         out: list[Notification] = []
-        while self._timers and self._timers[0][0] <= now:
-            _, kind, contact_id = heapq.heappop(self._timers)
+        while (due := self._timers.pop_due(now)) is not None:
+            _, (kind, contact_id) = due
             contact = self._contacts.get(contact_id)
             if contact is None:
                 continue
-            if kind == "overrun":
+            if kind == _OVERRUN:
                 if (
                     contact.pause_kind
                     and not contact.overrun_sent
@@ -381,7 +428,7 @@ class NotifierCore:
                 ):
                     contact.overrun_sent = True
                     self._dirty.add(f"contact:{contact_id}")
-                    self._decide(
+                    self._decide_once(
                         out,
                         f"{contact.pause_cause}:late",
                         "pause_overrun",
@@ -391,12 +438,12 @@ class NotifierCore:
                         duration_s=contact.pause_expected_s,
                     )
             elif (
-                kind == "position"
+                kind == _POSITION
                 and contact.deferred_position
                 and now - contact.position_sent_at >= self.policy.position_min_interval_s
             ):
                 self._dirty.add(f"contact:{contact_id}")
-                self._send_position(
+                self._tell_position_unless_limited(
                     out,
                     contact.deferred_cause,
                     contact_id,
@@ -414,12 +461,20 @@ class NotifierCore:
         return out
 
     def next_deadline(self) -> float | None:
-        return self._timers[0][0] if self._timers else None
+        return self._timers.next()
 
-    def _timer(self, due: float, kind: str, contact_id: str) -> None:
-        heapq.heappush(self._timers, (due, kind, contact_id))
+    @property
+    def scheduled_timers(self) -> int:
+        """Timers waiting to fire: at most one overrun and one position timer per contact."""
+        return len(self._timers)
 
-    def _decide(
+    def _forget(self, contact_id: str) -> None:
+        """Drop the contact and its timers."""
+        del self._contacts[contact_id]
+        self._timers.cancel((_OVERRUN, contact_id))
+        self._timers.cancel((_POSITION, contact_id))
+
+    def _decide_once(
         self,
         out: list[Notification],
         cause_id: str,
@@ -431,10 +486,12 @@ class NotifierCore:
         body: str = "",
         **values: Any,
     ) -> None:
+        """Word a ``kind`` notice for the contact and add it to the pending set, unless
+        ``<cause_id>:<kind>`` was decided before (a replayed event)."""
         notification_id = f"{cause_id}:{kind}"
         if notification_id in self._settled or notification_id in self._pending:
             return  # decided before (a replayed event): never twice
-        style = STYLE_BY_CHANNEL.get(contact.channel, "sms")
+        style = channel_info(contact.channel).style
         language = contact.customer.language or "en"
         if kind == "direct":
             subject, text = "", body
@@ -461,6 +518,7 @@ class NotifierCore:
     # ------------------------------------------------------------------ delivery bookkeeping
 
     def due(self, now: float) -> list[Pending]:
+        """Pending notifications whose next attempt is due at ``now``."""
         return [p for p in self._pending.values() if p.next_attempt_at <= now]
 
     def pending(self, notification_id: str) -> Pending | None:
@@ -476,20 +534,39 @@ class NotifierCore:
         settled = self._settled.get(notification_id)
         return settled[1] if settled else None
 
-    def retry_later(self, notification_id: str, at: float, error: str, now: float) -> None:
+    def delivery_failed(
+        self, notification_id: str, status: str, error: str, now: float, rng: random.Random
+    ) -> FailedAttempt | None:
+        """An attempt failed with gRPC ``status``: settle it (REJECTED, DEAD_LETTERED) or
+        count it and schedule the next attempt after a backoff (jitter drawn from ``rng``).
+        None if not pending."""
         pending = self._pending.get(notification_id)
         if pending is None:
-            return
+            return None
+        first_attempt_at = pending.first_attempt_at or now
+        step = self.retry.after_failure(status, pending.attempts + 1, first_attempt_at, now, rng)
+        if step.outcome != RETRY:
+            settled = self.settle(notification_id, now, error, step.outcome)
+            return None if settled is None else FailedAttempt(step, settled)
         pending.attempts += 1
-        pending.first_attempt_at = pending.first_attempt_at or now
-        pending.next_attempt_at = at
+        pending.first_attempt_at = first_attempt_at
+        pending.next_attempt_at = step.retry_at
         pending.last_error = error
         self._dirty.add(f"pending:{notification_id}")
+        return FailedAttempt(step, pending)
+
+    def postpone(self, notification_id: str, at: float) -> None:
+        """Not attempted (the gateway's circuit is open): try again at ``at``, uncounted."""
+        pending = self._pending.get(notification_id)
+        if pending is not None:
+            pending.next_attempt_at = at
+            self._dirty.add(f"pending:{notification_id}")
 
     def settle(
-        self, notification_id: str, now: float, error: str = "", outcome: str = "delivered"
+        self, notification_id: str, now: float, error: str = "", outcome: str = DELIVERED
     ) -> Pending | None:
-        """Final outcome reached: forget the pending entry, remember the id."""
+        """Final outcome reached (by default: the gateway accepted it): forget the pending
+        entry, remember the id and its outcome for ``ledger_s``."""
         pending = self._pending.pop(notification_id, None)
         if pending is None:
             return None
@@ -506,7 +583,7 @@ class NotifierCore:
                 for p in self._pending.values()
             )
         ):
-            del self._contacts[pending.notification.contact_id]
+            self._forget(pending.notification.contact_id)
             self._dirty.add(f"contact:{pending.notification.contact_id}")
         return pending
 
@@ -540,9 +617,15 @@ class NotifierCore:
 
     @classmethod
     def restore(
-        cls, policy: NotifierPolicy, catalog: TemplateCatalog, snapshots: Mapping[str, Any]
+        cls,
+        policy: NotifierPolicy,
+        catalog: TemplateCatalog,
+        snapshots: Mapping[str, Any],
+        retry: RetryPolicy | None = None,
     ) -> NotifierCore:
-        core = cls(policy, catalog)
+        """The core :meth:`snapshot` (or the changelog's latest entities) describes, its
+        timers rescheduled."""
+        core = cls(policy, catalog, retry)
         for key, snap in snapshots.items():
             kind, _, ident = key.partition(":")
             if snap is None:
@@ -553,10 +636,13 @@ class NotifierCore:
                 contact = _Contact(**snap)
                 core._contacts[ident] = contact
                 if contact.pause_kind and not contact.overrun_sent:
-                    core._timer(contact.pause_until + policy.overrun_grace_s, "overrun", ident)
+                    core._timers.set(
+                        (_OVERRUN, ident), contact.pause_until + policy.overrun_grace_s
+                    )
                 if contact.deferred_position:
-                    core._timer(
-                        contact.position_sent_at + policy.position_min_interval_s, "position", ident
+                    core._timers.set(
+                        (_POSITION, ident),
+                        contact.position_sent_at + policy.position_min_interval_s,
                     )
             elif kind == "pending":
                 note = dict(snap["notification"])

@@ -1,5 +1,6 @@
-"""Delivery policy, pure: which errors to retry, how long to back off, when to stop trying
-a gateway (circuit breaker). The adapter makes the gRPC calls; this decides around them."""
+"""Delivery rules, pure: what a failed attempt leads to (retry after backoff, rejected,
+dead-lettered), and when to stop calling a gateway (circuit breaker). The worker calls
+the gateway; the core applies :meth:`RetryPolicy.after_failure` to each failure."""
 
 from __future__ import annotations
 
@@ -7,7 +8,24 @@ import random
 from dataclasses import dataclass, field
 from enum import IntEnum
 
-__all__ = ["CircuitBreaker", "CircuitState", "RetryPolicy", "is_retryable"]
+__all__ = [
+    "DEAD_LETTERED",
+    "DELIVERED",
+    "REJECTED",
+    "RETRY",
+    "CircuitBreaker",
+    "CircuitState",
+    "NextStep",
+    "RetryPolicy",
+    "is_retryable",
+]
+
+#: Final outcomes of a notification (as persisted and as ``DeliveryOutcome`` names them).
+DELIVERED = "delivered"
+REJECTED = "rejected"
+DEAD_LETTERED = "dead_lettered"
+#: Not final: the notification is tried again.
+RETRY = "retry"
 
 #: gRPC status names worth another try: the gateway may recover.
 RETRYABLE = frozenset(
@@ -35,6 +53,26 @@ class RetryPolicy:
 
     def gives_up(self, attempts: int, first_attempt_at: float, now: float) -> bool:
         return attempts >= self.max_attempts or now - first_attempt_at >= self.budget_s
+
+    def after_failure(
+        self, status: str, attempts: int, first_attempt_at: float, now: float, rng: random.Random
+    ) -> NextStep:
+        """What the ``attempts``-th failed attempt (first made at ``first_attempt_at``)
+        leads to: a status that fails the same way again is REJECTED; past the attempt or
+        time budget it is DEAD_LETTERED; otherwise it is retried after :meth:`backoff`."""
+        if not is_retryable(status):
+            return NextStep(REJECTED)
+        if self.gives_up(attempts, first_attempt_at, now):
+            return NextStep(DEAD_LETTERED)
+        return NextStep(RETRY, now + self.backoff(attempts, rng))
+
+
+@dataclass(frozen=True, slots=True)
+class NextStep:
+    """What follows a failed attempt: ``RETRY`` at ``retry_at``, or a final outcome."""
+
+    outcome: str
+    retry_at: float = 0.0
 
 
 class CircuitState(IntEnum):

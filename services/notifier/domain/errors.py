@@ -2,18 +2,18 @@
 
 Hierarchy::
 
-    NotifierError        an input the core cannot apply (dead-lettered by the adapter)
+    NotifierError        the base; the Kafka handler dead-letters an event that raises it
     ├── PolicyError      the notifier policy is invalid (fails at start, names the field)
-    ├── UnknownContact   a direct request or lookup for a contact never seen
     └── InvalidInput     a value no message can be worded from (a non-finite duration);
                          refused before the core changes anything
 
-Late events for contacts already closed are not errors: they are ignored.
+Events for contacts never seen or already closed are not errors: they are ignored. A
+direct request for a contact never seen uses the request's channel and customer.
 """
 
 from __future__ import annotations
 
-__all__ = ["InvalidInput", "NotifierError", "PolicyError", "UnknownContact"]
+__all__ = ["InvalidInput", "NotifierError", "PolicyError"]
 
 
 class NotifierError(Exception):
@@ -24,10 +24,6 @@ class NotifierError(Exception):
 
 class PolicyError(NotifierError):
     """The policy is invalid; the reason starts with the field path."""
-
-
-class UnknownContact(NotifierError):
-    """No such contact is known."""
 
 
 class InvalidInput(NotifierError):

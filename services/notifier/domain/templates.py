@@ -1,19 +1,18 @@
-"""Customer-message templates: loaded from editable TOML files, validated at start.
+"""Customer-message templates: validated at start, rendered per customer. Pure: the
+documents arrive parsed (``services.notifier.adapters.templates`` reads the files).
 
-One file per language (``en.toml``, ``ru.toml``, ``pl.toml``); a table per message kind
-with one text per channel style (``sms``, ``email`` + ``email_subject``, ``chat``,
-``voice``), plus the phrases (``reasons``, ``outcomes``, ``greeting``) they use. A text
-with an unknown placeholder stops the service at start, naming file, message and
-placeholder, because a customer must never receive ``{custmer_name}``.
+One document per language (``en``, ``ru``, ``pl``); a table per message kind with one
+text per channel style (``sms``, ``email`` + ``email_subject``, ``chat``, ``voice``),
+plus the phrases (``reasons``, ``outcomes``, ``greeting``) they use. A text with an
+unknown placeholder stops the service at start, naming message and placeholder, because
+a customer must never receive ``{custmer_name}``.
 """
 
 from __future__ import annotations
 
 import string
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = [
     "KINDS",
@@ -23,6 +22,7 @@ __all__ = [
     "TemplateCatalog",
     "TemplateError",
     "duration_phrase",
+    "validate_language",
 ]
 
 KINDS = (
@@ -49,7 +49,7 @@ OUTCOMES = ("resolved", "unresolved", "no_reply", "duplicate", "callback_schedul
 
 
 class TemplateError(Exception):
-    """A template file is missing, malformed, incomplete or uses an unknown placeholder."""
+    """A template document is missing, malformed, incomplete or uses an unknown placeholder."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,21 +107,9 @@ class TemplateCatalog:
     languages: Mapping[str, Mapping[str, Mapping[str, str]]]
     fallback: str = "en"
 
-    @classmethod
-    def load(cls, directory: Path) -> TemplateCatalog:
-        files = sorted(directory.glob("*.toml"))
-        if not files:
-            raise TemplateError(f"{directory}: no template files (*.toml)")
-        languages: dict[str, dict[str, dict[str, str]]] = {}
-        for path in files:
-            try:
-                data = tomllib.loads(path.read_text(encoding="utf-8"))
-            except tomllib.TOMLDecodeError as exc:
-                raise TemplateError(f"{path.name}: not valid TOML: {exc}") from None
-            languages[path.stem] = _validate(path.name, data)
-        if "en" not in languages:
-            raise TemplateError(f"{directory}: en.toml is required (it is the fallback)")
-        return cls(languages)
+    def __post_init__(self) -> None:
+        if self.fallback not in self.languages:
+            raise TemplateError(f"no templates for {self.fallback!r}, the fallback language")
 
     def render(
         self,
@@ -155,24 +143,24 @@ class TemplateCatalog:
         return RenderedMessage(subject=subject, body=table[kind][body_style].format(**values))
 
 
-def _validate(file: str, data: Mapping[str, object]) -> dict[str, dict[str, str]]:
+def validate_language(data: Mapping[str, object]) -> dict[str, dict[str, str]]:
+    """One language's parsed document, checked complete and using known placeholders only;
+    a :class:`TemplateError` names the table, the key and the unknown placeholder."""
     out: dict[str, dict[str, str]] = {}
     required = {"greeting": ("named", "anonymous"), "reasons": REASONS, "outcomes": OUTCOMES}
     required.update(dict.fromkeys(KINDS, STYLES))
     for section, keys in required.items():
         table = data.get(section)
         if not isinstance(table, Mapping):
-            raise TemplateError(f"{file}: missing table [{section}]")
+            raise TemplateError(f"missing table [{section}]")
         texts: dict[str, str] = {}
         for key in keys:
             text = table.get(key)
             if not isinstance(text, str) or not text.strip():
-                raise TemplateError(f"{file}: [{section}] {key} is missing or empty")
+                raise TemplateError(f"[{section}] {key} is missing or empty")
             for _, field, _, _ in string.Formatter().parse(text):
                 if field is not None and field not in PLACEHOLDERS:
-                    raise TemplateError(
-                        f"{file}: [{section}] {key} uses unknown placeholder {{{field}}}"
-                    )
+                    raise TemplateError(f"[{section}] {key} uses unknown placeholder {{{field}}}")
             texts[key] = text
         out[section] = texts
     return out

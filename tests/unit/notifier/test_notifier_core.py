@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from services.notifier.adapters.gateway import GrpcChannelGateway
+from services.notifier.adapters.templates import load_catalog
+from services.notifier.domain.channels import CHANNELS, ChannelInfo, channel_info
 from services.notifier.domain.core import (
     ContactArrived,
     ContactClosed,
@@ -27,11 +30,12 @@ from services.notifier.domain.delivery import (
 )
 from services.notifier.domain.errors import PolicyError
 from services.notifier.domain.templates import TemplateCatalog, TemplateError, duration_phrase
+from services.notifier.settings import GatewaySettings
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "services" / "notifier" / "templates"
-CATALOG = TemplateCatalog.load(TEMPLATES)
+CATALOG = load_catalog(TEMPLATES)
 T0 = 1_700_000_000.0
-VOICE, CHAT, EMAIL, SMS = 1, 2, 3, 4
+VOICE, CHAT, EMAIL, SMS, SOCIAL = 1, 2, 3, 4, 5
 
 
 def core_with(
@@ -180,12 +184,16 @@ def test_settled_ids_are_forgotten_oldest_first_after_the_ledger_window() -> Non
 def test_pending_deliveries_survive_a_restore() -> None:
     core = core_with()
     [note] = core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0)
-    core.retry_later(note.notification_id, T0 + 5, "UNAVAILABLE", T0)
+    attempt = core.delivery_failed(
+        note.notification_id, "UNAVAILABLE", "UNAVAILABLE", T0, random.Random(1)
+    )
+    assert attempt is not None
+    retry_at = attempt.step.retry_at
     restored = NotifierCore.restore(
         core.policy, CATALOG, {k: v for k, v in core.take_changes().items() if v}
     )
-    assert restored.due(T0 + 4) == []
-    [pending] = restored.due(T0 + 5)
+    assert restored.due(retry_at - 0.001) == []
+    [pending] = restored.due(retry_at)
     assert pending.notification == note
     assert pending.attempts == 1
 
@@ -236,7 +244,7 @@ def test_a_template_with_an_unknown_placeholder_fails_at_load_naming_it(tmp_path
         TemplateError,
         match=r"en\.toml: \[hold_started\] sms uses unknown placeholder \{durration\}",
     ):
-        TemplateCatalog.load(tmp_path)
+        load_catalog(tmp_path)
 
 
 def test_policy_errors_name_the_field() -> None:
@@ -244,3 +252,61 @@ def test_policy_errors_name_the_field() -> None:
         NotifierPolicy.from_dict({"position_min_interval_s": -1})
     with pytest.raises(PolicyError, match="bogus"):
         NotifierPolicy.from_dict({"bogus": 1})
+
+
+def test_many_coalesced_position_updates_leave_one_pending_timer() -> None:
+    core = core_with(position_min_interval_s=60)
+    core.apply(QueuePositionUpdated("c1", 50, 240), "p0", T0)
+    for n in range(1, 200):
+        core.apply(QueuePositionUpdated("c1", 10 + n % 30, 240), f"p{n}", T0 + n * 0.1)
+    assert core.coalesced == 198
+    assert core.scheduled_timers == 1
+    assert core.next_deadline() == T0 + 60
+    [latest] = core.tick(T0 + 60)
+    assert latest.kind == "queue_position"
+    assert core.scheduled_timers == 0
+    assert core.next_deadline() is None
+
+
+def test_a_closed_contact_leaves_no_timer_behind() -> None:
+    core = core_with(position_min_interval_s=60)
+    core.apply(ContactPaused("c1", "technical_issue", 60, hold=True), "e1", T0)
+    core.apply(QueuePositionUpdated("c1", 5, 240), "p1", T0)
+    core.apply(QueuePositionUpdated("c1", 4, 240), "p2", T0 + 1)
+    assert core.scheduled_timers == 2
+    core.apply(ContactClosed("c1"), "x", T0 + 2)
+    assert core.scheduled_timers == 0
+
+
+def test_one_channel_table_social_is_worded_like_chat_but_has_its_own_gateway() -> None:
+    assert channel_info(SOCIAL) == ChannelInfo(name="social", style="chat")
+    assert channel_info(99) == ChannelInfo(name="sms", style="sms")
+    assert {number: info.name for number, info in CHANNELS.items()} == {
+        VOICE: "voice",
+        CHAT: "chat",
+        EMAIL: "email",
+        SMS: "sms",
+        SOCIAL: "social",
+    }
+    bodies = {}
+    for channel in (CHAT, SOCIAL):
+        core = core_with(channel=channel)
+        [note] = core.apply(ContactPaused("c1", "technical_issue", 600, hold=False), "e1", T0)
+        bodies[channel] = note.body
+    assert bodies[SOCIAL] == bodies[CHAT]
+    gateways = GrpcChannelGateway(GatewaySettings(default="d:1", social="s:1", chat="c:1"))
+    assert gateways.endpoint(SOCIAL) == "s:1"
+    assert gateways.endpoint(CHAT) == "c:1"
+    assert gateways.endpoint(99) == "d:1"
+
+
+def test_the_catalog_needs_the_fallback_language_and_the_loader_names_the_file(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(TemplateError, match="'en', the fallback language"):
+        TemplateCatalog({"ru": CATALOG.languages["ru"]})
+    with pytest.raises(TemplateError, match="no template files"):
+        load_catalog(tmp_path)
+    (tmp_path / "ru.toml").write_text("[greeting]\n", encoding="utf-8")
+    with pytest.raises(TemplateError, match=r"ru\.toml: \[greeting\] named is missing"):
+        load_catalog(tmp_path)
