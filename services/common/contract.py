@@ -103,7 +103,7 @@ def enum_value(value: int, enum: ProtoEnum, field: str) -> int:
     name = descriptor.name
     if value == 0:
         unset = descriptor.values_by_number[0].name
-        raise RejectedEvent(f"{field}: not set (0 is {unset}), a {name} is required")
+        raise RejectedEvent(f"{field}: not set (0 is {unset})")
     raise RejectedEvent(f"{field}: unknown {name} value {value}")
 
 
