@@ -1,8 +1,9 @@
 """The one reading of the event contracts, shared by every service's mapper.
 
 Each field kind of ``contact_events``, ``agent_events`` and ``routing`` is read here once,
-so the router, escalation and the notifier accept the same values and dead-letter the
-rest with the same :class:`RejectedEvent` reason, which names the field and the value:
+so every service that reads a field (router, escalation, notifier) accepts the same
+values and dead-letters the rest with the same :class:`RejectedEvent` reason, which names
+the field and the value:
 
 =====================  ==============================================================
 ``required``           an id that must be non-empty
