@@ -6,8 +6,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1 import common_pb2, escalation_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
+from services.common import contract
 from services.common.codec import set_timestamp
-from services.common.errors import RejectedEvent
 from services.escalation.domain import model as m
 
 __all__ = ["envelope_to_input", "escalation_from_proto", "escalation_to_proto"]
@@ -17,59 +17,91 @@ def _customer(proto: common_pb2.Customer) -> m.Customer:
     return m.Customer(proto.customer_id, proto.name, proto.phone, proto.email, proto.language)
 
 
-def _enum(kind: type[m._Slugged], value: int, field: str) -> m._Slugged:
-    try:
-        return kind(value)
-    except ValueError:
-        raise RejectedEvent(f"{field}: unknown or missing value {value}") from None
-
-
 def envelope_to_input(envelope: Envelope) -> m.Input | None:
+    """The core input for an envelope, ``None`` for events escalation does not act on.
+
+    Every field is read with :mod:`services.common.contract`, as the router and the
+    notifier read it.
+    """
     kind = envelope.WhichOneof("payload")
     if kind == "contact_arrived":
         e = envelope.contact_arrived
-        priority = m.Priority(e.priority) if e.priority in (1, 2, 3) else m.Priority.NORMAL
-        return m.ContactArrived(e.contact_id, e.queue, _customer(e.customer), priority, e.reopened)
-    if kind in ("contact_held", "contact_paused"):
-        p = envelope.contact_held if kind == "contact_held" else envelope.contact_paused
-        known = {r.value for r in m.PauseReason}
-        # An unknown or missing reason still holds the customer: count it as "checking".
-        reason = m.PauseReason(int(p.reason) if int(p.reason) in known else 1)
-        cls = m.ContactHeld if kind == "contact_held" else m.ContactPaused
-        return cls(p.contact_id, reason, p.expected_duration.ToNanoseconds() / 1e9, p.agent_id)
-    if kind == "contact_resumed":
-        return m.ContactResumed(
-            envelope.contact_resumed.contact_id, envelope.contact_resumed.agent_id
+        arrival = contract.contact_arrived(e)
+        return m.ContactArrived(
+            arrival.contact_id,
+            arrival.queue,
+            _customer(e.customer),
+            m.Priority(arrival.priority),
+            e.reopened,
         )
+    if kind == "contact_held":
+        held = contract.pause(envelope.contact_held, kind)
+        return m.ContactHeld(
+            held.contact_id,
+            m.PauseReason(held.reason),
+            held.expected_s,
+            envelope.contact_held.agent_id,
+        )
+    if kind == "contact_paused":
+        paused = contract.pause(envelope.contact_paused, kind)
+        return m.ContactPaused(
+            paused.contact_id,
+            m.PauseReason(paused.reason),
+            paused.expected_s,
+            envelope.contact_paused.agent_id,
+        )
+    if kind == "contact_resumed":
+        r = envelope.contact_resumed
+        return m.ContactResumed(contract.required(r.contact_id, f"{kind}.contact_id"), r.agent_id)
     if kind == "contact_transferred":
         t = envelope.contact_transferred
-        return m.ContactTransferred(t.contact_id, t.to_queue)
+        return m.ContactTransferred(
+            contract.required(t.contact_id, f"{kind}.contact_id"), t.to_queue
+        )
     if kind == "contact_ended":
         e2 = envelope.contact_ended
-        disposition = _enum(m.Disposition, e2.disposition, "contact_ended.disposition")
-        return m.ContactEnded(e2.contact_id, disposition, e2.note, e2.agent_id)  # type: ignore[arg-type]
+        return m.ContactEnded(
+            contract.required(e2.contact_id, f"{kind}.contact_id"),
+            m.Disposition(contract.disposition(e2.disposition, f"{kind}.disposition")),
+            e2.note,
+            e2.agent_id,
+        )
     if kind == "contact_reopened":
-        return m.ContactReopened(envelope.contact_reopened.contact_id)
+        return m.ContactReopened(
+            contract.required(envelope.contact_reopened.contact_id, f"{kind}.contact_id")
+        )
     if kind == "contact_abandoned":
-        return m.ContactAbandoned(envelope.contact_abandoned.contact_id)
+        return m.ContactAbandoned(
+            contract.required(envelope.contact_abandoned.contact_id, f"{kind}.contact_id")
+        )
     if kind == "survey_result":
         s = envelope.survey_result
-        return m.SurveyResult(s.contact_id, s.score, s.customer_id, s.comment)
+        return m.SurveyResult(
+            contract.required(s.contact_id, f"{kind}.contact_id"), s.score, s.customer_id, s.comment
+        )
     if kind == "manager_requested":
-        r = envelope.manager_requested
-        return m.ManagerRequested(r.contact_id, r.note, r.agent_id)
+        mr = envelope.manager_requested
+        return m.ManagerRequested(
+            contract.required(mr.contact_id, f"{kind}.contact_id"), mr.note, mr.agent_id
+        )
     if kind == "contact_assigned":
         a = envelope.contact_assigned
-        return m.ContactAssigned(a.contact_id, a.queue, a.agent_id)
+        return m.ContactAssigned(
+            contract.required(a.contact_id, f"{kind}.contact_id"), a.queue, a.agent_id
+        )
     if kind == "contact_requeued":
         q = envelope.contact_requeued
-        return m.ContactRequeued(q.contact_id, q.queue)
+        return m.ContactRequeued(contract.required(q.contact_id, f"{kind}.contact_id"), q.queue)
     if kind == "contact_unroutable":
         u = envelope.contact_unroutable
-        return m.ContactUnroutable(u.contact_id, u.queue, u.reason)
+        return m.ContactUnroutable(
+            contract.required(u.contact_id, f"{kind}.contact_id"), u.queue, u.reason
+        )
     if kind == "contact_closed":
         c = envelope.contact_closed
-        return m.ContactClosed(c.contact_id, c.queue, c.abandoned)
+        return m.ContactClosed(
+            contract.required(c.contact_id, f"{kind}.contact_id"), c.queue, c.abandoned
+        )
     return None
 
 

@@ -5,20 +5,22 @@ from __future__ import annotations
 from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
+from services.common import contract
 from services.common.codec import set_timestamp
-from services.common.errors import RejectedEvent
 from services.notifier.domain import core as n
 
 __all__ = ["KIND_NUMBERS", "OUTCOMES", "envelope_to_input", "to_proto"]
 
-_REASONS = {
+#: Every known PauseReason and Disposition (the contract refuses the rest), as the
+#: templates name them; a test checks that none is missing.
+_REASONS: dict[int, str] = {
     contact_events_pb2.PAUSE_REASON_CHECKING_INFORMATION: "checking_information",
     contact_events_pb2.PAUSE_REASON_WAITING_FOR_SPECIALIST: "waiting_for_specialist",
     contact_events_pb2.PAUSE_REASON_AWAITING_CUSTOMER: "awaiting_customer",
     contact_events_pb2.PAUSE_REASON_WAITING_FOR_THIRD_PARTY: "waiting_for_third_party",
     contact_events_pb2.PAUSE_REASON_TECHNICAL_ISSUE: "technical_issue",
 }
-_DISPOSITIONS = {
+_DISPOSITIONS: dict[int, str] = {
     contact_events_pb2.DISPOSITION_RESOLVED: "resolved",
     contact_events_pb2.DISPOSITION_UNRESOLVED: "unresolved",
     contact_events_pb2.DISPOSITION_NO_REPLY: "no_reply",
@@ -52,11 +54,15 @@ def customer_from(proto: common_pb2.Customer) -> n.Customer:
 
 
 def envelope_to_input(envelope: Envelope) -> n.Input | None:
+    """The core input for an envelope, ``None`` for events that say nothing to a customer.
+
+    Every field is read with :mod:`services.common.contract`, as the router and
+    escalation read it.
+    """
     kind = envelope.WhichOneof("payload")
     if kind == "contact_arrived":
         e = envelope.contact_arrived
-        if not e.contact_id:
-            raise RejectedEvent("contact_arrived.contact_id is required")
+        arrival = contract.contact_arrived(e)
         customer = customer_from(e.customer)
         if not customer.language or customer.language == "en":
             customer = n.Customer(
@@ -66,33 +72,47 @@ def envelope_to_input(envelope: Envelope) -> n.Input | None:
                 customer.email,
                 e.language or customer.language or "en",
             )
-        return n.ContactArrived(e.contact_id, int(e.channel), customer)
-    if kind in ("contact_held", "contact_paused"):
-        p = envelope.contact_held if kind == "contact_held" else envelope.contact_paused
+        return n.ContactArrived(arrival.contact_id, arrival.channel, customer)
+    if kind == "contact_held" or kind == "contact_paused":
+        p = contract.pause(
+            envelope.contact_held if kind == "contact_held" else envelope.contact_paused, kind
+        )
         return n.ContactPaused(
-            p.contact_id,
-            _REASONS.get(p.reason, "unspecified"),
-            p.expected_duration.ToNanoseconds() / 1e9,
-            kind == "contact_held",
+            p.contact_id, _REASONS[p.reason], p.expected_s, kind == "contact_held"
         )
     if kind == "contact_resumed":
-        return n.ContactResumed(envelope.contact_resumed.contact_id)
+        return n.ContactResumed(
+            contract.required(envelope.contact_resumed.contact_id, f"{kind}.contact_id")
+        )
     if kind == "contact_ended":
         e2 = envelope.contact_ended
-        return n.ContactEnded(e2.contact_id, _DISPOSITIONS.get(e2.disposition, "resolved"))
+        return n.ContactEnded(
+            contract.required(e2.contact_id, f"{kind}.contact_id"),
+            _DISPOSITIONS[contract.disposition(e2.disposition, f"{kind}.disposition")],
+        )
     if kind == "contact_abandoned":
-        return n.ContactAbandoned(envelope.contact_abandoned.contact_id)
+        return n.ContactAbandoned(
+            contract.required(envelope.contact_abandoned.contact_id, f"{kind}.contact_id")
+        )
     if kind == "queue_position_updated":
         q = envelope.queue_position_updated
         return n.QueuePositionUpdated(
-            q.contact_id, q.position, q.estimated_wait.ToNanoseconds() / 1e9
+            contract.required(q.contact_id, f"{kind}.contact_id"),
+            q.position,
+            contract.duration_s(q.estimated_wait, f"{kind}.estimated_wait"),
         )
     if kind == "contact_assigned":
-        return n.ContactAssigned(envelope.contact_assigned.contact_id)
+        return n.ContactAssigned(
+            contract.required(envelope.contact_assigned.contact_id, f"{kind}.contact_id")
+        )
     if kind == "contact_unroutable":
-        return n.ContactUnroutable(envelope.contact_unroutable.contact_id)
+        return n.ContactUnroutable(
+            contract.required(envelope.contact_unroutable.contact_id, f"{kind}.contact_id")
+        )
     if kind == "contact_closed":
-        return n.ContactClosed(envelope.contact_closed.contact_id)
+        return n.ContactClosed(
+            contract.required(envelope.contact_closed.contact_id, f"{kind}.contact_id")
+        )
     return None  # other events say nothing to the customer
 
 
