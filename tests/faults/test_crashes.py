@@ -77,6 +77,7 @@ def accept(agent_id: str, contact_id: str, offer_id: str, domain: str = "acme") 
 def end(contact_id: str, domain: str = "acme") -> bytes:
     e = new_envelope(domain, "pbx", event_id=f"end-{domain}-{contact_id}")
     e.contact_ended.contact_id = contact_id
+    e.contact_ended.disposition = contact_events_pb2.DISPOSITION_RESOLVED
     return encode_envelope(e)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
-from switchboard.v1 import common_pb2
+from switchboard.v1 import common_pb2, contact_events_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.auditor.__main__ import audit_topics
@@ -56,6 +56,7 @@ def accept(agent_id: str, contact_id: str, offer_id: str) -> bytes:
 def end(contact_id: str) -> bytes:
     e = new_envelope("acme", "pbx", event_id=f"end-{contact_id}")
     e.contact_ended.contact_id = contact_id
+    e.contact_ended.disposition = contact_events_pb2.DISPOSITION_RESOLVED
     return encode_envelope(e)
 
 

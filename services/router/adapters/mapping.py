@@ -62,9 +62,11 @@ def envelope_to_input(envelope: Envelope, known_skills: Collection[str]) -> m.In
         )
     if kind == "contact_ended":
         e2 = envelope.contact_ended
-        return m.ContactEnded(
-            contract.required(e2.contact_id, "contact_ended.contact_id"), e2.agent_id
-        )
+        contact_id = contract.required(e2.contact_id, "contact_ended.contact_id")
+        # Not used by routing, but read as every service reads it: an end the others
+        # refuse must not close the contact here alone.
+        contract.disposition(e2.disposition, "contact_ended.disposition")
+        return m.ContactEnded(contact_id, e2.agent_id)
     if kind == "contact_transferred":
         e3 = envelope.contact_transferred
         return m.ContactTransferred(

@@ -300,12 +300,12 @@ SAME_BAD_EVENT = [
     ),
     (
         envelope("contact_ended", contact_id="c-1"),
-        ("escalation", "notifier"),
+        ("router", "escalation", "notifier"),
         "contact_ended.disposition: not set (0 is DISPOSITION_UNSPECIFIED)",
     ),
     (
         envelope("contact_ended", contact_id="c-1", disposition=42),
-        ("escalation", "notifier"),
+        ("router", "escalation", "notifier"),
         "contact_ended.disposition: unknown Disposition value 42",
     ),
     (

@@ -115,10 +115,14 @@ def test_every_known_proto_enum_value_has_its_router_enum_member_of_the_same_nam
             assert domain(value.number).name == value.name.removeprefix(prefix)
 
 
-def test_the_router_does_not_read_a_disposition_so_an_unset_one_still_ends_the_contact() -> None:
+def test_an_end_without_a_disposition_is_refused_like_the_other_services_refuse_it() -> None:
+    """The router does not use the disposition, but closing a contact that escalation and
+    the notifier keep open would split the services' view of it."""
     e = new_envelope("acme", "pbx", event_id="e-4")
     e.contact_ended.contact_id, e.contact_ended.agent_id = "c-1", "a-1"
-    assert e.contact_ended.disposition == contact_events_pb2.DISPOSITION_UNSPECIFIED
+    with pytest.raises(RejectedEvent, match=r"contact_ended\.disposition: not set"):
+        envelope_to_input(e, KNOWN_SKILLS)
+    e.contact_ended.disposition = contact_events_pb2.DISPOSITION_RESOLVED
     assert envelope_to_input(e, KNOWN_SKILLS) == m.ContactEnded("c-1", "a-1")
 
 
