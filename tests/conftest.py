@@ -13,10 +13,13 @@ import socket
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
+from switchboard.v1 import notification_pb2_grpc
 
+from services.notifier.gateway_stub import ReferenceGateway
 from tests.support import FUZZ_INPUTS, GrpcServer, KafkaBroker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +49,14 @@ def kafka() -> Iterator[KafkaBroker]:
         if result.returncode != 0:
             pytest.fail(f"could not start Kafka: {result.stderr[-3000:]}")
         started_here = True
-    yield KafkaBroker(bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}")
+    sasl_port = int(os.environ.get("KAFKA_SASL_SSL_PORT", KAFKA_PORT + 2))
+    data_dir = Path(os.environ.get("KAFKA_DATA_DIR", ROOT / "deploy" / "kafka" / ".data"))
+    yield KafkaBroker(
+        bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}",
+        sasl_ssl_servers=f"127.0.0.1:{sasl_port}",
+        ca_file=data_dir / "tls" / "ca.pem",
+        script_env={"KAFKA_PORT": str(KAFKA_PORT), "KAFKA_DATA_DIR": str(data_dir)},
+    )
     if started_here:
         subprocess.run([str(KAFKA_SCRIPT), "down"], check=False, timeout=120)
 
@@ -94,3 +104,13 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         per_service = ", ".join(f"{name} {n}" for name, n in sorted(FUZZ_INPUTS.items()))
         total = sum(FUZZ_INPUTS.values())
         terminalreporter.write_line(f"bad-input fuzz: {total} inputs tried ({per_service})")
+
+
+@pytest.fixture
+async def gateway(grpc_server: Callable[..., Any]) -> tuple[ReferenceGateway, int]:
+    """The reference customer gateway on loopback, in this process (so deliveries are counted)."""
+    reference = ReferenceGateway(delay_seconds=0.02)
+    server: GrpcServer = await grpc_server(
+        lambda s: notification_pb2_grpc.add_CustomerChannelGatewayServicer_to_server(reference, s)
+    )
+    return reference, server.port

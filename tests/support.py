@@ -11,7 +11,7 @@ import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from switchboard.v1.envelope_pb2 import Envelope
 
+from services.common.access import AclRule, acl_command_args
 from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import DecodeError
@@ -67,6 +68,31 @@ class KafkaBroker:
     """The running broker, and helpers to give each test its own topics."""
 
     bootstrap_servers: str
+    #: The SASL_SSL (SCRAM-SHA-512) listener, where ACLs apply, and the CA it trusts.
+    sasl_ssl_servers: str = ""
+    ca_file: Path | None = None
+    #: What ``kafka.sh`` needs to address this broker (port, data dir).
+    script_env: dict[str, str] = field(default_factory=dict)
+
+    async def kafka_sh(self, *args: str) -> None:
+        """Run ``deploy/kafka/kafka.sh`` against this broker (users, ACLs)."""
+        process = await asyncio.create_subprocess_exec(
+            str(KAFKA_SCRIPT),
+            *args,
+            env=os.environ | self.script_env,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, stderr = await process.communicate()
+        if process.returncode != 0:
+            raise AssertionError(f"kafka.sh {args[0]} failed: {stderr.decode()[-2000:]}")
+
+    async def scram_user(self, name: str, password: str) -> None:
+        await self.kafka_sh("scram-user", name, password)
+
+    async def allow(self, principal: str, rules: Sequence[AclRule]) -> None:
+        for args in acl_command_args(principal, rules):
+            await self.kafka_sh("acl", *args)
 
     def settings(self, topics: Topics, **overrides: object) -> KafkaSettings:
         return KafkaSettings(
@@ -286,12 +312,14 @@ class PrivateBroker(KafkaBroker):
 
     port: int = 0
     controller_port: int = 0
+    sasl_ssl_port: int = field(default_factory=lambda: free_port())
     data_dir: Path = Path()
 
     def _script(self, command: str) -> None:
         env = os.environ | {
             "KAFKA_PORT": str(self.port),
             "KAFKA_CONTROLLER_PORT": str(self.controller_port),
+            "KAFKA_SASL_SSL_PORT": str(self.sasl_ssl_port),
             "KAFKA_DATA_DIR": str(self.data_dir),
         }
         result = subprocess.run(

@@ -5,6 +5,14 @@
 #   deploy/kafka/kafka.sh down     stop cleanly (SIGTERM, then wait)
 #   deploy/kafka/kafka.sh status   exit 0 if the broker answers on its port
 #   deploy/kafka/kafka.sh jars     only resolve the jars from Maven Central
+#   deploy/kafka/kafka.sh scram-user NAME PASSWORD   create/update a SCRAM-SHA-512 user
+#   deploy/kafka/kafka.sh acl ARGS...                 Kafka's AclCommand against this broker
+#
+# Two client listeners: PLAINTEXT on KAFKA_PORT (loopback only; its anonymous principal is
+# a super user, for development and the test fixtures) and SASL_SSL (SCRAM-SHA-512) on
+# KAFKA_SASL_SSL_PORT (default KAFKA_PORT+2), where ACLs apply: what a deployed service
+# sees. Its certificate authority and broker certificate are made at the first start in
+# $KAFKA_DATA_DIR/tls (ca.pem is what clients trust).
 #
 # Environment: KAFKA_PORT (default 9092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1),
 # KAFKA_DATA_DIR (default deploy/kafka/.data), KAFKA_HEAP (default 768m).
@@ -14,6 +22,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 port="${KAFKA_PORT:-9092}"
 cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
+sport="${KAFKA_SASL_SSL_PORT:-$((port + 2))}"
 data="${KAFKA_DATA_DIR:-$here/.data}"
 libs="$here/.libs"
 heap="${KAFKA_HEAP:-768m}"
@@ -65,11 +74,19 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PEM
+ssl.keystore.location=$data/tls/broker-keystore.pem
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+# The loopback PLAINTEXT listener (and the controller) authenticate no one: ANONYMOUS.
+super.users=User:ANONYMOUS
 log.dirs=$data/kraft
 num.partitions=4
 auto.create.topics.enable=false
@@ -89,6 +106,26 @@ log.retention.hours=24
 log.segment.bytes=67108864
 log.cleaner.backoff.ms=1000
 PROPS
+}
+
+make_tls() {
+  # A throwaway CA and a broker certificate for 127.0.0.1/localhost (EC P-256, PEM).
+  local tls="$data/tls"
+  if [[ -f "$tls/broker-keystore.pem" ]]; then return 0; fi
+  command -v openssl >/dev/null || { log "openssl is required to make the broker's certificate"; exit 1; }
+  mkdir -p "$tls" && chmod 700 "$tls"
+  log "making a local certificate authority and broker certificate in $tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 825 \
+    -subj "/CN=switchboard-local-ca" -keyout "$tls/ca.key" -out "$tls/ca.pem" 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout "$tls/broker.key" -out "$tls/broker.csr" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n' >"$tls/broker.ext"
+  openssl x509 -req -in "$tls/broker.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" \
+    -CAcreateserial -days 825 -extfile "$tls/broker.ext" -out "$tls/broker.pem" 2>/dev/null
+  # Kafka's PEM keystore: the PKCS#8 key, then the certificate chain.
+  openssl pkcs8 -topk8 -nocrypt -in "$tls/broker.key" -out "$tls/broker.pk8"
+  cat "$tls/broker.pk8" "$tls/broker.pem" "$tls/ca.pem" >"$tls/broker-keystore.pem"
+  rm -f "$tls/broker.csr" "$tls/broker.ext" "$tls/broker.pk8"
 }
 
 format_storage() {
@@ -118,8 +155,9 @@ up() {
   fi
   resolve_jars
   write_properties
+  make_tls
   format_storage
-  log "starting on 127.0.0.1:$port (data $data)"
+  log "starting on 127.0.0.1:$port, SASL_SSL on $sport (data $data)"
   # Only this start's "started" line counts: the log keeps earlier runs' lines.
   local seen
   seen="$(wc -l <"$data/logs/server.log" 2>/dev/null || echo 0)"
@@ -169,6 +207,12 @@ case "${1:-}" in
   down) down ;;
   status) answers ;;
   jars) resolve_jars ;;
+  scram-user)
+    [[ $# -eq 3 ]] || { echo "usage: $0 scram-user NAME PASSWORD" >&2; exit 2; }
+    java_cmd kafka.admin.ConfigCommand --bootstrap-server "127.0.0.1:$port" --alter \
+      --entity-type users --entity-name "$2" \
+      --add-config "SCRAM-SHA-512=[iterations=4096,password=$3]" >/dev/null ;;
+  acl) shift; java_cmd org.apache.kafka.tools.AclCommand --bootstrap-server "127.0.0.1:$port" "$@" ;;
   run-class) shift; resolve_jars; java_cmd "$@" ;;
-  *) echo "usage: $0 up|down|status|jars|run-class CLASS [ARGS]" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|jars|scram-user NAME PASSWORD|acl ARGS|run-class CLASS [ARGS]" >&2; exit 2 ;;
 esac

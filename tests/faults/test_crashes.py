@@ -7,18 +7,29 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2_grpc
-from switchboard.v1.envelope_pb2 import Envelope
+from switchboard.v1 import notification_pb2_grpc
 
-from services.auditor.__main__ import audit_topics
-from services.common.codec import encode_envelope, new_envelope
-from services.common.topics import Topics
 from services.notifier.gateway_stub import ReferenceGateway
+from tests.scenario import (
+    DEAD_LETTERED,
+    DELIVERED,
+    SMS,
+    accept,
+    arrive,
+    audit_ok,
+    count,
+    end,
+    hold,
+    login,
+    offers,
+    outcomes,
+    told_about_holds,
+)
 from tests.support import (
     GrpcServer,
     KafkaBroker,
@@ -32,111 +43,9 @@ from tests.support import (
 
 pytestmark = [pytest.mark.kafka, pytest.mark.faults]
 
-DELIVERED, DEAD_LETTERED = 1, 2
-SMS = common_pb2.CHANNEL_SMS
 # Offers must outlive the group's session timeout (10 s): a killed member's partitions
 # move only then, and these scenarios answer offers made before the crash.
 SLOW_OFFERS = {"ROUTING__QUEUES__BILLING-EN__OFFER_TIMEOUT_S": "120"}
-
-
-# --- events, as a telephony platform and agent desktops publish them ------------------
-
-
-def login(agent_id: str, domain: str = "acme") -> bytes:
-    e = new_envelope(domain, "desk", event_id=f"login-{domain}-{agent_id}")
-    e.agent_logged_in.agent_id = agent_id
-    e.agent_logged_in.team = "billing-team"
-    e.agent_logged_in.languages.append("en")
-    e.agent_logged_in.skills.add(skill="billing", proficiency=5)
-    e.agent_logged_in.capacity.add(channel=common_pb2.CHANNEL_VOICE, max_concurrent=1)
-    return encode_envelope(e)
-
-
-def arrive(
-    contact_id: str,
-    queue: str = "billing-en",
-    domain: str = "acme",
-    channel: int = common_pb2.CHANNEL_VOICE,
-) -> bytes:
-    e = new_envelope(domain, "pbx", event_id=f"arrive-{domain}-{contact_id}")
-    e.contact_arrived.contact_id = contact_id
-    e.contact_arrived.queue = queue
-    e.contact_arrived.channel = channel  # type: ignore[assignment]
-    e.contact_arrived.customer.name = "Anna"
-    e.contact_arrived.customer.phone = "+48600123456"
-    return encode_envelope(e)
-
-
-def accept(agent_id: str, contact_id: str, offer_id: str, domain: str = "acme") -> bytes:
-    e = new_envelope(domain, "desk", event_id=f"accept-{domain}-{offer_id}")
-    e.offer_accepted.agent_id, e.offer_accepted.contact_id = agent_id, contact_id
-    e.offer_accepted.offer_id = offer_id
-    return encode_envelope(e)
-
-
-def end(contact_id: str, domain: str = "acme") -> bytes:
-    e = new_envelope(domain, "pbx", event_id=f"end-{domain}-{contact_id}")
-    e.contact_ended.contact_id = contact_id
-    e.contact_ended.disposition = contact_events_pb2.DISPOSITION_RESOLVED
-    return encode_envelope(e)
-
-
-def hold(contact_id: str, minutes: int = 3) -> bytes:
-    e = new_envelope("acme", "pbx", event_id=f"hold-{contact_id}")
-    e.contact_held.contact_id = contact_id
-    e.contact_held.reason = contact_events_pb2.PAUSE_REASON_CHECKING_INFORMATION
-    e.contact_held.expected_duration.FromSeconds(minutes * 60)
-    return encode_envelope(e)
-
-
-# --- reading what the services committed ----------------------------------------------
-
-
-def offers(decisions: list[Envelope]) -> list[tuple[str, str, str, str]]:
-    """(domain, contact, agent, offer id) of every offer made."""
-    return [
-        (d.domain, d.offer_made.contact_id, d.offer_made.agent_id, d.offer_made.offer_id)
-        for d in decisions
-        if d.HasField("offer_made")
-    ]
-
-
-def count(kind: str) -> Callable[[list[Envelope]], int]:
-    return lambda envelopes: sum(e.WhichOneof("payload") == kind for e in envelopes)
-
-
-def outcomes(records: list[Envelope]) -> dict[str, list[int]]:
-    """Notification id -> the outcomes recorded for it, in order."""
-    found: dict[str, list[int]] = {}
-    for e in records:
-        if e.HasField("notification_record") and e.notification_record.outcome:
-            record = e.notification_record
-            found.setdefault(record.notification.notification_id, []).append(record.outcome)
-    return found
-
-
-def told_about_holds(gateway: ReferenceGateway) -> set[str]:
-    """Contacts whose customer received the hold message."""
-    return {
-        d.notification_id.removeprefix("hold-").removesuffix(":hold_started")
-        for d in gateway.delivered
-        if d.notification_id.endswith(":hold_started")
-    }
-
-
-async def audit_ok(kafka: KafkaBroker, topics: Topics, **checks: bool) -> None:
-    report = await audit_topics(kafka.bootstrap_servers, topics, run_finished=False, **checks)
-    assert report.ok, report.summary()
-
-
-@pytest.fixture
-async def gateway(grpc_server: Callable[..., Any]) -> AsyncIterator[tuple[ReferenceGateway, int]]:
-    """The reference customer gateway on loopback, in this process (so deliveries are counted)."""
-    reference = ReferenceGateway(delay_seconds=0.02)
-    server: GrpcServer = await grpc_server(
-        lambda s: notification_pb2_grpc.add_CustomerChannelGatewayServicer_to_server(reference, s)
-    )
-    return reference, server.port
 
 
 # --- the scenarios --------------------------------------------------------------------

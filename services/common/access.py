@@ -1,0 +1,94 @@
+"""Which Kafka resources each service may touch: the one table behind the local broker's
+ACLs (``deploy/kafka/kafka.sh acl``) and the Strimzi ``KafkaUser`` manifests
+(``deploy/k8s/kafka-users.yaml``, checked against it by a test).
+
+A service reads its input topics (and its own state), writes its outputs, its changelog
+and the dead-letter companions of what it reads or writes, commits offsets for its own
+group, and transacts only under its own transactional-id prefix. Nothing else: another
+service's changelog, another group's offsets or another service's transactional ids
+(fencing it) are refused by the broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from services.common.topics import DLQ_SUFFIX, Topics
+
+__all__ = ["ACCESS", "AclRule", "ServiceAccess", "acl_command_args", "acl_rules"]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceAccess:
+    """Topic base names (without the deployment's prefix)."""
+
+    reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+
+ACCESS: dict[str, ServiceAccess] = {
+    "router": ServiceAccess(
+        reads=("contact.events", "agent.events", "router.changelog"),
+        writes=("routing.decisions", "router.changelog"),
+    ),
+    "escalation": ServiceAccess(
+        reads=(
+            "contact.events",
+            "agent.events",
+            "routing.decisions",
+            "escalations",
+            "escalation.changelog",
+        ),
+        writes=("escalations", "escalation.changelog"),
+    ),
+    "notifier": ServiceAccess(
+        reads=("contact.events", "routing.decisions", "notifier.changelog"),
+        writes=("notifications", "notifier.changelog"),
+    ),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class AclRule:
+    """Allow ``operations`` on resources of one type and pattern."""
+
+    resource: str  # "topic", "group" or "transactional-id" (AclCommand's flag names)
+    names: tuple[str, ...]
+    operations: tuple[str, ...]
+    pattern: str = "literal"  # or "prefixed"
+
+
+def _sorted(names: Iterable[str]) -> tuple[str, ...]:
+    return tuple(sorted(set(names)))
+
+
+def acl_rules(service: str, topics: Topics, group: str | None = None) -> list[AclRule]:
+    """The ACLs of ``service`` under ``topics``' prefix (its group defaults to its name)."""
+    access = ACCESS[service]
+    group = group or service
+    base = group if group.startswith(topics.prefix) else f"{topics.prefix}{group}"
+    reads = [topics.name(name) for name in access.reads]
+    writes = [topics.name(name) for name in access.writes]
+    dead_letters = [f"{name}{DLQ_SUFFIX}" for name in (*reads, *writes)]
+    return [
+        AclRule("topic", _sorted(reads), ("Read", "Describe")),
+        AclRule("topic", _sorted((*writes, *dead_letters)), ("Write", "Describe")),
+        AclRule("group", (group,), ("Read", "Describe")),
+        # The loop's transactional ids are "<prefix><group>-<partition>".
+        AclRule("transactional-id", (f"{base}-",), ("Write", "Describe"), "prefixed"),
+    ]
+
+
+def acl_command_args(principal: str, rules: Iterable[AclRule]) -> list[list[str]]:
+    """Arguments of one ``kafka.sh acl`` (Kafka's AclCommand) call per rule."""
+    calls = []
+    for rule in rules:
+        args = ["--add", "--allow-principal", f"User:{principal}"]
+        args += [f"--resource-pattern-type={rule.pattern}"]
+        for operation in rule.operations:
+            args += ["--operation", operation]
+        for name in rule.names:
+            args += [f"--{rule.resource}", name]
+        calls.append(args)
+    return calls

@@ -1,0 +1,202 @@
+"""The services over SASL_SSL (SCRAM-SHA-512, TLS to a CA made at broker setup), each as
+its own Kafka user holding only the ACLs of ``services.common.access``: a call's whole
+lifecycle still works, and one service cannot read, write or fence another's resources."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import (
+    KafkaConnectionError,
+    TopicAuthorizationFailedError,
+    TransactionalIdAuthorizationFailed,
+)
+from switchboard.v1 import common_pb2
+
+from services.common.access import acl_rules
+from services.common.codec import encode_envelope, new_envelope
+from services.common.config import KafkaSettings
+from services.common.kafka_connection import connection_options
+from services.common.topics import Topics
+from services.notifier.gateway_stub import ReferenceGateway
+from tests.scenario import accept, arrive, audit_ok, end, hold, login, offers
+from tests.support import (
+    KafkaBroker,
+    ServiceProcess,
+    committed,
+    service_env,
+    service_process,
+    until,
+    wait_for,
+)
+
+pytestmark = pytest.mark.kafka
+
+
+async def kafka_user(
+    kafka: KafkaBroker, topics: Topics, service: str, tmp_path: Path
+) -> KafkaSettings:
+    """A SCRAM user for ``service`` with exactly its ACLs; its settings as a deployment has them."""
+    user = f"{topics.prefix}{service}"
+    password = secrets.token_urlsafe(18) + "Zz"  # mixed case, used exactly as written
+    await kafka.scram_user(user, password)
+    await kafka.allow(user, acl_rules(service, topics, group=user))
+    secret = tmp_path / f"{service}.password"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    return KafkaSettings(
+        bootstrap_servers=kafka.sasl_ssl_servers,
+        topic_prefix=topics.prefix,
+        security_protocol="SASL_SSL",
+        ssl_ca_file=kafka.ca_file,
+        sasl_username=user,
+        sasl_password_file=secret,
+    )
+
+
+def secure_env(
+    kafka: KafkaBroker, topics: Topics, service: str, secure: KafkaSettings, **extra: str
+) -> dict[str, str]:
+    return service_env(
+        service,
+        kafka,
+        topics,
+        KAFKA__BOOTSTRAP_SERVERS=secure.bootstrap_servers,
+        KAFKA__SECURITY_PROTOCOL="SASL_SSL",
+        KAFKA__SSL_CA_FILE=str(secure.ssl_ca_file),
+        KAFKA__SASL_USERNAME=secure.sasl_username,
+        KAFKA__SASL_PASSWORD_FILE=str(secure.sasl_password_file),
+        **extra,
+    )
+
+
+async def read_for(consumer: AIOKafkaConsumer, seconds: float) -> list[bytes]:
+    """Every value fetched in ``seconds`` (aiokafka logs, not raises, an unauthorized topic)."""
+    values: list[bytes] = []
+    for _ in range(int(seconds * 2)):
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            values.extend(record.value for record in records)
+    return values
+
+
+def stranded(contact_id: str) -> bytes:
+    """A Polish caller for a queue no logged-in agent can serve: unroutable, escalated."""
+    e = new_envelope("acme", "pbx", event_id=f"arrive-{contact_id}")
+    a = e.contact_arrived
+    a.contact_id, a.queue, a.channel = contact_id, "billing-pl", common_pb2.CHANNEL_CHAT
+    a.customer.name, a.customer.language = "Ola", "pl"
+    return encode_envelope(e)
+
+
+async def test_a_call_runs_its_lifecycle_with_every_service_on_sasl_ssl_and_its_own_acls(
+    kafka: KafkaBroker, tmp_path: Path, gateway: tuple[ReferenceGateway, int]
+) -> None:
+    reference, gateway_port = gateway
+    topics = await kafka.fresh_topics()
+    processes: list[ServiceProcess] = []
+    for service in ("router", "escalation", "notifier"):
+        secure = await kafka_user(kafka, topics, service, tmp_path)
+        extra = {"GATEWAYS__DEFAULT": f"127.0.0.1:{gateway_port}"} if service == "notifier" else {}
+        processes.append(
+            service_process(service, secure_env(kafka, topics, service, secure, **extra), tmp_path)
+        )
+    for process in processes:
+        await process.start()
+    try:
+        await kafka.produce(topics.agent_events, [login("a1")])
+        await kafka.produce(topics.contact_events, [arrive("c1")])
+        decisions = await wait_for(kafka, topics.routing_decisions, lambda ds: bool(offers(ds)))
+        (_, contact, agent, offer_id) = offers(decisions)[0]
+        assert (contact, agent) == ("c1", "a1")
+        await kafka.produce(topics.agent_events, [accept("a1", "c1", offer_id)])
+        await kafka.produce(topics.contact_events, [hold("c1")])
+        await until(
+            lambda: any(d.notification_id.startswith("hold-c1") for d in reference.delivered),
+            what="the customer told about the hold",
+        )
+        await kafka.produce(topics.contact_events, [end("c1"), stranded("c2")])
+        escalated = await wait_for(
+            kafka,
+            topics.escalations,
+            lambda es: any(e.escalation_record.escalation.contact_id == "c2" for e in es),
+        )
+        assert escalated
+        await wait_for(
+            kafka,
+            topics.routing_decisions,
+            lambda ds: any(d.HasField("contact_closed") for d in ds),
+        )
+    finally:
+        for process in processes:
+            await process.stop()
+    assert not await committed(kafka, topics.dlq(topics.contact_events))
+    await audit_ok(kafka, topics)
+
+
+async def test_a_service_cannot_read_write_or_fence_what_belongs_to_another(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    topics = await kafka.fresh_topics()
+    notifier = await kafka_user(kafka, topics, "notifier", tmp_path)
+    options: dict[str, Any] = connection_options(notifier)
+
+    # Read the router's state (customers' details and all): not even listed, never fetched.
+    await kafka.produce(topics.changelog("router"), [b"a customer's details"], key=b"acme")
+    consumer = AIOKafkaConsumer(**options, enable_auto_commit=False, request_timeout_ms=10_000)
+    await consumer.start()
+    try:
+        assert topics.changelog("router") not in await consumer.topics()
+        assert topics.notifications in await consumer.topics()
+        changelog = [TopicPartition(topics.changelog("router"), p) for p in range(4)]
+        consumer.assign(changelog)
+        await consumer.seek_to_beginning(*changelog)
+        assert await read_for(consumer, seconds=5) == []
+    finally:
+        await consumer.stop()
+
+    # Forge a routing decision.
+    producer = AIOKafkaProducer(**options, request_timeout_ms=10_000)
+    await producer.start()
+    try:
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(topics.routing_decisions, b"forged")
+    finally:
+        await producer.stop()
+
+    # Fence the router by taking its transactional id.
+    zombie_maker = AIOKafkaProducer(
+        **options, transactional_id=f"{topics.prefix}router-0", request_timeout_ms=10_000
+    )
+    with pytest.raises(TransactionalIdAuthorizationFailed):
+        await zombie_maker.start()
+    await zombie_maker.stop()
+
+    # Its own topics it may write.
+    producer = AIOKafkaProducer(**options, request_timeout_ms=10_000)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.notifications, b"allowed")
+    finally:
+        await producer.stop()
+
+
+async def test_a_wrong_password_gets_nothing(kafka: KafkaBroker, tmp_path: Path) -> None:
+    topics = await kafka.fresh_topics()
+    router = await kafka_user(kafka, topics, "router", tmp_path)
+    options = connection_options(
+        KafkaSettings(
+            bootstrap_servers=router.bootstrap_servers,
+            security_protocol="SASL_SSL",
+            ssl_ca_file=router.ssl_ca_file,
+            sasl_username=router.sasl_username,
+            sasl_password="not-the-password",
+        )
+    )
+    producer = AIOKafkaProducer(**options, request_timeout_ms=5_000)
+    with pytest.raises(KafkaConnectionError):
+        await producer.start()
+    await producer.stop()
