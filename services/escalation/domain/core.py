@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from dataclasses import replace
 from typing import Any
 
 from services.common.deadlines import Deadlines
+from services.escalation.domain.calendar import BusinessCalendar
+from services.escalation.domain.cases import Case, History, Pause, Phase
 from services.escalation.domain.errors import (
     InvalidArgument,
     InvalidInput,
@@ -67,12 +68,20 @@ from services.escalation.domain.model import (
     escalation_id,
 )
 from services.escalation.domain.policy import EscalationPolicy, SlaClock, TriggerSettings
+from services.escalation.domain.snapshots import (
+    case_key,
+    case_record,
+    customer_key,
+    history_record,
+    read_case_facts,
+)
 
 __all__ = [
     "CONTACT_ABANDONED",
     "CONTACT_RESOLVED",
     "SYSTEM",
     "EscalationCore",
+    "oldest_first",
 ]
 
 #: ``resolved_by`` of escalations closed because their contact was.
@@ -93,127 +102,6 @@ _Key = tuple[str, str]
 _SLA, _PAUSE, _ACK, _DROP, _HISTORY = "sla", "pause", "ack", "drop", "history"
 
 
-class _Phase(Enum):
-    WAITING = "waiting"  # in line for an agent
-    ASSIGNED = "assigned"  # an agent has it
-    DONE = "done"  # ended, closed or abandoned; kept a while for late surveys and reopens
-
-
-@dataclass(slots=True)
-class _Pause:
-    kind: str  # "hold" | "pause"
-    reason: PauseReason
-    started_at: float
-    promised_s: float
-
-
-@dataclass(slots=True)
-class _Case:
-    """What the core remembers of one contact (the changelog entity ``case/<contact_id>``)."""
-
-    contact_id: str
-    queue: str
-    customer: Customer
-    priority: Priority
-    arrived_at: float
-    last_seen: float
-    phase: _Phase = _Phase.WAITING
-    #: False while only routing decisions were seen (they can overtake the arrival).
-    seen_arrival: bool = True
-    disposition: Disposition | None = None
-    closed_at: float | None = None
-    #: Business seconds the SLA clock ran before ``sla_since``.
-    sla_accum_s: float = 0.0
-    #: When the SLA clock last started; None while stopped.
-    sla_since: float | None = None
-    pause: _Pause | None = None
-    #: How often each reason's evidence was seen (named in the summary).
-    evidence: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def awaiting_customer(self) -> bool:
-        return self.pause is not None and self.pause.reason is PauseReason.AWAITING_CUSTOMER
-
-    def snapshot(self) -> dict[str, Any]:
-        pause = self.pause
-        return {
-            "contact_id": self.contact_id,
-            "queue": self.queue,
-            "customer": _customer_dict(self.customer),
-            "priority": self.priority.slug,
-            "arrived_at": self.arrived_at,
-            "last_seen": self.last_seen,
-            "phase": self.phase.value,
-            "seen_arrival": self.seen_arrival,
-            "disposition": None if self.disposition is None else self.disposition.slug,
-            "closed_at": self.closed_at,
-            "sla_accum_s": self.sla_accum_s,
-            "sla_since": self.sla_since,
-            "pause": None
-            if pause is None
-            else {
-                "kind": pause.kind,
-                "reason": pause.reason.slug,
-                "started_at": pause.started_at,
-                "promised_s": pause.promised_s,
-            },
-            "evidence": dict(self.evidence),
-        }
-
-    @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> _Case:
-        pause = data["pause"]
-        disposition = data["disposition"]
-        return cls(
-            contact_id=data["contact_id"],
-            queue=data["queue"],
-            customer=Customer(**data["customer"]),
-            priority=Priority[data["priority"].upper()],
-            arrived_at=float(data["arrived_at"]),
-            last_seen=float(data["last_seen"]),
-            phase=_Phase(data["phase"]),
-            seen_arrival=bool(data["seen_arrival"]),
-            disposition=None if disposition is None else Disposition[disposition.upper()],
-            closed_at=data["closed_at"],
-            sla_accum_s=float(data["sla_accum_s"]),
-            sla_since=data["sla_since"],
-            pause=None
-            if pause is None
-            else _Pause(
-                kind=pause["kind"],
-                reason=PauseReason[pause["reason"].upper()],
-                started_at=float(pause["started_at"]),
-                promised_s=float(pause["promised_s"]),
-            ),
-            evidence={str(k): int(v) for k, v in data["evidence"].items()},
-        )
-
-
-@dataclass(slots=True)
-class _History:
-    """A customer's recent contacts (the changelog entity ``customer/<customer_id>``)."""
-
-    customer_id: str
-    arrivals: list[tuple[float, str]] = field(default_factory=list)
-    #: The open REPEAT_CONTACT escalation later contacts add evidence to.
-    repeat_escalation: str | None = None
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "customer_id": self.customer_id,
-            "arrivals": [[at, contact_id] for at, contact_id in self.arrivals],
-            "repeat_escalation": self.repeat_escalation,
-        }
-
-    @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> _History:
-        return cls(
-            customer_id=data["customer_id"],
-            arrivals=[(float(at), str(contact_id)) for at, contact_id in data["arrivals"]],
-            repeat_escalation=data["repeat_escalation"],
-        )
-
-
 class EscalationCore:
     """Escalations of one routing domain under one policy."""
 
@@ -224,10 +112,11 @@ class EscalationCore:
             queue: policy.triggers_for(domain, queue) for queue in policy.queues
         }
         self._history_window_s = policy.max_repeat_window_s
-        self._cases: dict[str, _Case] = {}
-        self._customers: dict[str, _History] = {}
+        self._cases: dict[str, Case] = {}
+        self._customers: dict[str, History] = {}
         self._escalations: dict[str, Escalation] = {}
         self._deadlines: Deadlines[_Key] = Deadlines()
+        #: Changelog entities changed since the last :meth:`take_changes`.
         self._dirty: set[str] = set()
 
     # --- events and time ----------------------------------------------------------------
@@ -401,15 +290,14 @@ class EscalationCore:
         reason: EscalationReason | None = None,
     ) -> list[Escalation]:
         """Open and acknowledged escalations, oldest first, filtered (None: any)."""
-        found = [
+        return oldest_first(
             e
             for e in self._escalations.values()
             if e.is_open
             and (teams is None or e.team in teams)
             and (tier is None or e.tier is tier)
             and (reason is None or e.reason is reason)
-        ]
-        return sorted(found, key=lambda e: (e.raised_at, e.escalation_id))
+        )
 
     # --- durable state ------------------------------------------------------------------
 
@@ -425,7 +313,7 @@ class EscalationCore:
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every case fact, as :meth:`take_changes` would write them (for checks and tests)."""
-        keys = [f"case/{c}" for c in self._cases] + [f"customer/{c}" for c in self._customers]
+        keys = [case_key(c) for c in self._cases] + [customer_key(c) for c in self._customers]
         return {key: entity for key in sorted(keys) if (entity := self._entity(key)) is not None}
 
     @classmethod
@@ -442,20 +330,7 @@ class EscalationCore:
         Deadlines resume from their stored instants: nothing is raised again, nothing reset.
         """
         core = cls(policy, domain)
-        for key, data in case_facts.items():
-            kind, _, ident = key.partition("/")
-            try:
-                if kind == "case":
-                    case = _Case.from_snapshot(data)
-                    if case.queue not in policy.queues:
-                        raise RestoreError(f"{key}: queue {case.queue!r} is not in the policy")
-                    core._cases[ident] = case
-                elif kind == "customer":
-                    core._customers[ident] = _History.from_snapshot(data)
-                else:
-                    raise RestoreError(f"{key}: unknown entity")
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise RestoreError(f"{key}: unreadable snapshot ({exc!r})") from exc
+        core._cases, core._customers = read_case_facts(case_facts, policy.queues)
         for esc in escalations:
             if esc.domain != domain:
                 continue
@@ -468,14 +343,14 @@ class EscalationCore:
                     raise RestoreError(
                         f"{esc.escalation_id}: queue {esc.queue!r} is not in the policy"
                     )
-                orphan = _Case(
+                orphan = Case(
                     contact_id=esc.contact_id,
                     queue=esc.queue,
                     customer=esc.customer,
                     priority=esc.priority,
                     arrived_at=esc.raised_at,
                     last_seen=esc.raised_at,
-                    phase=_Phase.DONE,
+                    phase=Phase.DONE,
                     closed_at=esc.raised_at,
                 )
                 core._cases[esc.contact_id] = orphan
@@ -495,7 +370,7 @@ class EscalationCore:
     def _arrive(self, event: ContactArrived, now: float, out: list[EscalationChange]) -> None:
         case = self._cases.get(event.contact_id)
         if case is None:
-            case = _Case(
+            case = Case(
                 contact_id=event.contact_id,
                 queue=event.queue,
                 customer=event.customer,
@@ -504,21 +379,22 @@ class EscalationCore:
                 last_seen=now,
             )
             self._cases[case.contact_id] = case
-            self._sync_clock(case, now)
+            self._sync_sla_clock(case, now)
         elif not case.seen_arrival:
             # A routing decision overtook the arrival: keep its phase, learn who it is.
             case.customer, case.priority, case.seen_arrival = event.customer, event.priority, True
             self._learned_customer(case, now, out)
-        elif event.reopened and case.phase is _Phase.DONE:
+        elif event.reopened and case.phase is Phase.DONE:
             case.queue, case.phase, case.closed_at, case.disposition = (
                 event.queue,
-                _Phase.WAITING,
+                Phase.WAITING,
                 None,
                 None,
             )
-            case.sla_accum_s, case.sla_since, case.pause = 0.0, None, None
+            case.pause = None
+            case.sla.reset()
             self._deadlines.cancel((_PAUSE, case.contact_id))
-            self._sync_clock(case, now)
+            self._sync_sla_clock(case, now)
         else:
             return  # a repeated arrival
         if event.reopened:
@@ -544,19 +420,19 @@ class EscalationCore:
         """Assignment stops the queue-wait clock; a requeue starts it again."""
         case = self._case_or_provisional(event.contact_id, event.queue, now)
         if isinstance(event, ContactAssigned):
-            before, after = _Phase.WAITING, _Phase.ASSIGNED
+            before, after = Phase.WAITING, Phase.ASSIGNED
         else:
-            before, after = _Phase.ASSIGNED, _Phase.WAITING
+            before, after = Phase.ASSIGNED, Phase.WAITING
         if case is not None and case.phase is before:
             case.phase = after
-            self._sync_clock(case, now)
+            self._sync_sla_clock(case, now)
             self._touch(case, now)
 
     def _unroutable(
         self, event: ContactUnroutable, now: float, out: list[EscalationChange]
     ) -> None:
         case = self._case_or_provisional(event.contact_id, event.queue, now)
-        if case is None or case.phase is _Phase.DONE:
+        if case is None or case.phase is Phase.DONE:
             return
         detail = f": {event.reason}" if event.reason else ""
         summary = f"no eligible agent in {case.queue}{detail}"
@@ -567,10 +443,10 @@ class EscalationCore:
         self, contact_id: str, kind: str, reason: PauseReason, promised_s: float, now: float
     ) -> None:
         case = self._cases.get(contact_id)
-        if case is None or case.phase is _Phase.DONE:
+        if case is None or case.phase is Phase.DONE:
             return
-        case.pause = _Pause(kind, reason, now, promised_s)
-        self._sync_clock(case, now)
+        case.pause = Pause(kind, reason, now, promised_s)
+        self._sync_sla_clock(case, now)
         self._arm_pause(case)
         self._touch(case, now)
 
@@ -580,19 +456,16 @@ class EscalationCore:
             return
         case.pause = None
         self._deadlines.cancel((_PAUSE, contact_id))
-        self._sync_clock(case, now)
+        self._sync_sla_clock(case, now)
         self._touch(case, now)
 
     def _transfer(self, event: ContactTransferred, now: float) -> None:
         case = self._cases.get(event.contact_id)
         if case is None or not event.to_queue or event.to_queue == case.queue:
             return
-        if case.sla_since is not None:  # bank the time on the old queue's calendar
-            calendar = self.policy.queues[case.queue].calendar
-            case.sla_accum_s += calendar.open_seconds(case.sla_since, now)
-            case.sla_since = None
+        case.sla.stop(now, self._calendar(case))  # the time so far counts on the old calendar
         case.queue = event.to_queue
-        self._sync_clock(case, now)
+        self._sync_sla_clock(case, now)
         self._arm_pause(case)
         self._touch(case, now)
 
@@ -601,11 +474,11 @@ class EscalationCore:
         if case is None or case.disposition is event.disposition:
             return
         case.disposition = event.disposition
-        if case.phase is not _Phase.DONE:
-            case.phase, case.closed_at = _Phase.DONE, now
+        if case.phase is not Phase.DONE:
+            case.phase, case.closed_at = Phase.DONE, now
         case.pause = None
         self._deadlines.cancel((_PAUSE, case.contact_id))
-        self._sync_clock(case, now)
+        self._sync_sla_clock(case, now)
         if event.disposition is Disposition.UNRESOLVED:
             note = f": {event.note}" if event.note else ""
             self._escalate(case, _R.UNRESOLVED, now, f"contact ended unresolved{note}", out)
@@ -615,12 +488,12 @@ class EscalationCore:
         self._maybe_drop(case, now)
 
     def _close(
-        self, case: _Case, now: float, *, abandoned: bool, out: list[EscalationChange]
+        self, case: Case, now: float, *, abandoned: bool, out: list[EscalationChange]
     ) -> None:
-        if case.phase is not _Phase.DONE:
-            case.phase, case.closed_at, case.pause = _Phase.DONE, now, None
+        if case.phase is not Phase.DONE:
+            case.phase, case.closed_at, case.pause = Phase.DONE, now, None
             self._deadlines.cancel((_PAUSE, case.contact_id))
-            self._sync_clock(case, now)
+            self._sync_sla_clock(case, now)
         if abandoned:
             self._auto_resolve(case, _ABOUT_WAITING, CONTACT_ABANDONED, now, out)
         elif case.disposition is not Disposition.UNRESOLVED:
@@ -639,16 +512,16 @@ class EscalationCore:
             )
         self._touch(case, now)
 
-    def _count_repeat(self, case: _Case, now: float, out: list[EscalationChange]) -> None:
+    def _count_repeat(self, case: Case, now: float, out: list[EscalationChange]) -> None:
         customer_id = case.customer.customer_id
         if not customer_id:
             return
         history = self._customers.get(customer_id)
         if history is None:
-            history = self._customers[customer_id] = _History(customer_id)
+            history = self._customers[customer_id] = History(customer_id)
         history.arrivals = [a for a in history.arrivals if a[0] > now - self._history_window_s]
         history.arrivals.append((now, case.contact_id))
-        self._dirty.add(f"customer/{customer_id}")
+        self._dirty.add(customer_key(customer_id))
         self._arm_history(history)
         triggers = self._triggers[case.queue]
         recent = [c for at, c in history.arrivals if at > now - triggers.repeat_window_s]
@@ -672,7 +545,7 @@ class EscalationCore:
 
     def _sla_breached(self, contact_id: str, at: float, out: list[EscalationChange]) -> None:
         case = self._cases.get(contact_id)
-        if case is None or case.sla_since is None:
+        if case is None or not case.sla.running:
             return
         triggers = self._triggers[case.queue]
         until = "an agent" if triggers.sla_clock is SlaClock.QUEUE else "a resolution"
@@ -696,20 +569,17 @@ class EscalationCore:
 
     def _re_escalate(self, esc_id: str, at: float, out: list[EscalationChange]) -> None:
         esc = self._escalations.get(esc_id)
-        if (
-            esc is None
-            or esc.status is not EscalationStatus.OPEN
-            or esc.tier is Tier.HEAD_OF_SERVICE
-        ):
+        if esc is None or esc.status is not EscalationStatus.OPEN:
             return
-        tier = Tier(esc.tier.value + 1)
-        deadline_s = self.policy.ack_deadlines_s.get(tier)
+        tier = self.policy.next_tier(esc.tier)
+        if tier is None:
+            return
         esc = replace(
             esc,
             tier=tier,
             assignee=self.policy.teams[esc.team].person(tier),
             previous_tiers=(*esc.previous_tiers, esc.tier),
-            ack_deadline=None if deadline_s is None else at + deadline_s,
+            ack_deadline=self.policy.ack_deadline(tier, at),
             version=_next_version(esc.version, at),
         )
         self._put(esc, EscalationChangeKind.RE_ESCALATED, out)
@@ -719,12 +589,12 @@ class EscalationCore:
         case = self._cases.get(contact_id)
         if case is None:
             return
-        if case.phase is not _Phase.DONE:
+        if case.phase is not Phase.DONE:
             # Idle past forget_idle_s: the closing event was lost. Stop its clocks.
-            case.phase, case.closed_at, case.pause = _Phase.DONE, at, None
+            case.phase, case.closed_at, case.pause = Phase.DONE, at, None
             self._deadlines.cancel((_PAUSE, contact_id))
-            self._sync_clock(case, at)
-            self._dirty.add(f"case/{contact_id}")
+            self._sync_sla_clock(case, at)
+            self._dirty.add(case_key(contact_id))
             if not self._has_open(case):
                 self._drop(case)
                 return
@@ -735,7 +605,7 @@ class EscalationCore:
         if history is None:
             return
         history.arrivals = [a for a in history.arrivals if a[0] > at - self._history_window_s]
-        self._dirty.add(f"customer/{customer_id}")
+        self._dirty.add(customer_key(customer_id))
         if history.arrivals:
             self._arm_history(history)
         else:
@@ -745,7 +615,7 @@ class EscalationCore:
 
     def _escalate(
         self,
-        case: _Case,
+        case: Case,
         reason: EscalationReason,
         at: float,
         summary: str,
@@ -763,11 +633,12 @@ class EscalationCore:
             seen = case.evidence[reason.slug] = case.evidence.get(reason.slug, 0) + 1
             if seen > 1:
                 summary = f"{summary} (seen {seen} times)"
-        self._dirty.add(f"case/{case.contact_id}")
+        self._dirty.add(case_key(case.contact_id))
         esc_id = target or escalation_id(self.domain, case.contact_id, reason)
         current = self._escalations.get(esc_id)
         if current is None:
             team = self.policy.teams[self.policy.queues[case.queue].team]
+            tier = self.policy.first_tier
             esc = Escalation(
                 escalation_id=esc_id,
                 contact_id=case.contact_id,
@@ -776,11 +647,11 @@ class EscalationCore:
                 team=team.name,
                 reason=reason,
                 severity=self.policy.severity_for(reason, case.priority),
-                tier=Tier.SUPERVISOR,
-                assignee=team.supervisor,
+                tier=tier,
+                assignee=team.person(tier),
                 status=EscalationStatus.OPEN,
                 raised_at=at,
-                ack_deadline=at + self.policy.ack_deadlines_s[Tier.SUPERVISOR],
+                ack_deadline=self.policy.ack_deadline(tier, at),
                 summary=summary,
                 customer=case.customer,
                 version=_next_version(0, at),
@@ -796,7 +667,7 @@ class EscalationCore:
 
     def _auto_resolve(
         self,
-        case: _Case,
+        case: Case,
         reasons: frozenset[EscalationReason],
         code: str,
         now: float,
@@ -837,7 +708,7 @@ class EscalationCore:
         self._escalations[esc.escalation_id] = esc
         out.append(EscalationChange(kind, esc))
 
-    def _learned_customer(self, case: _Case, now: float, out: list[EscalationChange]) -> None:
+    def _learned_customer(self, case: Case, now: float, out: list[EscalationChange]) -> None:
         """Escalations raised before the arrival was seen learn the customer and priority."""
         for reason in _R:
             esc = self._escalations.get(escalation_id(self.domain, case.contact_id, reason))
@@ -865,7 +736,7 @@ class EscalationCore:
         if self._held_after_tick(contact_id, now) is None:
             raise UnknownContact(f"{what} for unknown contact {contact_id!r}: its queue is unknown")
 
-    def _held_after_tick(self, contact_id: str, now: float) -> _Case | None:
+    def _held_after_tick(self, contact_id: str, now: float) -> Case | None:
         """The case as :meth:`tick` at ``now`` would leave it held, without firing anything.
 
         Only the case's own drop deadline forgets it (:meth:`_drop_due`; a closed case's is
@@ -892,23 +763,23 @@ class EscalationCore:
         if queue not in self.policy.queues:
             raise UnknownQueue(f"queue {queue!r} is not in the escalation policy")
 
-    def _case_or_provisional(self, contact_id: str, queue: str, now: float) -> _Case | None:
+    def _case_or_provisional(self, contact_id: str, queue: str, now: float) -> Case | None:
         """The case; or, when a routing decision overtakes the arrival, a provisional one."""
         case = self._cases.get(contact_id)
         if case is not None or queue not in self.policy.queues:
             return case
-        case = _Case(contact_id, queue, Customer(), Priority.NORMAL, now, now, seen_arrival=False)
+        case = Case(contact_id, queue, Customer(), Priority.NORMAL, now, now, seen_arrival=False)
         self._cases[contact_id] = case
-        self._sync_clock(case, now)
+        self._sync_sla_clock(case, now)
         self._touch(case, now)
         return case
 
-    def _touch(self, case: _Case, now: float) -> None:
+    def _touch(self, case: Case, now: float) -> None:
         case.last_seen = max(case.last_seen, now)
-        self._dirty.add(f"case/{case.contact_id}")
+        self._dirty.add(case_key(case.contact_id))
         self._arm_drop(case)
 
-    def _has_open(self, case: _Case) -> bool:
+    def _has_open(self, case: Case) -> bool:
         return any(
             (esc := self._escalations.get(escalation_id(self.domain, case.contact_id, r)))
             is not None
@@ -916,9 +787,9 @@ class EscalationCore:
             for r in _R
         )
 
-    def _maybe_drop(self, case: _Case, now: float) -> None:
+    def _maybe_drop(self, case: Case, now: float) -> None:
         """Forget a closed case once nothing is open and late events have had their time."""
-        if case.phase is not _Phase.DONE or self._has_open(case):
+        if case.phase is not Phase.DONE or self._has_open(case):
             return
         assert case.closed_at is not None  # noqa: S101 -- DONE always sets it
         if now >= case.closed_at + self.policy.retain_closed_s:
@@ -926,10 +797,10 @@ class EscalationCore:
         else:  # its drop deadline may have fired while an escalation was still open
             self._arm_drop(case)
 
-    def _drop(self, case: _Case) -> None:
+    def _drop(self, case: Case) -> None:
         contact_id = case.contact_id
         del self._cases[contact_id]
-        self._dirty.add(f"case/{contact_id}")
+        self._dirty.add(case_key(contact_id))
         for reason in _R:
             esc_id = escalation_id(self.domain, contact_id, reason)
             self._escalations.pop(esc_id, None)
@@ -939,40 +810,44 @@ class EscalationCore:
 
     # --- clocks -------------------------------------------------------------------------
 
-    def _sync_clock(self, case: _Case, now: float) -> None:
-        """Start or stop the SLA clock to match the case's state, then re-arm its deadline."""
-        if case.awaiting_customer or case.phase is _Phase.DONE:
+    def _sync_sla_clock(self, case: Case, now: float) -> None:
+        """Start or stop the SLA clock to match the case's state, then re-arm its deadline.
+
+        It runs while the customer waits for the center: in line, and (for a RESOLUTION
+        clock) with an agent too; never once done or while awaiting the customer.
+        """
+        if case.awaiting_customer or case.phase is Phase.DONE:
             running = False
-        elif case.phase is _Phase.WAITING:
+        elif case.phase is Phase.WAITING:
             running = True
         else:
             running = self._triggers[case.queue].sla_clock is SlaClock.RESOLUTION
-        if case.sla_since is not None and not running:
-            calendar = self.policy.queues[case.queue].calendar
-            case.sla_accum_s += calendar.open_seconds(case.sla_since, now)
-            case.sla_since = None
-        elif case.sla_since is None and running:
-            case.sla_since = now
+        if running:
+            case.sla.start(now)
+        else:
+            case.sla.stop(now, self._calendar(case))
         self._arm_sla(case)
 
-    def _arm_sla(self, case: _Case) -> None:
+    def _calendar(self, case: Case) -> BusinessCalendar:
+        """The business hours the case's SLA clock counts on: its queue's."""
+        return self.policy.queues[case.queue].calendar
+
+    def _arm_sla(self, case: Case) -> None:
         key = (_SLA, case.contact_id)
         triggers = self._triggers[case.queue]
         if (
-            case.sla_since is None
-            or _R.WAIT_THRESHOLD not in triggers.enabled
+            _R.WAIT_THRESHOLD not in triggers.enabled
             or escalation_id(self.domain, case.contact_id, _R.WAIT_THRESHOLD) in self._escalations
         ):
             self._deadlines.cancel(key)
             return
-        calendar = self.policy.queues[case.queue].calendar
-        when = calendar.instant_after(case.sla_since, triggers.wait_threshold_s - case.sla_accum_s)
-        if math.isinf(when):
+        when = case.sla.reaches(triggers.wait_threshold_s, self._calendar(case))
+        if when is None:
             self._deadlines.cancel(key)
         else:
             self._deadlines.set(key, when)
 
-    def _arm_pause(self, case: _Case) -> None:
+    def _arm_pause(self, case: Case) -> None:
         key = (_PAUSE, case.contact_id)
         pause = case.pause
         triggers = self._triggers[case.queue]
@@ -991,20 +866,20 @@ class EscalationCore:
         if (
             esc.status is EscalationStatus.OPEN
             and esc.ack_deadline is not None
-            and esc.tier is not Tier.HEAD_OF_SERVICE
+            and self.policy.next_tier(esc.tier) is not None
         ):
             self._deadlines.set(key, esc.ack_deadline)
         else:
             self._deadlines.cancel(key)
 
-    def _arm_drop(self, case: _Case) -> None:
-        if case.phase is _Phase.DONE and case.closed_at is not None:
+    def _arm_drop(self, case: Case) -> None:
+        if case.phase is Phase.DONE and case.closed_at is not None:
             when = case.closed_at + self.policy.retain_closed_s
         else:
             when = case.last_seen + self.policy.forget_idle_s
         self._deadlines.set((_DROP, case.contact_id), when)
 
-    def _arm_history(self, history: _History) -> None:
+    def _arm_history(self, history: History) -> None:
         oldest = history.arrivals[0][0]
         self._deadlines.set((_HISTORY, history.customer_id), oldest + self._history_window_s)
 
@@ -1012,24 +887,19 @@ class EscalationCore:
         kind, _, ident = key.partition("/")
         if kind == "case":
             case = self._cases.get(ident)
-            return None if case is None else case.snapshot()
+            return None if case is None else case_record(case)
         history = self._customers.get(ident)
-        return None if history is None else history.snapshot()
+        return None if history is None else history_record(history)
+
+
+def oldest_first(escalations: Iterable[Escalation]) -> list[Escalation]:
+    """The order managers see escalations in: by raise time, then id (so ties are stable)."""
+    return sorted(escalations, key=lambda e: (e.raised_at, e.escalation_id))
 
 
 def _next_version(previous: int, at: float) -> int:
     """Hybrid logical clock: always above the previous version and the change's millisecond."""
     return max(previous + 1, int(at * 1000))
-
-
-def _customer_dict(customer: Customer) -> dict[str, str]:
-    return {
-        "customer_id": customer.customer_id,
-        "name": customer.name,
-        "phone": customer.phone,
-        "email": customer.email,
-        "language": customer.language,
-    }
 
 
 def _duration(seconds: float) -> str:
