@@ -15,6 +15,10 @@ adapter was late for never loses a breach (a refusal leaves them scheduled for t
 call), and applies the input. Time-based changes carry the instant the deadline fell
 due, not the instant the tick ran, so a core restored after downtime decides exactly as
 one that never stopped.
+
+The rules are here; the rest is beside it: the tunables (tier chain, deadlines, triggers,
+severities) in :mod:`.policy`, what is remembered per case in :mod:`.cases`, its
+changelog records in :mod:`.snapshots`, business-time arithmetic in :mod:`.sla_clock`.
 """
 
 from __future__ import annotations
@@ -189,7 +193,7 @@ class EscalationCore:
             case ContactUnroutable():
                 self._unroutable(event, now, out)
             case ContactClosed():
-                closed = self._case_or_provisional(event.contact_id, event.queue, now)
+                closed = self._case_or_new_provisional(event.contact_id, event.queue, now)
                 if closed is not None:
                     self._close(closed, now, abandoned=event.abandoned, out=out)
 
@@ -205,7 +209,7 @@ class EscalationCore:
             elif kind == _ACK:
                 self._re_escalate(key, at, out)
             elif kind == _DROP:
-                self._drop_due(key, at, out)
+                self._drop_deadline_reached(key, at, out)
             else:
                 self._prune_history(key, at)
         return out
@@ -237,7 +241,7 @@ class EscalationCore:
                 version=_next_version(esc.version, now),
             )
             self._deadlines.cancel((_ACK, escalation_id))
-            self._put(esc, EscalationChangeKind.ACKNOWLEDGED, out)
+            self._store_change(esc, EscalationChangeKind.ACKNOWLEDGED, out)
         return CommandResult(esc, tuple(out))
 
     def add_note(self, escalation_id: str, by: str, text: str, now: float) -> CommandResult:
@@ -254,7 +258,7 @@ class EscalationCore:
             notes=(*esc.notes, EscalationNote(by, text, now)),
             version=_next_version(esc.version, now),
         )
-        self._put(esc, EscalationChangeKind.NOTE_ADDED, out)
+        self._store_change(esc, EscalationChangeKind.NOTE_ADDED, out)
         return CommandResult(esc, tuple(out))
 
     def resolve(
@@ -271,7 +275,7 @@ class EscalationCore:
         esc = self._resolve(esc, now, resolution_code, by, out, note=note)
         case = self._cases.get(esc.contact_id)
         if case is not None:
-            self._maybe_drop(case, now)
+            self._forget_if_finished(case, now)
         return CommandResult(esc, tuple(out))
 
     # --- queries ------------------------------------------------------------------------
@@ -383,7 +387,7 @@ class EscalationCore:
         elif not case.seen_arrival:
             # A routing decision overtook the arrival: keep its phase, learn who it is.
             case.customer, case.priority, case.seen_arrival = event.customer, event.priority, True
-            self._learned_customer(case, now, out)
+            self._update_open_with_customer(case, now, out)
         elif event.reopened and case.phase is Phase.DONE:
             case.queue, case.phase, case.closed_at, case.disposition = (
                 event.queue,
@@ -400,13 +404,13 @@ class EscalationCore:
         if event.reopened:
             self._escalate(case, _R.REOPENED, now, f"reopened ticket back in {event.queue}", out)
         else:
-            self._count_repeat(case, now, out)
-        self._touch(case, now)
+            self._record_arrival(case, now, out)
+        self._note_activity(case, now)
 
     def _reopened(self, contact_id: str, now: float, out: list[EscalationChange]) -> None:
         case = self._cases[contact_id]  # known: _check refused it otherwise
         self._escalate(case, _R.REOPENED, now, "the customer reopened the ticket", out)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _manager_requested(
         self, event: ManagerRequested, now: float, out: list[EscalationChange]
@@ -414,11 +418,11 @@ class EscalationCore:
         case = self._cases[event.contact_id]  # known: _check refused it otherwise
         note = f": {event.note}" if event.note else ""
         self._escalate(case, _R.MANAGER_REQUESTED, now, f"customer asked for a manager{note}", out)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _routed(self, event: ContactAssigned | ContactRequeued, now: float) -> None:
         """Assignment stops the queue-wait clock; a requeue starts it again."""
-        case = self._case_or_provisional(event.contact_id, event.queue, now)
+        case = self._case_or_new_provisional(event.contact_id, event.queue, now)
         if isinstance(event, ContactAssigned):
             before, after = Phase.WAITING, Phase.ASSIGNED
         else:
@@ -426,18 +430,18 @@ class EscalationCore:
         if case is not None and case.phase is before:
             case.phase = after
             self._sync_sla_clock(case, now)
-            self._touch(case, now)
+            self._note_activity(case, now)
 
     def _unroutable(
         self, event: ContactUnroutable, now: float, out: list[EscalationChange]
     ) -> None:
-        case = self._case_or_provisional(event.contact_id, event.queue, now)
+        case = self._case_or_new_provisional(event.contact_id, event.queue, now)
         if case is None or case.phase is Phase.DONE:
             return
         detail = f": {event.reason}" if event.reason else ""
         summary = f"no eligible agent in {case.queue}{detail}"
         self._escalate(case, _R.UNROUTABLE, now, summary, out)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _pause(
         self, contact_id: str, kind: str, reason: PauseReason, promised_s: float, now: float
@@ -448,7 +452,7 @@ class EscalationCore:
         case.pause = Pause(kind, reason, now, promised_s)
         self._sync_sla_clock(case, now)
         self._arm_pause(case)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _resume(self, contact_id: str, now: float) -> None:
         case = self._cases.get(contact_id)
@@ -457,7 +461,7 @@ class EscalationCore:
         case.pause = None
         self._deadlines.cancel((_PAUSE, contact_id))
         self._sync_sla_clock(case, now)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _transfer(self, event: ContactTransferred, now: float) -> None:
         case = self._cases.get(event.contact_id)
@@ -467,7 +471,7 @@ class EscalationCore:
         case.queue = event.to_queue
         self._sync_sla_clock(case, now)
         self._arm_pause(case)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _end(self, event: ContactEnded, now: float, out: list[EscalationChange]) -> None:
         case = self._cases.get(event.contact_id)  # an UNRESOLVED one is known (_check)
@@ -484,8 +488,8 @@ class EscalationCore:
             self._escalate(case, _R.UNRESOLVED, now, f"contact ended unresolved{note}", out)
         elif event.disposition is Disposition.RESOLVED:
             self._auto_resolve(case, _ON_RESOLVED, CONTACT_RESOLVED, now, out)
-        self._touch(case, now)
-        self._maybe_drop(case, now)
+        self._note_activity(case, now)
+        self._forget_if_finished(case, now)
 
     def _close(
         self, case: Case, now: float, *, abandoned: bool, out: list[EscalationChange]
@@ -498,8 +502,8 @@ class EscalationCore:
             self._auto_resolve(case, _ABOUT_WAITING, CONTACT_ABANDONED, now, out)
         elif case.disposition is not Disposition.UNRESOLVED:
             self._auto_resolve(case, _ON_RESOLVED, CONTACT_RESOLVED, now, out)
-        self._touch(case, now)
-        self._maybe_drop(case, now)
+        self._note_activity(case, now)
+        self._forget_if_finished(case, now)
 
     def _survey(self, event: SurveyResult, now: float, out: list[EscalationChange]) -> None:
         case = self._cases[event.contact_id]  # known: _check refused it otherwise
@@ -510,9 +514,11 @@ class EscalationCore:
             self._escalate(
                 case, _R.LOW_SATISFACTION, now, f"survey score {event.score}/5{comment}", out
             )
-        self._touch(case, now)
+        self._note_activity(case, now)
 
-    def _count_repeat(self, case: Case, now: float, out: list[EscalationChange]) -> None:
+    def _record_arrival(self, case: Case, now: float, out: list[EscalationChange]) -> None:
+        """Add the arrival to the customer's history (written to the changelog, its pruning
+        scheduled), then raise or update REPEAT_CONTACT if the window holds enough."""
         customer_id = case.customer.customer_id
         if not customer_id:
             return
@@ -582,10 +588,15 @@ class EscalationCore:
             ack_deadline=self.policy.ack_deadline(tier, at),
             version=_next_version(esc.version, at),
         )
-        self._put(esc, EscalationChangeKind.RE_ESCALATED, out)
+        self._store_change(esc, EscalationChangeKind.RE_ESCALATED, out)
         self._arm_ack(esc)
 
-    def _drop_due(self, contact_id: str, at: float, out: list[EscalationChange]) -> None:
+    def _drop_deadline_reached(
+        self, contact_id: str, at: float, out: list[EscalationChange]
+    ) -> None:
+        """An open case went idle (its closing event was lost: close it) or a closed case's
+        retention ended: forget it, unless one of its escalations is still open (resolving
+        that one re-arms the drop)."""
         case = self._cases.get(contact_id)
         if case is None:
             return
@@ -596,9 +607,9 @@ class EscalationCore:
             self._sync_sla_clock(case, at)
             self._dirty.add(case_key(contact_id))
             if not self._has_open(case):
-                self._drop(case)
+                self._forget(case)
                 return
-        self._maybe_drop(case, at)
+        self._forget_if_finished(case, at)
 
     def _prune_history(self, customer_id: str, at: float) -> None:
         history = self._customers.get(customer_id)
@@ -657,13 +668,13 @@ class EscalationCore:
                 version=_next_version(0, at),
                 priority=case.priority,
             )
-            self._put(esc, EscalationChangeKind.RAISED, out)
+            self._store_change(esc, EscalationChangeKind.RAISED, out)
             self._arm_ack(esc)
             if reason is _R.WAIT_THRESHOLD:
                 self._deadlines.cancel((_SLA, case.contact_id))
         elif current.is_open and current.summary != summary:
             esc = replace(current, summary=summary, version=_next_version(current.version, at))
-            self._put(esc, EscalationChangeKind.UPDATED, out)
+            self._store_change(esc, EscalationChangeKind.UPDATED, out)
 
     def _auto_resolve(
         self,
@@ -699,17 +710,21 @@ class EscalationCore:
             version=_next_version(esc.version, now),
         )
         self._deadlines.cancel((_ACK, esc.escalation_id))
-        self._put(esc, EscalationChangeKind.RESOLVED, out)
+        self._store_change(esc, EscalationChangeKind.RESOLVED, out)
         return esc
 
-    def _put(
+    def _store_change(
         self, esc: Escalation, kind: EscalationChangeKind, out: list[EscalationChange]
     ) -> None:
+        """Hold ``esc`` as the escalation's state and append the change to publish to ``out``."""
         self._escalations[esc.escalation_id] = esc
         out.append(EscalationChange(kind, esc))
 
-    def _learned_customer(self, case: Case, now: float, out: list[EscalationChange]) -> None:
-        """Escalations raised before the arrival was seen learn the customer and priority."""
+    def _update_open_with_customer(
+        self, case: Case, now: float, out: list[EscalationChange]
+    ) -> None:
+        """Open escalations raised before the arrival was seen learn the customer and
+        priority (and the severity that follows); each publishes an UPDATED change."""
         for reason in _R:
             esc = self._escalations.get(escalation_id(self.domain, case.contact_id, reason))
             if esc is not None and esc.is_open:
@@ -720,7 +735,7 @@ class EscalationCore:
                     severity=self.policy.severity_for(reason, case.priority),
                     version=_next_version(esc.version, now),
                 )
-                self._put(esc, EscalationChangeKind.UPDATED, out)
+                self._store_change(esc, EscalationChangeKind.UPDATED, out)
 
     def _authorized(self, esc_id: str, by: str, now: float) -> Escalation:
         """The escalation ``by`` may act on at ``now`` (as held before the due deadlines:
@@ -739,8 +754,8 @@ class EscalationCore:
     def _held_after_tick(self, contact_id: str, now: float) -> Case | None:
         """The case as :meth:`tick` at ``now`` would leave it held, without firing anything.
 
-        Only the case's own drop deadline forgets it (:meth:`_drop_due`; a closed case's is
-        armed when the retention ends), and not if one of its escalations is open by then:
+        Only the case's own drop deadline forgets it (:meth:`_drop_deadline_reached`; a closed
+        case's is armed when the retention ends), and not if one of its escalations is open by then:
         already, or raised first by its SLA or pause deadline (each armed only when firing
         would raise). Deadlines never resolve an escalation.
         """
@@ -763,18 +778,21 @@ class EscalationCore:
         if queue not in self.policy.queues:
             raise UnknownQueue(f"queue {queue!r} is not in the escalation policy")
 
-    def _case_or_provisional(self, contact_id: str, queue: str, now: float) -> Case | None:
-        """The case; or, when a routing decision overtakes the arrival, a provisional one."""
+    def _case_or_new_provisional(self, contact_id: str, queue: str, now: float) -> Case | None:
+        """The case; or, when a routing decision overtakes the arrival on a known queue, a
+        new provisional one, stored with its SLA clock started and its drop scheduled."""
         case = self._cases.get(contact_id)
         if case is not None or queue not in self.policy.queues:
             return case
         case = Case(contact_id, queue, Customer(), Priority.NORMAL, now, now, seen_arrival=False)
         self._cases[contact_id] = case
         self._sync_sla_clock(case, now)
-        self._touch(case, now)
+        self._note_activity(case, now)
         return case
 
-    def _touch(self, case: Case, now: float) -> None:
+    def _note_activity(self, case: Case, now: float) -> None:
+        """The case was just seen: it goes to the changelog and its drop deadline is re-armed
+        (idle cases are forgotten ``forget_idle_s`` after they were last seen)."""
         case.last_seen = max(case.last_seen, now)
         self._dirty.add(case_key(case.contact_id))
         self._arm_drop(case)
@@ -787,17 +805,18 @@ class EscalationCore:
             for r in _R
         )
 
-    def _maybe_drop(self, case: Case, now: float) -> None:
+    def _forget_if_finished(self, case: Case, now: float) -> None:
         """Forget a closed case once nothing is open and late events have had their time."""
         if case.phase is not Phase.DONE or self._has_open(case):
             return
         assert case.closed_at is not None  # noqa: S101 -- DONE always sets it
         if now >= case.closed_at + self.policy.retain_closed_s:
-            self._drop(case)
+            self._forget(case)
         else:  # its drop deadline may have fired while an escalation was still open
             self._arm_drop(case)
 
-    def _drop(self, case: Case) -> None:
+    def _forget(self, case: Case) -> None:
+        """Delete the case (a changelog deletion), its escalations and all its deadlines."""
         contact_id = case.contact_id
         del self._cases[contact_id]
         self._dirty.add(case_key(contact_id))
