@@ -341,6 +341,8 @@ class EscalationCore:
             if esc.team not in policy.teams:
                 raise RestoreError(f"{esc.escalation_id}: team {esc.team!r} is not in the policy")
             if esc.contact_id not in core._cases:
+                # An open escalation outlives its case facts: a closed case holds it again,
+                # so managers can still act on it and the drop waits for its resolution.
                 if not esc.is_open:
                     continue  # its case was forgotten; so may it be
                 if esc.queue not in policy.queues:
@@ -358,7 +360,7 @@ class EscalationCore:
                     closed_at=esc.raised_at,
                 )
                 core._cases[esc.contact_id] = orphan
-                core._dirty.add(f"case/{esc.contact_id}")
+                core._dirty.add(case_key(esc.contact_id))
             core._escalations[esc.escalation_id] = esc
             core._arm_ack(esc)
         for case in core._cases.values():
