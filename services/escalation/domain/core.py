@@ -845,7 +845,7 @@ class EscalationCore:
             running = self._triggers[case.queue].sla_clock is SlaClock.RESOLUTION
         if running:
             case.sla.start(now)
-        else:
+        elif case.sla.since is not None:  # stopping: bank on this queue's calendar
             case.sla.stop(now, self._calendar(case))
         self._arm_sla(case)
 
@@ -857,7 +857,8 @@ class EscalationCore:
         key = (_SLA, case.contact_id)
         triggers = self._triggers[case.queue]
         if (
-            _R.WAIT_THRESHOLD not in triggers.enabled
+            case.sla.since is None  # stopped: nothing to breach
+            or _R.WAIT_THRESHOLD not in triggers.enabled
             or escalation_id(self.domain, case.contact_id, _R.WAIT_THRESHOLD) in self._escalations
         ):
             self._deadlines.cancel(key)

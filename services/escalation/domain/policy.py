@@ -142,11 +142,12 @@ class TeamPolicy:
     head_of_service: str
 
     def person(self, tier: Tier) -> str:
-        return {
-            Tier.SUPERVISOR: self.supervisor,
-            Tier.MANAGER: self.manager,
-            Tier.HEAD_OF_SERVICE: self.head_of_service,
-        }[tier]
+        """Who answers at ``tier``."""
+        if tier is Tier.SUPERVISOR:
+            return self.supervisor
+        if tier is Tier.MANAGER:
+            return self.manager
+        return self.head_of_service
 
 
 @dataclass(frozen=True, slots=True)
