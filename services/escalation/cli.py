@@ -25,11 +25,18 @@ __all__ = ["format_escalation", "main"]
 
 
 def _name(enum: object, value: int, prefix: str) -> str:
+    """An enum value's proto name without its prefix, lower case (``TIER_MANAGER`` -> manager)."""
     return str(enum.Name(value)).removeprefix(prefix).lower()  # type: ignore[attr-defined]
 
 
 def format_escalation(e: escalation_pb2.Escalation, kind: str = "") -> str:
-    """``10:12:03 HIGH  supervisor sofia  polish  unroutable  c2 (Ola)  open  — summary``."""
+    """One line, raise time in local time; ``kind`` (a change's) prefixes it in brackets::
+
+        [raised] 2025-01-06 10:12:03  HIGH     supervisor:sofia    team=billing    unroutable
+        contact=c2 (Ola)  open  id=eu/c2/unroutable  — no eligible agent in billing-en
+
+    (one line, wrapped here).
+    """
     at = datetime.fromtimestamp(e.raised_at.seconds).strftime("%Y-%m-%d %H:%M:%S")
     severity = _name(escalation_pb2.Severity, e.severity, "SEVERITY_").upper()
     tier = _name(escalation_pb2.Tier, e.tier, "TIER_")

@@ -137,7 +137,9 @@ async def test_an_unacknowledged_escalation_climbs_to_the_manager(kafka: KafkaBr
                 assert loop.time() < deadline, "never re-escalated"
 
 
-async def test_no_or_unknown_token_is_unauthenticated(kafka: KafkaBroker) -> None:
+async def test_no_or_unknown_token_is_unauthenticated_and_other_teams_are_refused(
+    kafka: KafkaBroker,
+) -> None:
     topics = await kafka.fresh_topics()
     async with escalation(kafka, topics) as port:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -146,6 +148,19 @@ async def test_no_or_unknown_token_is_unauthenticated(kafka: KafkaBroker) -> Non
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await stub.ListOpen(escalation_pb2.ListOpenRequest(), metadata=metadata)
                 assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            # authenticated, but naming another team's escalations: refused, team named
+            for call in (
+                stub.ListOpen(
+                    escalation_pb2.ListOpenRequest(teams=["polish", "tech-en"]), metadata=PIOTR
+                ),
+                stub.Watch(escalation_pb2.WatchRequest(teams=["tech-en"]), metadata=PIOTR).read(),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await call
+                assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert refused.value.details() == "piotr may not see team(s) ['tech-en']"
+            own = escalation_pb2.ListOpenRequest(teams=["polish"])
+            assert list((await stub.ListOpen(own, metadata=PIOTR)).escalations) == []
 
 
 async def test_a_restart_keeps_open_escalations_and_raises_nothing_twice(

@@ -1,9 +1,10 @@
 """EscalationService: what managers' consoles (and the CLI) call.
 
-Authentication is the interceptor's job (bearer token or mTLS identity); here each call
-is authorized: a manager sees and changes only the escalations of their own teams.
-State changes go through the consume loop (``execute``), so the record is committed to
-the ``escalations`` topic before the manager gets the reply.
+Authentication is the interceptor's job (bearer token or mTLS identity). Who may see or
+change what is the policy's and the core's rule (``teams_visible_to``: the teams a person
+staffs, plus ``access`` grants); this module maps their refusals to status codes. State
+changes go through the consume loop (``execute``), so the record is committed to the
+``escalations`` topic before the manager gets the reply.
 """
 
 from __future__ import annotations
@@ -44,18 +45,12 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         self._handler, self._loop = handler, loop
 
     async def _teams(self, requested: list[str], context: Any) -> frozenset[str]:
-        who = caller_identity()
-        mine = self._handler.any_core().teams_visible_to(who)
-        if "*" in mine:
-            mine = frozenset(self._handler.policy.teams)
-        if requested:
-            denied = set(requested) - mine
-            if denied:
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED, f"{who} may not see team(s) {sorted(denied)}"
-                )
-            return frozenset(requested)
-        return mine
+        """The policy's answer for the caller; a refusal aborts with PERMISSION_DENIED."""
+        try:
+            return self._handler.policy.teams_to_show(caller_identity(), requested)
+        except PermissionDenied as exc:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.reason)
+            raise
 
     async def Watch(
         self, request: escalation_pb2.WatchRequest, context: Any
@@ -64,7 +59,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         queue: asyncio.Queue[m.EscalationChange] = asyncio.Queue()
         self._handler.watchers.add(queue)  # before the snapshot, so nothing falls between
         try:
-            for e in self._handler.open_for(teams):
+            for e in self._handler.open_for(teams):  # sent as RAISED, whatever their history
                 yield self._item(m.EscalationChangeKind.RAISED, e)
             yield escalation_pb2.WatchResponse(
                 record=escalation_pb2.EscalationRecord(
@@ -91,11 +86,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         who = caller_identity()
 
         def command() -> tuple[m.Escalation, list[OutboundRecord]]:
-            core = self._handler.find(escalation_id)
+            core = self._handler.core_holding(escalation_id)
             if core is None:
                 raise NotFound(f"escalation {escalation_id!r} not found")
             result: CommandResult = run(core, who, self._handler.clock.now())
-            return result.escalation, self._handler.publish(result.changes)
+            return result.escalation, self._handler.emit_changes(result.changes)
 
         partition = self._handler.partition_of_escalation(escalation_id)
         if partition is None:

@@ -1,9 +1,10 @@
-"""The escalation service's Kafka side.
+"""The escalation service's Kafka side: translation between records and the core.
 
 Inputs: contact.events, agent.events (manager requested) and routing.decisions. Outputs:
 every escalation change as an ``EscalationRecord`` on the compacted ``escalations`` topic,
 keyed by escalation id; case facts in ``escalation.changelog``. On assignment the
-service restores both, so open escalations survive a kill -9 with their deadlines.
+handler reads both back and rebuilds each domain's core from them
+(:meth:`EscalationCore.restore` re-arms the deadlines from their stored instants).
 """
 
 from __future__ import annotations
@@ -31,7 +32,12 @@ from services.escalation.adapters.mapping import (
     escalation_from_proto,
     escalation_to_proto,
 )
-from services.escalation.domain import EscalationCore, EscalationPolicy, RejectedInput
+from services.escalation.domain import (
+    EscalationCore,
+    EscalationPolicy,
+    RejectedInput,
+    oldest_first,
+)
 from services.escalation.domain import model as m
 from services.escalation.metrics import EscalationMetrics
 
@@ -48,7 +54,9 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
     metrics: EscalationMetrics
     clock: Clock = field(default_factory=SystemClock)
     states: DomainStates[EscalationCore] = field(init=False)
+    #: One queue per open Watch stream; :meth:`emit_changes` puts every change on each.
     watchers: set[asyncio.Queue[m.EscalationChange]] = field(default_factory=set)
+    #: Escalations read back from the topic, by domain, while partitions are being assigned.
     _restored: dict[str, list[m.Escalation]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,21 +83,22 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
             changes = core.apply(event, self.clock.now())
         except RejectedInput as exc:
             raise RejectedEvent(exc.reason) from None
-        return self.publish(changes)
+        return self.emit_changes(changes)
 
     def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         out: list[OutboundRecord] = []
         for _, core in self.states.due(partition, now):
-            out.extend(self.publish(core.tick(now)))
+            out.extend(self.emit_changes(core.tick(now)))
         return out
 
     async def on_assigned(self, partitions: set[int]) -> None:
         if not partitions:
             return
-        await self._load_escalations()
+        await self._read_escalations()
         restored = await self.states.restore(self.kafka, partitions)
-        # A domain with open escalations but no case facts left still needs its core.
-        count = self._partitions(self.topics.contact_events)
+        # A domain with escalations on the topic but no case facts left gets its core too
+        # (restore keeps its open escalations), on the partition its domain key hashes to.
+        count = self._partition_count(self.topics.contact_events)
         for domain in self._restored:
             home = (murmur2(domain.encode()) & 0x7FFFFFFF) % count
             if home in partitions and domain not in self.states.cores:
@@ -102,10 +111,11 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         await super().on_revoked(partitions)
         self._update_open_gauge()
 
-    async def _load_escalations(self) -> None:
-        """Latest state of every escalation from the compacted topic, grouped by domain."""
+    async def _read_escalations(self) -> None:
+        """Keep the latest record of every escalation on the topic in ``_restored``, by
+        domain; records that do not decode are skipped."""
         topic = self.topics.escalations
-        entries = await read_changelog(self.kafka, topic, range(self._partitions(topic)))
+        entries = await read_changelog(self.kafka, topic, range(self._partition_count(topic)))
         by_domain: dict[str, list[m.Escalation]] = defaultdict(list)
         for _, value in entries.values():
             try:
@@ -116,8 +126,8 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
             by_domain[escalation.domain].append(escalation)
         self._restored = dict(by_domain)
 
-    def _partitions(self, topic: str) -> int:
-
+    def _partition_count(self, topic: str) -> int:
+        """The topic's partition count as declared in the topic specs (1 if not declared)."""
         base = topic.removeprefix(self.topics.prefix)
         for spec in load_topic_specs():
             if spec.name == base:
@@ -126,7 +136,9 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
 
     # -- publishing ---------------------------------------------------------------------
 
-    def publish(self, changes: Sequence[m.EscalationChange]) -> list[OutboundRecord]:
+    def emit_changes(self, changes: Sequence[m.EscalationChange]) -> list[OutboundRecord]:
+        """The ``escalations`` records for ``changes``, which are also counted in the
+        metrics, logged and put on every Watch queue here, before their transaction commits."""
         out = []
         for change in changes:
             e = change.escalation
@@ -182,7 +194,7 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         for tier, count in counts.items():
             self.metrics.open.labels(tier).set(count)
 
-    def find(self, escalation_id: str) -> EscalationCore | None:
+    def core_holding(self, escalation_id: str) -> EscalationCore | None:
         for _, core in self.states.items():
             if core.get(escalation_id) is not None:
                 return core
@@ -195,14 +207,9 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
                 return self.states.partition_of.get(domain)
         return None
 
-    def any_core(self) -> EscalationCore:
-        """A core for policy questions (visibility) even before any domain was seen."""
-        for _, core in self.states.items():
-            return core
-        return EscalationCore(self.policy)
-
     def open_for(self, teams: frozenset[str], **filters: Any) -> list[m.Escalation]:
+        """Open escalations of ``teams`` across this instance's domains, oldest first."""
         found: list[m.Escalation] = []
         for _, core in self.states.items():
             found.extend(core.open_escalations(teams=teams, **filters))
-        return sorted(found, key=lambda e: e.raised_at)
+        return oldest_first(found)

@@ -6,6 +6,7 @@ from services.escalation.domain.core import (
     CONTACT_RESOLVED,
     SYSTEM,
     EscalationCore,
+    oldest_first,
 )
 from services.escalation.domain.errors import (
     CommandError,
@@ -54,6 +55,7 @@ from services.escalation.domain.model import (
 )
 from services.escalation.domain.policy import (
     DEFAULT_SEVERITY,
+    TIER_CHAIN,
     EscalationPolicy,
     QueuePolicy,
     SlaClock,
@@ -67,6 +69,7 @@ __all__ = [
     "CONTACT_RESOLVED",
     "DEFAULT_SEVERITY",
     "SYSTEM",
+    "TIER_CHAIN",
     "BusinessCalendar",
     "CommandError",
     "CommandResult",
@@ -115,4 +118,5 @@ __all__ = [
     "UnknownContact",
     "UnknownQueue",
     "escalation_id",
+    "oldest_first",
 ]

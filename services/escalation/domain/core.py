@@ -15,17 +15,22 @@ adapter was late for never loses a breach (a refusal leaves them scheduled for t
 call), and applies the input. Time-based changes carry the instant the deadline fell
 due, not the instant the tick ran, so a core restored after downtime decides exactly as
 one that never stopped.
+
+The rules are here; the rest is beside it: the tunables (tier chain, deadlines, triggers,
+severities) in :mod:`.policy`, what is remembered per case in :mod:`.cases`, its
+changelog records in :mod:`.snapshots`, business-time arithmetic in :mod:`.sla_clock`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field, replace
-from enum import Enum
+from dataclasses import replace
 from typing import Any
 
 from services.common.deadlines import Deadlines
+from services.escalation.domain.calendar import BusinessCalendar
+from services.escalation.domain.cases import Case, History, Pause, Phase
 from services.escalation.domain.errors import (
     InvalidArgument,
     InvalidInput,
@@ -67,12 +72,20 @@ from services.escalation.domain.model import (
     escalation_id,
 )
 from services.escalation.domain.policy import EscalationPolicy, SlaClock, TriggerSettings
+from services.escalation.domain.snapshots import (
+    case_key,
+    case_record,
+    customer_key,
+    history_record,
+    read_case_facts,
+)
 
 __all__ = [
     "CONTACT_ABANDONED",
     "CONTACT_RESOLVED",
     "SYSTEM",
     "EscalationCore",
+    "oldest_first",
 ]
 
 #: ``resolved_by`` of escalations closed because their contact was.
@@ -93,127 +106,6 @@ _Key = tuple[str, str]
 _SLA, _PAUSE, _ACK, _DROP, _HISTORY = "sla", "pause", "ack", "drop", "history"
 
 
-class _Phase(Enum):
-    WAITING = "waiting"  # in line for an agent
-    ASSIGNED = "assigned"  # an agent has it
-    DONE = "done"  # ended, closed or abandoned; kept a while for late surveys and reopens
-
-
-@dataclass(slots=True)
-class _Pause:
-    kind: str  # "hold" | "pause"
-    reason: PauseReason
-    started_at: float
-    promised_s: float
-
-
-@dataclass(slots=True)
-class _Case:
-    """What the core remembers of one contact (the changelog entity ``case/<contact_id>``)."""
-
-    contact_id: str
-    queue: str
-    customer: Customer
-    priority: Priority
-    arrived_at: float
-    last_seen: float
-    phase: _Phase = _Phase.WAITING
-    #: False while only routing decisions were seen (they can overtake the arrival).
-    seen_arrival: bool = True
-    disposition: Disposition | None = None
-    closed_at: float | None = None
-    #: Business seconds the SLA clock ran before ``sla_since``.
-    sla_accum_s: float = 0.0
-    #: When the SLA clock last started; None while stopped.
-    sla_since: float | None = None
-    pause: _Pause | None = None
-    #: How often each reason's evidence was seen (named in the summary).
-    evidence: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def awaiting_customer(self) -> bool:
-        return self.pause is not None and self.pause.reason is PauseReason.AWAITING_CUSTOMER
-
-    def snapshot(self) -> dict[str, Any]:
-        pause = self.pause
-        return {
-            "contact_id": self.contact_id,
-            "queue": self.queue,
-            "customer": _customer_dict(self.customer),
-            "priority": self.priority.slug,
-            "arrived_at": self.arrived_at,
-            "last_seen": self.last_seen,
-            "phase": self.phase.value,
-            "seen_arrival": self.seen_arrival,
-            "disposition": None if self.disposition is None else self.disposition.slug,
-            "closed_at": self.closed_at,
-            "sla_accum_s": self.sla_accum_s,
-            "sla_since": self.sla_since,
-            "pause": None
-            if pause is None
-            else {
-                "kind": pause.kind,
-                "reason": pause.reason.slug,
-                "started_at": pause.started_at,
-                "promised_s": pause.promised_s,
-            },
-            "evidence": dict(self.evidence),
-        }
-
-    @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> _Case:
-        pause = data["pause"]
-        disposition = data["disposition"]
-        return cls(
-            contact_id=data["contact_id"],
-            queue=data["queue"],
-            customer=Customer(**data["customer"]),
-            priority=Priority[data["priority"].upper()],
-            arrived_at=float(data["arrived_at"]),
-            last_seen=float(data["last_seen"]),
-            phase=_Phase(data["phase"]),
-            seen_arrival=bool(data["seen_arrival"]),
-            disposition=None if disposition is None else Disposition[disposition.upper()],
-            closed_at=data["closed_at"],
-            sla_accum_s=float(data["sla_accum_s"]),
-            sla_since=data["sla_since"],
-            pause=None
-            if pause is None
-            else _Pause(
-                kind=pause["kind"],
-                reason=PauseReason[pause["reason"].upper()],
-                started_at=float(pause["started_at"]),
-                promised_s=float(pause["promised_s"]),
-            ),
-            evidence={str(k): int(v) for k, v in data["evidence"].items()},
-        )
-
-
-@dataclass(slots=True)
-class _History:
-    """A customer's recent contacts (the changelog entity ``customer/<customer_id>``)."""
-
-    customer_id: str
-    arrivals: list[tuple[float, str]] = field(default_factory=list)
-    #: The open REPEAT_CONTACT escalation later contacts add evidence to.
-    repeat_escalation: str | None = None
-
-    def snapshot(self) -> dict[str, Any]:
-        return {
-            "customer_id": self.customer_id,
-            "arrivals": [[at, contact_id] for at, contact_id in self.arrivals],
-            "repeat_escalation": self.repeat_escalation,
-        }
-
-    @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> _History:
-        return cls(
-            customer_id=data["customer_id"],
-            arrivals=[(float(at), str(contact_id)) for at, contact_id in data["arrivals"]],
-            repeat_escalation=data["repeat_escalation"],
-        )
-
-
 class EscalationCore:
     """Escalations of one routing domain under one policy."""
 
@@ -224,10 +116,11 @@ class EscalationCore:
             queue: policy.triggers_for(domain, queue) for queue in policy.queues
         }
         self._history_window_s = policy.max_repeat_window_s
-        self._cases: dict[str, _Case] = {}
-        self._customers: dict[str, _History] = {}
+        self._cases: dict[str, Case] = {}
+        self._customers: dict[str, History] = {}
         self._escalations: dict[str, Escalation] = {}
         self._deadlines: Deadlines[_Key] = Deadlines()
+        #: Changelog entities changed since the last :meth:`take_changes`.
         self._dirty: set[str] = set()
 
     # --- events and time ----------------------------------------------------------------
@@ -300,7 +193,7 @@ class EscalationCore:
             case ContactUnroutable():
                 self._unroutable(event, now, out)
             case ContactClosed():
-                closed = self._case_or_provisional(event.contact_id, event.queue, now)
+                closed = self._case_or_new_provisional(event.contact_id, event.queue, now)
                 if closed is not None:
                     self._close(closed, now, abandoned=event.abandoned, out=out)
 
@@ -316,7 +209,7 @@ class EscalationCore:
             elif kind == _ACK:
                 self._re_escalate(key, at, out)
             elif kind == _DROP:
-                self._drop_due(key, at, out)
+                self._drop_deadline_reached(key, at, out)
             else:
                 self._prune_history(key, at)
         return out
@@ -348,7 +241,7 @@ class EscalationCore:
                 version=_next_version(esc.version, now),
             )
             self._deadlines.cancel((_ACK, escalation_id))
-            self._put(esc, EscalationChangeKind.ACKNOWLEDGED, out)
+            self._store_change(esc, EscalationChangeKind.ACKNOWLEDGED, out)
         return CommandResult(esc, tuple(out))
 
     def add_note(self, escalation_id: str, by: str, text: str, now: float) -> CommandResult:
@@ -365,7 +258,7 @@ class EscalationCore:
             notes=(*esc.notes, EscalationNote(by, text, now)),
             version=_next_version(esc.version, now),
         )
-        self._put(esc, EscalationChangeKind.NOTE_ADDED, out)
+        self._store_change(esc, EscalationChangeKind.NOTE_ADDED, out)
         return CommandResult(esc, tuple(out))
 
     def resolve(
@@ -382,7 +275,7 @@ class EscalationCore:
         esc = self._resolve(esc, now, resolution_code, by, out, note=note)
         case = self._cases.get(esc.contact_id)
         if case is not None:
-            self._maybe_drop(case, now)
+            self._forget_if_finished(case, now)
         return CommandResult(esc, tuple(out))
 
     # --- queries ------------------------------------------------------------------------
@@ -401,15 +294,14 @@ class EscalationCore:
         reason: EscalationReason | None = None,
     ) -> list[Escalation]:
         """Open and acknowledged escalations, oldest first, filtered (None: any)."""
-        found = [
+        return oldest_first(
             e
             for e in self._escalations.values()
             if e.is_open
             and (teams is None or e.team in teams)
             and (tier is None or e.tier is tier)
             and (reason is None or e.reason is reason)
-        ]
-        return sorted(found, key=lambda e: (e.raised_at, e.escalation_id))
+        )
 
     # --- durable state ------------------------------------------------------------------
 
@@ -425,7 +317,7 @@ class EscalationCore:
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every case fact, as :meth:`take_changes` would write them (for checks and tests)."""
-        keys = [f"case/{c}" for c in self._cases] + [f"customer/{c}" for c in self._customers]
+        keys = [case_key(c) for c in self._cases] + [customer_key(c) for c in self._customers]
         return {key: entity for key in sorted(keys) if (entity := self._entity(key)) is not None}
 
     @classmethod
@@ -442,44 +334,33 @@ class EscalationCore:
         Deadlines resume from their stored instants: nothing is raised again, nothing reset.
         """
         core = cls(policy, domain)
-        for key, data in case_facts.items():
-            kind, _, ident = key.partition("/")
-            try:
-                if kind == "case":
-                    case = _Case.from_snapshot(data)
-                    if case.queue not in policy.queues:
-                        raise RestoreError(f"{key}: queue {case.queue!r} is not in the policy")
-                    core._cases[ident] = case
-                elif kind == "customer":
-                    core._customers[ident] = _History.from_snapshot(data)
-                else:
-                    raise RestoreError(f"{key}: unknown entity")
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise RestoreError(f"{key}: unreadable snapshot ({exc!r})") from exc
+        core._cases, core._customers = read_case_facts(case_facts, policy.queues)
         for esc in escalations:
             if esc.domain != domain:
                 continue
             if esc.team not in policy.teams:
                 raise RestoreError(f"{esc.escalation_id}: team {esc.team!r} is not in the policy")
             if esc.contact_id not in core._cases:
+                # An open escalation outlives its case facts: a closed case holds it again,
+                # so managers can still act on it and the drop waits for its resolution.
                 if not esc.is_open:
                     continue  # its case was forgotten; so may it be
                 if esc.queue not in policy.queues:
                     raise RestoreError(
                         f"{esc.escalation_id}: queue {esc.queue!r} is not in the policy"
                     )
-                orphan = _Case(
+                orphan = Case(
                     contact_id=esc.contact_id,
                     queue=esc.queue,
                     customer=esc.customer,
                     priority=esc.priority,
                     arrived_at=esc.raised_at,
                     last_seen=esc.raised_at,
-                    phase=_Phase.DONE,
+                    phase=Phase.DONE,
                     closed_at=esc.raised_at,
                 )
                 core._cases[esc.contact_id] = orphan
-                core._dirty.add(f"case/{esc.contact_id}")
+                core._dirty.add(case_key(esc.contact_id))
             core._escalations[esc.escalation_id] = esc
             core._arm_ack(esc)
         for case in core._cases.values():
@@ -495,7 +376,7 @@ class EscalationCore:
     def _arrive(self, event: ContactArrived, now: float, out: list[EscalationChange]) -> None:
         case = self._cases.get(event.contact_id)
         if case is None:
-            case = _Case(
+            case = Case(
                 contact_id=event.contact_id,
                 queue=event.queue,
                 customer=event.customer,
@@ -504,33 +385,34 @@ class EscalationCore:
                 last_seen=now,
             )
             self._cases[case.contact_id] = case
-            self._sync_clock(case, now)
+            self._sync_sla_clock(case, now)
         elif not case.seen_arrival:
             # A routing decision overtook the arrival: keep its phase, learn who it is.
             case.customer, case.priority, case.seen_arrival = event.customer, event.priority, True
-            self._learned_customer(case, now, out)
-        elif event.reopened and case.phase is _Phase.DONE:
+            self._update_open_with_customer(case, now, out)
+        elif event.reopened and case.phase is Phase.DONE:
             case.queue, case.phase, case.closed_at, case.disposition = (
                 event.queue,
-                _Phase.WAITING,
+                Phase.WAITING,
                 None,
                 None,
             )
-            case.sla_accum_s, case.sla_since, case.pause = 0.0, None, None
+            case.pause = None
+            case.sla.reset()
             self._deadlines.cancel((_PAUSE, case.contact_id))
-            self._sync_clock(case, now)
+            self._sync_sla_clock(case, now)
         else:
             return  # a repeated arrival
         if event.reopened:
             self._escalate(case, _R.REOPENED, now, f"reopened ticket back in {event.queue}", out)
         else:
-            self._count_repeat(case, now, out)
-        self._touch(case, now)
+            self._record_arrival(case, now, out)
+        self._note_activity(case, now)
 
     def _reopened(self, contact_id: str, now: float, out: list[EscalationChange]) -> None:
         case = self._cases[contact_id]  # known: _check refused it otherwise
         self._escalate(case, _R.REOPENED, now, "the customer reopened the ticket", out)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _manager_requested(
         self, event: ManagerRequested, now: float, out: list[EscalationChange]
@@ -538,41 +420,41 @@ class EscalationCore:
         case = self._cases[event.contact_id]  # known: _check refused it otherwise
         note = f": {event.note}" if event.note else ""
         self._escalate(case, _R.MANAGER_REQUESTED, now, f"customer asked for a manager{note}", out)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _routed(self, event: ContactAssigned | ContactRequeued, now: float) -> None:
         """Assignment stops the queue-wait clock; a requeue starts it again."""
-        case = self._case_or_provisional(event.contact_id, event.queue, now)
+        case = self._case_or_new_provisional(event.contact_id, event.queue, now)
         if isinstance(event, ContactAssigned):
-            before, after = _Phase.WAITING, _Phase.ASSIGNED
+            before, after = Phase.WAITING, Phase.ASSIGNED
         else:
-            before, after = _Phase.ASSIGNED, _Phase.WAITING
+            before, after = Phase.ASSIGNED, Phase.WAITING
         if case is not None and case.phase is before:
             case.phase = after
-            self._sync_clock(case, now)
-            self._touch(case, now)
+            self._sync_sla_clock(case, now)
+            self._note_activity(case, now)
 
     def _unroutable(
         self, event: ContactUnroutable, now: float, out: list[EscalationChange]
     ) -> None:
-        case = self._case_or_provisional(event.contact_id, event.queue, now)
-        if case is None or case.phase is _Phase.DONE:
+        case = self._case_or_new_provisional(event.contact_id, event.queue, now)
+        if case is None or case.phase is Phase.DONE:
             return
         detail = f": {event.reason}" if event.reason else ""
         summary = f"no eligible agent in {case.queue}{detail}"
         self._escalate(case, _R.UNROUTABLE, now, summary, out)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _pause(
         self, contact_id: str, kind: str, reason: PauseReason, promised_s: float, now: float
     ) -> None:
         case = self._cases.get(contact_id)
-        if case is None or case.phase is _Phase.DONE:
+        if case is None or case.phase is Phase.DONE:
             return
-        case.pause = _Pause(kind, reason, now, promised_s)
-        self._sync_clock(case, now)
+        case.pause = Pause(kind, reason, now, promised_s)
+        self._sync_sla_clock(case, now)
         self._arm_pause(case)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _resume(self, contact_id: str, now: float) -> None:
         case = self._cases.get(contact_id)
@@ -580,53 +462,50 @@ class EscalationCore:
             return
         case.pause = None
         self._deadlines.cancel((_PAUSE, contact_id))
-        self._sync_clock(case, now)
-        self._touch(case, now)
+        self._sync_sla_clock(case, now)
+        self._note_activity(case, now)
 
     def _transfer(self, event: ContactTransferred, now: float) -> None:
         case = self._cases.get(event.contact_id)
         if case is None or not event.to_queue or event.to_queue == case.queue:
             return
-        if case.sla_since is not None:  # bank the time on the old queue's calendar
-            calendar = self.policy.queues[case.queue].calendar
-            case.sla_accum_s += calendar.open_seconds(case.sla_since, now)
-            case.sla_since = None
+        case.sla.stop(now, self._calendar(case))  # the time so far counts on the old calendar
         case.queue = event.to_queue
-        self._sync_clock(case, now)
+        self._sync_sla_clock(case, now)
         self._arm_pause(case)
-        self._touch(case, now)
+        self._note_activity(case, now)
 
     def _end(self, event: ContactEnded, now: float, out: list[EscalationChange]) -> None:
         case = self._cases.get(event.contact_id)  # an UNRESOLVED one is known (_check)
         if case is None or case.disposition is event.disposition:
             return
         case.disposition = event.disposition
-        if case.phase is not _Phase.DONE:
-            case.phase, case.closed_at = _Phase.DONE, now
+        if case.phase is not Phase.DONE:
+            case.phase, case.closed_at = Phase.DONE, now
         case.pause = None
         self._deadlines.cancel((_PAUSE, case.contact_id))
-        self._sync_clock(case, now)
+        self._sync_sla_clock(case, now)
         if event.disposition is Disposition.UNRESOLVED:
             note = f": {event.note}" if event.note else ""
             self._escalate(case, _R.UNRESOLVED, now, f"contact ended unresolved{note}", out)
         elif event.disposition is Disposition.RESOLVED:
             self._auto_resolve(case, _ON_RESOLVED, CONTACT_RESOLVED, now, out)
-        self._touch(case, now)
-        self._maybe_drop(case, now)
+        self._note_activity(case, now)
+        self._forget_if_finished(case, now)
 
     def _close(
-        self, case: _Case, now: float, *, abandoned: bool, out: list[EscalationChange]
+        self, case: Case, now: float, *, abandoned: bool, out: list[EscalationChange]
     ) -> None:
-        if case.phase is not _Phase.DONE:
-            case.phase, case.closed_at, case.pause = _Phase.DONE, now, None
+        if case.phase is not Phase.DONE:
+            case.phase, case.closed_at, case.pause = Phase.DONE, now, None
             self._deadlines.cancel((_PAUSE, case.contact_id))
-            self._sync_clock(case, now)
+            self._sync_sla_clock(case, now)
         if abandoned:
             self._auto_resolve(case, _ABOUT_WAITING, CONTACT_ABANDONED, now, out)
         elif case.disposition is not Disposition.UNRESOLVED:
             self._auto_resolve(case, _ON_RESOLVED, CONTACT_RESOLVED, now, out)
-        self._touch(case, now)
-        self._maybe_drop(case, now)
+        self._note_activity(case, now)
+        self._forget_if_finished(case, now)
 
     def _survey(self, event: SurveyResult, now: float, out: list[EscalationChange]) -> None:
         case = self._cases[event.contact_id]  # known: _check refused it otherwise
@@ -637,18 +516,20 @@ class EscalationCore:
             self._escalate(
                 case, _R.LOW_SATISFACTION, now, f"survey score {event.score}/5{comment}", out
             )
-        self._touch(case, now)
+        self._note_activity(case, now)
 
-    def _count_repeat(self, case: _Case, now: float, out: list[EscalationChange]) -> None:
+    def _record_arrival(self, case: Case, now: float, out: list[EscalationChange]) -> None:
+        """Add the arrival to the customer's history (written to the changelog, its pruning
+        scheduled), then raise or update REPEAT_CONTACT if the window holds enough."""
         customer_id = case.customer.customer_id
         if not customer_id:
             return
         history = self._customers.get(customer_id)
         if history is None:
-            history = self._customers[customer_id] = _History(customer_id)
+            history = self._customers[customer_id] = History(customer_id)
         history.arrivals = [a for a in history.arrivals if a[0] > now - self._history_window_s]
         history.arrivals.append((now, case.contact_id))
-        self._dirty.add(f"customer/{customer_id}")
+        self._dirty.add(customer_key(customer_id))
         self._arm_history(history)
         triggers = self._triggers[case.queue]
         recent = [c for at, c in history.arrivals if at > now - triggers.repeat_window_s]
@@ -672,7 +553,7 @@ class EscalationCore:
 
     def _sla_breached(self, contact_id: str, at: float, out: list[EscalationChange]) -> None:
         case = self._cases.get(contact_id)
-        if case is None or case.sla_since is None:
+        if case is None or not case.sla.running:
             return
         triggers = self._triggers[case.queue]
         until = "an agent" if triggers.sla_clock is SlaClock.QUEUE else "a resolution"
@@ -696,46 +577,48 @@ class EscalationCore:
 
     def _re_escalate(self, esc_id: str, at: float, out: list[EscalationChange]) -> None:
         esc = self._escalations.get(esc_id)
-        if (
-            esc is None
-            or esc.status is not EscalationStatus.OPEN
-            or esc.tier is Tier.HEAD_OF_SERVICE
-        ):
+        if esc is None or esc.status is not EscalationStatus.OPEN:
             return
-        tier = Tier(esc.tier.value + 1)
-        deadline_s = self.policy.ack_deadlines_s.get(tier)
+        tier = self.policy.next_tier(esc.tier)
+        if tier is None:
+            return
         esc = replace(
             esc,
             tier=tier,
             assignee=self.policy.teams[esc.team].person(tier),
             previous_tiers=(*esc.previous_tiers, esc.tier),
-            ack_deadline=None if deadline_s is None else at + deadline_s,
+            ack_deadline=self.policy.ack_deadline(tier, at),
             version=_next_version(esc.version, at),
         )
-        self._put(esc, EscalationChangeKind.RE_ESCALATED, out)
+        self._store_change(esc, EscalationChangeKind.RE_ESCALATED, out)
         self._arm_ack(esc)
 
-    def _drop_due(self, contact_id: str, at: float, out: list[EscalationChange]) -> None:
+    def _drop_deadline_reached(
+        self, contact_id: str, at: float, out: list[EscalationChange]
+    ) -> None:
+        """An open case went idle (its closing event was lost: close it) or a closed case's
+        retention ended: forget it, unless one of its escalations is still open (resolving
+        that one re-arms the drop)."""
         case = self._cases.get(contact_id)
         if case is None:
             return
-        if case.phase is not _Phase.DONE:
+        if case.phase is not Phase.DONE:
             # Idle past forget_idle_s: the closing event was lost. Stop its clocks.
-            case.phase, case.closed_at, case.pause = _Phase.DONE, at, None
+            case.phase, case.closed_at, case.pause = Phase.DONE, at, None
             self._deadlines.cancel((_PAUSE, contact_id))
-            self._sync_clock(case, at)
-            self._dirty.add(f"case/{contact_id}")
+            self._sync_sla_clock(case, at)
+            self._dirty.add(case_key(contact_id))
             if not self._has_open(case):
-                self._drop(case)
+                self._forget(case)
                 return
-        self._maybe_drop(case, at)
+        self._forget_if_finished(case, at)
 
     def _prune_history(self, customer_id: str, at: float) -> None:
         history = self._customers.get(customer_id)
         if history is None:
             return
         history.arrivals = [a for a in history.arrivals if a[0] > at - self._history_window_s]
-        self._dirty.add(f"customer/{customer_id}")
+        self._dirty.add(customer_key(customer_id))
         if history.arrivals:
             self._arm_history(history)
         else:
@@ -745,7 +628,7 @@ class EscalationCore:
 
     def _escalate(
         self,
-        case: _Case,
+        case: Case,
         reason: EscalationReason,
         at: float,
         summary: str,
@@ -763,11 +646,12 @@ class EscalationCore:
             seen = case.evidence[reason.slug] = case.evidence.get(reason.slug, 0) + 1
             if seen > 1:
                 summary = f"{summary} (seen {seen} times)"
-        self._dirty.add(f"case/{case.contact_id}")
+        self._dirty.add(case_key(case.contact_id))
         esc_id = target or escalation_id(self.domain, case.contact_id, reason)
         current = self._escalations.get(esc_id)
         if current is None:
             team = self.policy.teams[self.policy.queues[case.queue].team]
+            tier = self.policy.first_tier
             esc = Escalation(
                 escalation_id=esc_id,
                 contact_id=case.contact_id,
@@ -776,27 +660,27 @@ class EscalationCore:
                 team=team.name,
                 reason=reason,
                 severity=self.policy.severity_for(reason, case.priority),
-                tier=Tier.SUPERVISOR,
-                assignee=team.supervisor,
+                tier=tier,
+                assignee=team.person(tier),
                 status=EscalationStatus.OPEN,
                 raised_at=at,
-                ack_deadline=at + self.policy.ack_deadlines_s[Tier.SUPERVISOR],
+                ack_deadline=self.policy.ack_deadline(tier, at),
                 summary=summary,
                 customer=case.customer,
                 version=_next_version(0, at),
                 priority=case.priority,
             )
-            self._put(esc, EscalationChangeKind.RAISED, out)
+            self._store_change(esc, EscalationChangeKind.RAISED, out)
             self._arm_ack(esc)
             if reason is _R.WAIT_THRESHOLD:
                 self._deadlines.cancel((_SLA, case.contact_id))
         elif current.is_open and current.summary != summary:
             esc = replace(current, summary=summary, version=_next_version(current.version, at))
-            self._put(esc, EscalationChangeKind.UPDATED, out)
+            self._store_change(esc, EscalationChangeKind.UPDATED, out)
 
     def _auto_resolve(
         self,
-        case: _Case,
+        case: Case,
         reasons: frozenset[EscalationReason],
         code: str,
         now: float,
@@ -828,17 +712,21 @@ class EscalationCore:
             version=_next_version(esc.version, now),
         )
         self._deadlines.cancel((_ACK, esc.escalation_id))
-        self._put(esc, EscalationChangeKind.RESOLVED, out)
+        self._store_change(esc, EscalationChangeKind.RESOLVED, out)
         return esc
 
-    def _put(
+    def _store_change(
         self, esc: Escalation, kind: EscalationChangeKind, out: list[EscalationChange]
     ) -> None:
+        """Hold ``esc`` as the escalation's state and append the change to publish to ``out``."""
         self._escalations[esc.escalation_id] = esc
         out.append(EscalationChange(kind, esc))
 
-    def _learned_customer(self, case: _Case, now: float, out: list[EscalationChange]) -> None:
-        """Escalations raised before the arrival was seen learn the customer and priority."""
+    def _update_open_with_customer(
+        self, case: Case, now: float, out: list[EscalationChange]
+    ) -> None:
+        """Open escalations raised before the arrival was seen learn the customer and
+        priority (and the severity that follows); each publishes an UPDATED change."""
         for reason in _R:
             esc = self._escalations.get(escalation_id(self.domain, case.contact_id, reason))
             if esc is not None and esc.is_open:
@@ -849,7 +737,7 @@ class EscalationCore:
                     severity=self.policy.severity_for(reason, case.priority),
                     version=_next_version(esc.version, now),
                 )
-                self._put(esc, EscalationChangeKind.UPDATED, out)
+                self._store_change(esc, EscalationChangeKind.UPDATED, out)
 
     def _authorized(self, esc_id: str, by: str, now: float) -> Escalation:
         """The escalation ``by`` may act on at ``now`` (as held before the due deadlines:
@@ -865,11 +753,11 @@ class EscalationCore:
         if self._held_after_tick(contact_id, now) is None:
             raise UnknownContact(f"{what} for unknown contact {contact_id!r}: its queue is unknown")
 
-    def _held_after_tick(self, contact_id: str, now: float) -> _Case | None:
+    def _held_after_tick(self, contact_id: str, now: float) -> Case | None:
         """The case as :meth:`tick` at ``now`` would leave it held, without firing anything.
 
-        Only the case's own drop deadline forgets it (:meth:`_drop_due`; a closed case's is
-        armed when the retention ends), and not if one of its escalations is open by then:
+        Only the case's own drop deadline forgets it (:meth:`_drop_deadline_reached`; a closed
+        case's is armed when the retention ends), and not if one of its escalations is open by then:
         already, or raised first by its SLA or pause deadline (each armed only when firing
         would raise). Deadlines never resolve an escalation.
         """
@@ -892,23 +780,26 @@ class EscalationCore:
         if queue not in self.policy.queues:
             raise UnknownQueue(f"queue {queue!r} is not in the escalation policy")
 
-    def _case_or_provisional(self, contact_id: str, queue: str, now: float) -> _Case | None:
-        """The case; or, when a routing decision overtakes the arrival, a provisional one."""
+    def _case_or_new_provisional(self, contact_id: str, queue: str, now: float) -> Case | None:
+        """The case; or, when a routing decision overtakes the arrival on a known queue, a
+        new provisional one, stored with its SLA clock started and its drop scheduled."""
         case = self._cases.get(contact_id)
         if case is not None or queue not in self.policy.queues:
             return case
-        case = _Case(contact_id, queue, Customer(), Priority.NORMAL, now, now, seen_arrival=False)
+        case = Case(contact_id, queue, Customer(), Priority.NORMAL, now, now, seen_arrival=False)
         self._cases[contact_id] = case
-        self._sync_clock(case, now)
-        self._touch(case, now)
+        self._sync_sla_clock(case, now)
+        self._note_activity(case, now)
         return case
 
-    def _touch(self, case: _Case, now: float) -> None:
+    def _note_activity(self, case: Case, now: float) -> None:
+        """The case was just seen: it goes to the changelog and its drop deadline is re-armed
+        (idle cases are forgotten ``forget_idle_s`` after they were last seen)."""
         case.last_seen = max(case.last_seen, now)
-        self._dirty.add(f"case/{case.contact_id}")
+        self._dirty.add(case_key(case.contact_id))
         self._arm_drop(case)
 
-    def _has_open(self, case: _Case) -> bool:
+    def _has_open(self, case: Case) -> bool:
         return any(
             (esc := self._escalations.get(escalation_id(self.domain, case.contact_id, r)))
             is not None
@@ -916,20 +807,21 @@ class EscalationCore:
             for r in _R
         )
 
-    def _maybe_drop(self, case: _Case, now: float) -> None:
+    def _forget_if_finished(self, case: Case, now: float) -> None:
         """Forget a closed case once nothing is open and late events have had their time."""
-        if case.phase is not _Phase.DONE or self._has_open(case):
+        if case.phase is not Phase.DONE or self._has_open(case):
             return
         assert case.closed_at is not None  # noqa: S101 -- DONE always sets it
         if now >= case.closed_at + self.policy.retain_closed_s:
-            self._drop(case)
+            self._forget(case)
         else:  # its drop deadline may have fired while an escalation was still open
             self._arm_drop(case)
 
-    def _drop(self, case: _Case) -> None:
+    def _forget(self, case: Case) -> None:
+        """Delete the case (a changelog deletion), its escalations and all its deadlines."""
         contact_id = case.contact_id
         del self._cases[contact_id]
-        self._dirty.add(f"case/{contact_id}")
+        self._dirty.add(case_key(contact_id))
         for reason in _R:
             esc_id = escalation_id(self.domain, contact_id, reason)
             self._escalations.pop(esc_id, None)
@@ -939,40 +831,45 @@ class EscalationCore:
 
     # --- clocks -------------------------------------------------------------------------
 
-    def _sync_clock(self, case: _Case, now: float) -> None:
-        """Start or stop the SLA clock to match the case's state, then re-arm its deadline."""
-        if case.awaiting_customer or case.phase is _Phase.DONE:
+    def _sync_sla_clock(self, case: Case, now: float) -> None:
+        """Start or stop the SLA clock to match the case's state, then re-arm its deadline.
+
+        It runs while the customer waits for the center: in line, and (for a RESOLUTION
+        clock) with an agent too; never once done or while awaiting the customer.
+        """
+        if case.awaiting_customer or case.phase is Phase.DONE:
             running = False
-        elif case.phase is _Phase.WAITING:
+        elif case.phase is Phase.WAITING:
             running = True
         else:
             running = self._triggers[case.queue].sla_clock is SlaClock.RESOLUTION
-        if case.sla_since is not None and not running:
-            calendar = self.policy.queues[case.queue].calendar
-            case.sla_accum_s += calendar.open_seconds(case.sla_since, now)
-            case.sla_since = None
-        elif case.sla_since is None and running:
-            case.sla_since = now
+        if running:
+            case.sla.start(now)
+        elif case.sla.since is not None:  # stopping: bank on this queue's calendar
+            case.sla.stop(now, self._calendar(case))
         self._arm_sla(case)
 
-    def _arm_sla(self, case: _Case) -> None:
+    def _calendar(self, case: Case) -> BusinessCalendar:
+        """The business hours the case's SLA clock counts on: its queue's."""
+        return self.policy.queues[case.queue].calendar
+
+    def _arm_sla(self, case: Case) -> None:
         key = (_SLA, case.contact_id)
         triggers = self._triggers[case.queue]
         if (
-            case.sla_since is None
+            case.sla.since is None  # stopped: nothing to breach
             or _R.WAIT_THRESHOLD not in triggers.enabled
             or escalation_id(self.domain, case.contact_id, _R.WAIT_THRESHOLD) in self._escalations
         ):
             self._deadlines.cancel(key)
             return
-        calendar = self.policy.queues[case.queue].calendar
-        when = calendar.instant_after(case.sla_since, triggers.wait_threshold_s - case.sla_accum_s)
-        if math.isinf(when):
+        when = case.sla.reaches(triggers.wait_threshold_s, self._calendar(case))
+        if when is None:
             self._deadlines.cancel(key)
         else:
             self._deadlines.set(key, when)
 
-    def _arm_pause(self, case: _Case) -> None:
+    def _arm_pause(self, case: Case) -> None:
         key = (_PAUSE, case.contact_id)
         pause = case.pause
         triggers = self._triggers[case.queue]
@@ -991,20 +888,20 @@ class EscalationCore:
         if (
             esc.status is EscalationStatus.OPEN
             and esc.ack_deadline is not None
-            and esc.tier is not Tier.HEAD_OF_SERVICE
+            and self.policy.next_tier(esc.tier) is not None
         ):
             self._deadlines.set(key, esc.ack_deadline)
         else:
             self._deadlines.cancel(key)
 
-    def _arm_drop(self, case: _Case) -> None:
-        if case.phase is _Phase.DONE and case.closed_at is not None:
+    def _arm_drop(self, case: Case) -> None:
+        if case.phase is Phase.DONE and case.closed_at is not None:
             when = case.closed_at + self.policy.retain_closed_s
         else:
             when = case.last_seen + self.policy.forget_idle_s
         self._deadlines.set((_DROP, case.contact_id), when)
 
-    def _arm_history(self, history: _History) -> None:
+    def _arm_history(self, history: History) -> None:
         oldest = history.arrivals[0][0]
         self._deadlines.set((_HISTORY, history.customer_id), oldest + self._history_window_s)
 
@@ -1012,24 +909,19 @@ class EscalationCore:
         kind, _, ident = key.partition("/")
         if kind == "case":
             case = self._cases.get(ident)
-            return None if case is None else case.snapshot()
+            return None if case is None else case_record(case)
         history = self._customers.get(ident)
-        return None if history is None else history.snapshot()
+        return None if history is None else history_record(history)
+
+
+def oldest_first(escalations: Iterable[Escalation]) -> list[Escalation]:
+    """The order managers see escalations in: by raise time, then id (so ties are stable)."""
+    return sorted(escalations, key=lambda e: (e.raised_at, e.escalation_id))
 
 
 def _next_version(previous: int, at: float) -> int:
     """Hybrid logical clock: always above the previous version and the change's millisecond."""
     return max(previous + 1, int(at * 1000))
-
-
-def _customer_dict(customer: Customer) -> dict[str, str]:
-    return {
-        "customer_id": customer.customer_id,
-        "name": customer.name,
-        "phone": customer.phone,
-        "email": customer.email,
-        "language": customer.language,
-    }
 
 
 def _duration(seconds: float) -> str:

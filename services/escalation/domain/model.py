@@ -1,7 +1,9 @@
 """Inputs, escalations and changes of the escalation core, mirroring the protos 1:1.
 
-Enums carry the protobuf numbers (``Tier(pb.tier)`` and ``pb.tier = tier.value`` map them;
-the ``*_UNSPECIFIED`` zero is the adapter's to reject). Times are epoch seconds (float),
+Enums carry the protobuf numbers (``Tier(pb.tier)`` and ``pb.tier = tier.value`` map them)
+and nothing more: no order or arithmetic is read from them (the tier chain and severity
+steps are declared in the policy). What a ``*_UNSPECIFIED`` zero becomes is the adapter's
+decision (``adapters/mapping.py``). Times are epoch seconds (float),
 ``None`` where the proto leaves a timestamp unset; durations are seconds.
 """
 
@@ -70,7 +72,8 @@ class EscalationReason(_Slugged):
 
 
 class Tier(_Slugged):
-    """Same numbers as ``switchboard.v1.Tier``; a higher number is further up the chain."""
+    """Same numbers as ``switchboard.v1.Tier``; the order escalations climb is the policy's
+    ``TIER_CHAIN``."""
 
     SUPERVISOR = 1
     MANAGER = 2
@@ -86,7 +89,7 @@ class EscalationStatus(_Slugged):
 
 
 class Severity(_Slugged):
-    """Same numbers as ``switchboard.v1.Severity``; ordered, so a VIP bump is ``+ 1``."""
+    """Same numbers as ``switchboard.v1.Severity``; the policy orders them for the VIP step."""
 
     LOW = 1
     MEDIUM = 2

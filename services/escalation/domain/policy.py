@@ -11,7 +11,7 @@ Built from a plain dict (the parsed ``[escalation]`` TOML table) by
     retain_closed_s = 259200            # keep closed cases 3 days for late surveys/reopens
     forget_idle_s = 604800              # forget a case with no event for 7 days
 
-    [escalation.ack_deadlines_s]        # acknowledge within, or go one tier up
+    [escalation.ack_deadlines_s]        # acknowledge within, or go one tier up (TIER_CHAIN)
     supervisor = 900
     manager = 1800
     head_of_service = 3600              # optional: shown, nothing above it
@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from enum import Enum
@@ -67,11 +67,12 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.escalation.domain.calendar import ALWAYS_OPEN, BusinessCalendar
-from services.escalation.domain.errors import PolicyError
+from services.escalation.domain.errors import PermissionDenied, PolicyError
 from services.escalation.domain.model import EscalationReason, Priority, Severity, Tier
 
 __all__ = [
     "DEFAULT_SEVERITY",
+    "TIER_CHAIN",
     "EscalationPolicy",
     "QueuePolicy",
     "SlaClock",
@@ -93,6 +94,18 @@ DEFAULT_SEVERITY: Mapping[EscalationReason, Severity] = {
     EscalationReason.MANAGER_REQUESTED: Severity.HIGH,
     EscalationReason.LOW_SATISFACTION: Severity.LOW,
 }
+
+#: The tiers an unacknowledged escalation climbs, first to last. Declared here and only
+#: here: the enum numbers of :class:`Tier` are wire values, not an order.
+TIER_CHAIN: tuple[Tier, ...] = (Tier.SUPERVISOR, Tier.MANAGER, Tier.HEAD_OF_SERVICE)
+
+#: Severities from least to most urgent: a VIP's escalation is one step up.
+_SEVERITY_LADDER: tuple[Severity, ...] = (
+    Severity.LOW,
+    Severity.MEDIUM,
+    Severity.HIGH,
+    Severity.CRITICAL,
+)
 
 
 class SlaClock(Enum):
@@ -129,11 +142,12 @@ class TeamPolicy:
     head_of_service: str
 
     def person(self, tier: Tier) -> str:
-        return {
-            Tier.SUPERVISOR: self.supervisor,
-            Tier.MANAGER: self.manager,
-            Tier.HEAD_OF_SERVICE: self.head_of_service,
-        }[tier]
+        """Who answers at ``tier``."""
+        if tier is Tier.SUPERVISOR:
+            return self.supervisor
+        if tier is Tier.MANAGER:
+            return self.manager
+        return self.head_of_service
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,13 +186,48 @@ class EscalationPolicy:
         """The reason's severity, one level higher for a VIP (at most CRITICAL)."""
         base = self.severity[reason]
         if priority is Priority.VIP:
-            return Severity(min(base.value + 1, Severity.CRITICAL.value))
+            step = _SEVERITY_LADDER.index(base) + 1
+            return _SEVERITY_LADDER[min(step, len(_SEVERITY_LADDER) - 1)]
         return base
+
+    @property
+    def first_tier(self) -> Tier:
+        """The tier a new escalation is raised at."""
+        return TIER_CHAIN[0]
+
+    def next_tier(self, tier: Tier) -> Tier | None:
+        """The tier an unacknowledged escalation at ``tier`` moves to; None at the top.
+
+        The chain is the same for every team (only the people differ, :class:`TeamPolicy`).
+        """
+        step = TIER_CHAIN.index(tier) + 1
+        return TIER_CHAIN[step] if step < len(TIER_CHAIN) else None
+
+    def ack_deadline(self, tier: Tier, since: float) -> float | None:
+        """When ``tier`` must acknowledge an escalation it was given at ``since``.
+
+        None when the policy sets no deadline for ``tier`` (by default the last one).
+        """
+        deadline_s = self.ack_deadlines_s.get(tier)
+        return None if deadline_s is None else since + deadline_s
 
     def teams_visible_to(self, person: str) -> frozenset[str]:
         """The teams a person staffs at any tier, plus any explicit ``access`` grant."""
         staffed = {t.name for t in self.teams.values() if person in _people(t)}
         return frozenset(staffed) | self.access.get(person, frozenset())
+
+    def teams_to_show(self, person: str, requested: Collection[str]) -> frozenset[str]:
+        """The teams ``person`` asked to see (all they may see if none were named).
+
+        Raises :class:`PermissionDenied` naming any requested team they may not see.
+        """
+        visible = self.teams_visible_to(person)
+        if not requested:
+            return visible
+        denied = set(requested) - visible
+        if denied:
+            raise PermissionDenied(f"{person} may not see team(s) {sorted(denied)}")
+        return frozenset(requested)
 
     @property
     def max_repeat_window_s(self) -> float:

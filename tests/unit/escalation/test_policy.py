@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 
 from services.escalation.domain import (
+    TIER_CHAIN,
     EscalationPolicy,
     EscalationReason,
+    PermissionDenied,
     PolicyError,
     Priority,
     Severity,
@@ -194,3 +196,45 @@ def test_severity_comes_from_the_reason_and_a_vip_raises_it_one_level() -> None:
     assert policy.severity_for(EscalationReason.WAIT_THRESHOLD, Priority.VIP) is Severity.HIGH
     assert policy.severity_for(EscalationReason.LOW_SATISFACTION, Priority.CALLBACK) is Severity.LOW
     assert policy.severity_for(EscalationReason.UNROUTABLE, Priority.VIP) is Severity.CRITICAL
+
+
+def test_the_tier_chain_is_declared_once_and_climbed_in_order() -> None:
+    policy = EscalationPolicy.from_dict(BASE)
+    assert policy.first_tier is TIER_CHAIN[0] is Tier.SUPERVISOR
+    climbed = [policy.first_tier]
+    while (tier := policy.next_tier(climbed[-1])) is not None:
+        climbed.append(tier)
+    assert tuple(climbed) == TIER_CHAIN == (Tier.SUPERVISOR, Tier.MANAGER, Tier.HEAD_OF_SERVICE)
+    assert policy.next_tier(Tier.HEAD_OF_SERVICE) is None
+
+
+def test_the_chain_is_read_from_the_declaration_not_the_enum_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chain that skips the manager is followed as declared (no ``tier.value + 1``)."""
+    monkeypatch.setattr(policy_module, "TIER_CHAIN", (Tier.SUPERVISOR, Tier.HEAD_OF_SERVICE))
+    policy = EscalationPolicy.from_dict(BASE)
+    assert policy.next_tier(Tier.SUPERVISOR) is Tier.HEAD_OF_SERVICE
+    assert policy.next_tier(Tier.HEAD_OF_SERVICE) is None
+
+
+def test_an_ack_deadline_counts_from_when_the_tier_got_it_and_may_be_absent() -> None:
+    policy = EscalationPolicy.from_dict(BASE)
+    assert policy.ack_deadline(Tier.MANAGER, 1000.0) == 1000.0 + 1200
+    unset = EscalationPolicy.from_dict({**BASE, "ack_deadlines_s": {}})
+    assert unset.ack_deadline(Tier.SUPERVISOR, 0.0) == 900.0  # the default
+    assert unset.ack_deadline(Tier.HEAD_OF_SERVICE, 0.0) is None  # nothing above: no default
+
+
+def test_teams_to_show_defaults_to_all_visible_and_refuses_naming_the_rest() -> None:
+    policy = EscalationPolicy.from_dict(merged(BASE, {"access": {"auditor": "sales"}}))
+    assert policy.teams_to_show("sofia", []) == {"billing"}
+    assert policy.teams_to_show("hugo", ["sales"]) == {"sales"}
+    with pytest.raises(PermissionDenied, match=r"auditor may not see team\(s\) \['billing'\]"):
+        policy.teams_to_show("auditor", ["sales", "billing"])
+    assert policy.teams_to_show("stranger", []) == frozenset()
+
+
+def test_a_vip_steps_low_severity_up_to_medium() -> None:
+    policy = EscalationPolicy.from_dict(BASE)
+    assert policy.severity_for(EscalationReason.LOW_SATISFACTION, Priority.VIP) is Severity.MEDIUM

@@ -17,6 +17,7 @@ from services.escalation.domain import (
     Tier,
     UnknownContact,
 )
+from services.escalation.domain import policy as policy_module
 from tests.unit.escalation.scenario import T0, arrive, eid, kinds, make_core
 
 ESC = eid("c1", EscalationReason.MANAGER_REQUESTED)
@@ -181,3 +182,19 @@ def test_a_rejected_event_fires_no_due_deadline_and_the_next_call_publishes_it()
         core.apply(ManagerRequested("ghost"), T0 + 700)
     assert core.take_changes() == {}
     assert kinds(arrive(core, "c2", T0 + 701)) == [("re_escalated", "manager_requested")]
+
+
+def test_the_core_climbs_the_policys_tier_chain_not_the_enum_numbers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With a chain that skips the manager, the supervisor's missed deadline goes to the head."""
+    monkeypatch.setattr(policy_module, "TIER_CHAIN", (Tier.SUPERVISOR, Tier.HEAD_OF_SERVICE))
+    core = make_core(triggers={"enabled": ["manager_requested"]})
+    raised(core)
+    changes = core.tick(T0 + 10_000)
+    assert [(c.escalation.tier, c.escalation.assignee) for c in changes] == [
+        (Tier.HEAD_OF_SERVICE, "hugo")
+    ]
+    assert changes[0].escalation.previous_tiers == (Tier.SUPERVISOR,)
+    later = [c for c in core.tick(T0 + 99_999) if c.escalation.escalation_id == ESC]
+    assert later == [], "the last tier in the chain has nobody above it"
