@@ -18,19 +18,6 @@ from services.escalation.domain import EscalationPolicy, PolicyError
 __all__ = ["EscalationSettings", "Identities"]
 
 
-def _numbers(value: Any) -> Any:
-    """Env overrides arrive as strings: "60" -> 60 where TOML would have given a number."""
-    if isinstance(value, dict):
-        return {key: _numbers(item) for key, item in value.items()}
-    if isinstance(value, str):
-        for kind in (int, float):
-            try:
-                return kind(value)
-            except ValueError:
-                continue
-    return value
-
-
 class Identities(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -55,6 +42,6 @@ class EscalationSettings(ServiceSettings):
 
     def policy(self) -> EscalationPolicy:
         try:
-            return EscalationPolicy.from_dict(_numbers(self.escalation), prefix="escalation.")
+            return EscalationPolicy.from_dict(self.escalation, prefix="escalation.")
         except PolicyError as exc:
             raise ConfigError(exc.reason) from None

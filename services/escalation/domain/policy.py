@@ -405,6 +405,11 @@ def _optional_person(data: Mapping[str, Any], key: str, p: _Paths, where: str) -
 
 
 def _number(value: object, p: _Paths, where: str, key: str, *, positive: bool = False) -> float:
+    if isinstance(value, str):  # an environment override, as the router's policy reads one
+        try:
+            value = float(value)
+        except ValueError:
+            raise PolicyError(f"{p(where, key)}: expected a number") from None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PolicyError(f"{p(where, key)}: expected a number")
     if value < 0 or (positive and value == 0):
@@ -413,6 +418,11 @@ def _number(value: object, p: _Paths, where: str, key: str, *, positive: bool = 
 
 
 def _integer(value: object, p: _Paths, where: str, key: str, *, minimum: int) -> int:
+    if isinstance(value, str):  # an environment override
+        try:
+            value = int(value)
+        except ValueError:
+            raise PolicyError(f"{p(where, key)}: expected an integer") from None
     if isinstance(value, bool) or not isinstance(value, int):
         raise PolicyError(f"{p(where, key)}: expected an integer")
     if value < minimum:
