@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -26,6 +29,7 @@ from services.common.config import KafkaSettings
 from services.common.errors import DecodeError
 from services.common.provision import ensure_topics
 from services.common.topics import Topics, load_topic_specs
+from services.launcher.demo_credentials import AUDIENCES, DemoIssuer
 
 __all__ = [
     "FUZZ_INPUTS",
@@ -274,23 +278,88 @@ FUZZ_INPUTS: Counter[str] = Counter()
 KAFKA_SCRIPT = ROOT / "deploy" / "kafka" / "kafka.sh"
 
 
+# --- identity: the tests' own identity provider ----------------------------------------
+
+#: One signing key for the session; services trust its JWKS (as deployments trust an IdP's).
+ISSUER = DemoIssuer(issuer="switchboard-tests")
+
+
+@functools.cache
+def jwks_file() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="switchboard-jwks-"))
+    path = directory / "jwks.json"
+    path.write_text(json.dumps(ISSUER.jwks()))
+    return path
+
+
+def identity_env(server: str) -> dict[str, str]:
+    """Environment for a server (router, escalation, notifier, gateway) trusting ISSUER."""
+    return {
+        "SWITCHBOARD_IDENTITY__PROFILE": "demo",  # plaintext gRPC on loopback
+        "SWITCHBOARD_IDENTITY__JWT__JWKS_FILE": str(jwks_file()),
+        "SWITCHBOARD_IDENTITY__JWT__AUDIENCE": AUDIENCES[server],
+        "SWITCHBOARD_IDENTITY__JWT__ISSUER": ISSUER.issuer,
+    }
+
+
+@functools.cache
+def services_token_file() -> Path:
+    """The services' own token (role ``service``), as the notifier presents it to gateways."""
+    path = jwks_file().parent / "services.jwt"
+    token = ISSUER.mint(
+        "switchboard-services",
+        audience=[AUDIENCES["gateway"], AUDIENCES["notifier"]],
+        roles=["service"],
+        ttl_s=7 * 24 * 3600,
+    )
+    path.write_text(token)
+    return path
+
+
+def gateway_client_env() -> dict[str, str]:
+    """The notifier's gateway client on loopback: plaintext, with the services' token."""
+    return {
+        "SWITCHBOARD_GATEWAYS__CREDENTIALS__PLAINTEXT": "true",
+        "SWITCHBOARD_GATEWAYS__CREDENTIALS__TOKEN_FILE": str(services_token_file()),
+    }
+
+
+def bearer(
+    subject: str,
+    server: str,
+    *roles: str,
+    teams: Sequence[str] = (),
+    domains: Sequence[str] = ("*",),
+    **claims: object,
+) -> tuple[tuple[str, str], ...]:
+    """Call metadata carrying a fresh token of ``subject`` for ``server``."""
+    token = ISSUER.mint(
+        subject, audience=AUDIENCES[server], roles=roles, teams=teams, domains=domains, **claims
+    )
+    return (("authorization", f"Bearer {token}"),)
+
+
 def service_env(name: str, kafka: KafkaBroker, topics: Topics, **extra: str) -> dict[str, str]:
     """Environment for ``python -m services.<name>`` on this test's private topics.
 
     ``extra`` uses the services' own names, without the prefix:
     ``service_env("router", kafka, topics, INSTANCE="a")``.
     """
-    return {
-        "SWITCHBOARD_CONFIG": str(ROOT / "deploy" / "config" / f"{name}.toml"),
-        "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-        "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
-        "SWITCHBOARD_KAFKA__GROUP_ID": f"{topics.prefix}{name}",
-        "SWITCHBOARD_INSTANCE": f"{topics.prefix}{name}",
-        "SWITCHBOARD_GRPC__PORT": "0",
-        "SWITCHBOARD_METRICS__PORT": "0",
-        "SWITCHBOARD_LOG__FORMAT": "json",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
-    } | {f"SWITCHBOARD_{key}": value for key, value in extra.items()}
+    return (
+        identity_env(name)
+        | {
+            "SWITCHBOARD_CONFIG": str(ROOT / "deploy" / "config" / f"{name}.toml"),
+            "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
+            "SWITCHBOARD_KAFKA__GROUP_ID": f"{topics.prefix}{name}",
+            "SWITCHBOARD_INSTANCE": f"{topics.prefix}{name}",
+            "SWITCHBOARD_GRPC__PORT": "0",
+            "SWITCHBOARD_METRICS__PORT": "0",
+            "SWITCHBOARD_LOG__FORMAT": "json",
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
+        }
+        | {f"SWITCHBOARD_{key}": value for key, value in extra.items()}
+    )
 
 
 def service_process(

@@ -31,6 +31,7 @@ from services.common.errors import ConfigError
 __all__ = [
     "ENV_PREFIX",
     "GrantSettings",
+    "GrpcClientSettings",
     "GrpcSettings",
     "IdentitySettings",
     "JwtSettings",
@@ -132,6 +133,32 @@ class GrpcSettings(_Strict):
     tls_client_ca_file: Path | None = None
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = Field(default=5.0, ge=0)
+
+
+class GrpcClientSettings(_Strict):
+    """How a Switchboard gRPC client identifies itself and protects the connection."""
+
+    #: The bearer token (a JWT from the identity provider), from a file (a mounted secret) ...
+    token_file: Path | None = None
+    #: ... or the environment, exactly as given.
+    token: SecretStr | None = None
+    #: CA bundle that signed the server's certificate (absent: the system's CAs).
+    tls_ca_file: Path | None = None
+    #: This client's certificate and key (mTLS), if the server asks for one.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    #: No TLS: only for a server on loopback (the demo); refused for any other address.
+    plaintext: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GrpcClientSettings:
+        if self.token is not None and self.token_file is not None:
+            raise ValueError("token / token_file: set at most one")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file: set both or neither")
+        if self.plaintext and (self.tls_ca_file or self.tls_cert_file):
+            raise ValueError("plaintext: conflicts with the tls_* files")
+        return self
 
 
 class GrantSettings(_Strict):

@@ -16,7 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import StrEnum
@@ -39,6 +48,7 @@ __all__ = [
     "Role",
     "Unauthenticated",
     "authenticator_from",
+    "calling_as",
     "current_caller",
 ]
 
@@ -309,6 +319,16 @@ def current_caller() -> Caller:
     if caller is None:
         raise RuntimeError("no caller: the servicer runs without IdentityInterceptor")
     return caller
+
+
+@contextmanager
+def calling_as(caller: Caller) -> Iterator[Caller]:
+    """Run servicer code as ``caller`` without the interceptor (unit tests of servicers)."""
+    token = _CALLER.set(caller)
+    try:
+        yield caller
+    finally:
+        _CALLER.reset(token)
 
 
 def _authorization(details: grpc.HandlerCallDetails) -> str | None:

@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry
 from services.common.config import ServiceSettings
 from services.common.errors import ConfigError
 from services.common.grpc_server import HealthReporter, start_grpc_server
+from services.common.identity import IdentityInterceptor, authenticator_from
 from services.common.kafka import ConsumeLoop
 from services.common.log_setup import configure_logging
 from services.common.metrics import serve_metrics
@@ -75,8 +76,15 @@ async def run_service(
     on_started: Callable[[RunningService], None] | None = None,
     handle_signals: bool = True,
 ) -> None:
-    """Run ``loop`` and a gRPC server until a signal or ``RunningService.stop()``."""
-    server, port, health = await start_grpc_server(settings.grpc, register, interceptors)
+    """Run ``loop`` and a gRPC server until a signal or ``RunningService.stop()``.
+
+    Every call but health and reflection is identified first (``settings.identity``): a
+    server that cannot identify its callers does not start.
+    """
+    identify = IdentityInterceptor(authenticator_from(settings.identity, settings.grpc))
+    server, port, health = await start_grpc_server(
+        settings.grpc, register, [identify, *interceptors]
+    )
     running = RunningService(grpc_port=port, health=health, server=server)
     log.info("service started", service=name, grpc_port=port, instance=settings.instance)
     if handle_signals:
@@ -136,4 +144,8 @@ def service_main(
         uvloop.install()
     except ImportError:  # pragma: no cover - uvloop is a dependency; stay runnable without
         pass
-    asyncio.run(run(settings, registry))
+    try:
+        asyncio.run(run(settings, registry))
+    except ConfigError as exc:  # found while wiring (a key file, the identity settings)
+        print(f"{name}: {exc}", file=sys.stderr)
+        sys.exit(2)

@@ -8,7 +8,6 @@ import grpc
 from prometheus_client import CollectorRegistry
 from switchboard.v1 import escalation_pb2_grpc
 
-from services.common.auth import BearerTokenInterceptor
 from services.common.kafka import ConsumeLoop
 from services.common.metrics import RuntimeMetrics
 from services.common.runtime import RunningService, run_service, service_main
@@ -55,7 +54,6 @@ async def build_and_run(
         settings,
         loop,
         register,
-        interceptors=[BearerTokenInterceptor(settings.identities.tokens)],
         on_started=on_started,
         handle_signals=handle_signals,
     )

@@ -1,12 +1,16 @@
 """A command-line client for managers without a console.
 
-    python -m services.escalation.cli --token dev-sup-piotr watch
-    python -m services.escalation.cli --token dev-sup-piotr list
-    python -m services.escalation.cli --token dev-sup-piotr ack acme/c42/wait_threshold
-    python -m services.escalation.cli --token dev-sup-piotr note ID "called the customer"
-    python -m services.escalation.cli --token dev-sup-piotr resolve ID refund-issued
+    export SWITCHBOARD_TOKEN_FILE=.run/identity/tokens/piotr.jwt   # made by `make run`
+    python -m services.escalation.cli watch
+    python -m services.escalation.cli list
+    python -m services.escalation.cli ack acme/c42/wait_threshold
+    python -m services.escalation.cli note ID "called the customer"
+    python -m services.escalation.cli resolve ID refund-issued
 
-One human-readable line per escalation. The token may also come from $SWITCHBOARD_TOKEN.
+One human-readable line per escalation. The caller's token (a JWT) comes from a file
+(``--token-file`` or $SWITCHBOARD_TOKEN_FILE) or $SWITCHBOARD_TOKEN, never from the
+command line, where other users of the machine could read it. The connection uses TLS
+(``--ca-file``, and ``--cert``/``--key`` for mTLS) except to a loopback address.
 """
 
 from __future__ import annotations
@@ -15,11 +19,16 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from pathlib import Path
 
 import grpc
 from switchboard.v1 import escalation_pb2, escalation_pb2_grpc
+
+from services.common.config import GrpcClientSettings
+from services.common.errors import ConfigError
+from services.common.grpc_client import bearer_metadata, is_loopback, open_channel, read_token
 
 __all__ = ["format_escalation", "main"]
 
@@ -51,9 +60,34 @@ def format_escalation(e: escalation_pb2.Escalation, kind: str = "") -> str:
     )
 
 
+def client_settings(args: argparse.Namespace, env: Mapping[str, str]) -> GrpcClientSettings:
+    """Where the token and TLS files come from: flags, else the environment."""
+    token_file = args.token_file or env.get("SWITCHBOARD_TOKEN_FILE") or None
+    token = None if token_file else env.get("SWITCHBOARD_TOKEN") or None
+    tls = bool(args.ca_file or args.cert)
+    return GrpcClientSettings(
+        token_file=Path(token_file) if token_file else None,
+        token=token,
+        tls_ca_file=args.ca_file,
+        tls_cert_file=args.cert,
+        tls_key_file=args.key,
+        plaintext=not tls and is_loopback(args.target),
+    )
+
+
 async def _run(args: argparse.Namespace) -> int:
-    metadata = (("authorization", f"Bearer {args.token}"),)
-    async with grpc.aio.insecure_channel(args.target) as channel:
+    try:
+        settings = client_settings(args, os.environ)
+        token = read_token(settings)
+        channel = open_channel(args.target, settings)
+    except (ConfigError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not token:
+        print("error: no token: set SWITCHBOARD_TOKEN_FILE (or --token-file)", file=sys.stderr)
+        return 2
+    metadata = bearer_metadata(token)
+    async with channel:
         stub = escalation_pb2_grpc.EscalationServiceStub(channel)
         try:
             if args.command == "watch":
@@ -103,7 +137,10 @@ async def _run(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Escalations for managers.")
     parser.add_argument("--target", default="127.0.0.1:50052")
-    parser.add_argument("--token", default=os.environ.get("SWITCHBOARD_TOKEN", ""))
+    parser.add_argument("--token-file", type=Path, default=None, help="file holding your JWT")
+    parser.add_argument("--ca-file", type=Path, default=None, help="CA of the server (TLS)")
+    parser.add_argument("--cert", type=Path, default=None, help="client certificate (mTLS)")
+    parser.add_argument("--key", type=Path, default=None, help="client key (mTLS)")
     parser.add_argument("--team", action="append", default=[], help="only these teams")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("watch", help="open escalations, then live changes")

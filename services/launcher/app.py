@@ -21,8 +21,20 @@ from typing import Any, TextIO, TypeVar
 from services.common.provision import ensure_topics
 from services.common.topics import TopicSpec, load_topic_specs
 from services.launcher.broker import BrokerControl
+from services.launcher.demo_credentials import (
+    demo_people,
+    escalation_staffing,
+    write_demo_credentials,
+)
 from services.launcher.errors import LaunchError
-from services.launcher.plan import ROOT, ChildSpec, StackOptions, missing_modules, plan_stack
+from services.launcher.plan import (
+    ROOT,
+    ChildSpec,
+    StackOptions,
+    identity_dir,
+    missing_modules,
+    plan_stack,
+)
 from services.launcher.summary import OpsSummary, Sample, parse_metrics_text, render, summarize
 from services.launcher.supervisor import Supervisor, log_tail
 from services.simulator.scenario import Scenario
@@ -210,6 +222,7 @@ class Launcher:
                 asyncio.wait_for(self.provision(self.options.bootstrap_servers, specs), 120), stop
             )
             self.say(f"topics: {len(specs)} defined, {len(created)} created")
+            self._make_demo_credentials()
             await self._start_children(stop)
             self._print_endpoints()
             restart = asyncio.create_task(self._broker_restart(stop))
@@ -228,6 +241,19 @@ class Launcher:
             await self.broker.stop()
             self._report(reason, codes)
         return code
+
+    def _make_demo_credentials(self) -> None:
+        """Fresh keys and tokens for this run (the demo profile still identifies callers)."""
+        directory = identity_dir(self.options)
+        staffing = escalation_staffing(ROOT / "deploy" / "config" / "escalation.toml")
+        write_demo_credentials(directory, demo_people(staffing))
+        example = directory / "tokens" / f"{sorted(staffing)[0]}.jwt" if staffing else None
+        self.say(f"identity: demo tokens made for this run in {directory / 'tokens'}")
+        if example is not None:
+            self.say(
+                f"  e.g. SWITCHBOARD_TOKEN_FILE={example} "
+                ".venv/bin/python -m services.escalation.cli list"
+            )
 
     def _print_endpoints(self) -> None:
         self.say("metrics endpoints (Prometheus text format):")

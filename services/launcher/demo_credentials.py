@@ -26,7 +26,15 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import ec
 
-__all__ = ["AUDIENCES", "DEMO_ISSUER", "DemoIssuer", "DemoPerson", "write_demo_credentials"]
+__all__ = [
+    "AUDIENCES",
+    "DEMO_ISSUER",
+    "SERVICES_SUBJECT",
+    "DemoIssuer",
+    "DemoPerson",
+    "demo_people",
+    "write_demo_credentials",
+]
 
 DEMO_ISSUER = "switchboard-demo"
 #: One audience per server: a token names the servers it is good for.
@@ -36,6 +44,8 @@ AUDIENCES = {
     "notifier": "switchboard-notifier",
     "gateway": "switchboard-gateway",
 }
+#: The subject of the services' own token (the notifier calling the gateway).
+SERVICES_SUBJECT = "switchboard-services"
 #: A demo token lasts the working day of one run.
 DEMO_TOKEN_TTL_S = 24 * 3600
 
@@ -92,6 +102,14 @@ class DemoIssuer:
         return jwt.encode(claims, self.key, algorithm="ES256", headers={"kid": self.kid})
 
 
+def escalation_staffing(config: Path) -> dict[str, frozenset[str]]:
+    """Person -> the teams the escalation policy in ``config`` lets them see."""
+    from services.escalation.settings import EscalationSettings  # the launcher's only use
+
+    policy = EscalationSettings.from_env({}, config_file=config).policy()
+    return {person: policy.teams_visible_to(person) for person in policy.people()}
+
+
 def demo_people(staffing: Mapping[str, Iterable[str]]) -> list[DemoPerson]:
     """``staffing``: person -> the teams whose escalations they see (``"*"``: all)."""
     people = [
@@ -101,7 +119,7 @@ def demo_people(staffing: Mapping[str, Iterable[str]]) -> list[DemoPerson]:
     people.append(DemoPerson("ops", ("operator",), audiences=(AUDIENCES["router"],)))
     people.append(
         DemoPerson(
-            "switchboard-services",
+            SERVICES_SUBJECT,
             ("service",),
             audiences=(AUDIENCES["notifier"], AUDIENCES["gateway"]),
         )

@@ -12,7 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["ROOT", "ChildSpec", "StackOptions", "missing_modules", "plan_stack"]
+from services.launcher.demo_credentials import AUDIENCES, DEMO_ISSUER, SERVICES_SUBJECT
+
+__all__ = [
+    "ROOT",
+    "ChildSpec",
+    "StackOptions",
+    "identity_dir",
+    "missing_modules",
+    "plan_stack",
+]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -62,10 +71,25 @@ _SERVICES = (
 GATEWAY_PORT = 50060
 
 
+def identity_dir(options: StackOptions) -> Path:
+    """Where this run's demo credentials are written (``demo_credentials``)."""
+    return options.run_dir / "identity"
+
+
+def _identity_env(options: StackOptions, server: str) -> dict[str, str]:
+    """The demo profile: every caller still proves who it is, with a token this run made."""
+    return {
+        "SWITCHBOARD_IDENTITY__PROFILE": "demo",
+        "SWITCHBOARD_IDENTITY__JWT__JWKS_FILE": str(identity_dir(options) / "jwks.json"),
+        "SWITCHBOARD_IDENTITY__JWT__AUDIENCE": AUDIENCES[server],
+        "SWITCHBOARD_IDENTITY__JWT__ISSUER": DEMO_ISSUER,
+    }
+
+
 def _service_env(
     options: StackOptions, name: str, grpc_port: int, metrics_port: int
 ) -> dict[str, str]:
-    env = {
+    env = _identity_env(options, name) | {
         "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": options.bootstrap_servers,
         "SWITCHBOARD_KAFKA__TOPIC_PREFIX": options.topic_prefix,
         "SWITCHBOARD_GRPC__HOST": options.host,
@@ -79,6 +103,11 @@ def _service_env(
     config = ROOT / "deploy" / "config" / f"{name}.toml"
     if config.exists():
         env["SWITCHBOARD_CONFIG"] = str(config)
+    if name == "notifier":  # it calls the gateway as the services' own identity
+        env["SWITCHBOARD_GATEWAYS__CREDENTIALS__PLAINTEXT"] = "true"
+        env["SWITCHBOARD_GATEWAYS__CREDENTIALS__TOKEN_FILE"] = str(
+            identity_dir(options) / "tokens" / f"{SERVICES_SUBJECT}.jwt"
+        )
     return env
 
 
@@ -89,7 +118,8 @@ def plan_stack(options: StackOptions) -> list[ChildSpec]:
             name="gateway",
             module="services.notifier.gateway_stub",
             args=("--port", str(GATEWAY_PORT)),
-            env={"PYTHONUNBUFFERED": "1", "SWITCHBOARD_LOG__FORMAT": "json"},
+            env=_identity_env(options, "gateway")
+            | {"PYTHONUNBUFFERED": "1", "SWITCHBOARD_LOG__FORMAT": "json"},
             grpc_port=GATEWAY_PORT,
             stop_stage=3,
         )

@@ -6,6 +6,10 @@ notifier's retries, deadlines and circuit breaker: ``--fail-rate 0.5 --stall-rat
 or in-process through :meth:`ReferenceGateway.fail_next`. Delivery is idempotent on
 ``notification_id``, as every real gateway must be: a repeat is acknowledged with
 ``duplicate=true`` and not sent again.
+
+Run as a process it checks its callers like every Switchboard server: the identity
+settings come from the environment (``SWITCHBOARD_IDENTITY__...``, as the services read
+them), and only the ``service`` role may deliver.
 """
 
 from __future__ import annotations
@@ -22,8 +26,10 @@ from typing import Any, TextIO
 import grpc
 from switchboard.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 
-from services.common.config import GrpcSettings
+from services.common.config import GrpcSettings, ServiceSettings
+from services.common.errors import ConfigError
 from services.common.grpc_server import start_grpc_server
+from services.common.identity import IdentityInterceptor, Role, authenticator_from, current_caller
 
 __all__ = ["Delivered", "ReferenceGateway", "main"]
 
@@ -53,6 +59,8 @@ class ReferenceGateway(notification_pb2_grpc.CustomerChannelGatewayServicer):
     attempts: int = 0
     _by_id: dict[str, str] = field(default_factory=dict)
     _scripted: list[grpc.StatusCode] = field(default_factory=list)
+    #: The role a caller needs (None: in-process tests that run it without an interceptor).
+    require: Role | None = None
 
     def fail_next(self, count: int, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE) -> None:
         """The next ``count`` calls fail with ``code`` (then behave normally)."""
@@ -65,6 +73,10 @@ class ReferenceGateway(notification_pb2_grpc.CustomerChannelGatewayServicer):
     async def Deliver(
         self, request: notification_pb2.DeliverRequest, context: Any
     ) -> notification_pb2.DeliverResponse:
+        if self.require is not None and not current_caller().has(self.require):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, f"Deliver needs the {self.require.value!r} role"
+            )
         self.attempts += 1
         note = request.notification
         if not note.notification_id:
@@ -112,15 +124,18 @@ async def _serve(args: argparse.Namespace) -> None:
         delay_seconds=args.delay_ms / 1000,
         out=sys.stdout,
         rng=random.Random(args.seed),  # noqa: S311 - simulated faults, not cryptography
+        require=Role.SERVICE,
     )
+    settings = ServiceSettings.from_env().model_copy(
+        update={"grpc": GrpcSettings(host=args.host, port=args.port)}
+    )
+    identify = IdentityInterceptor(authenticator_from(settings.identity, settings.grpc))
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         notification_pb2_grpc.add_CustomerChannelGatewayServicer_to_server(gateway, server)
         return ["switchboard.v1.CustomerChannelGateway"]
 
-    server, port, health = await start_grpc_server(
-        GrpcSettings(host=args.host, port=args.port), register
-    )
+    server, port, health = await start_grpc_server(settings.grpc, register, [identify])
     await health.set_serving(True)
     print(f"reference gateway listening on {args.host}:{port}", flush=True)
     stop = asyncio.Event()
@@ -143,7 +158,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--stall-seconds", type=float, default=30.0)
     parser.add_argument("--delay-ms", type=float, default=0.0, help="latency added to every call")
     parser.add_argument("--seed", type=int, default=None)
-    asyncio.run(_serve(parser.parse_args(argv)))
+    try:
+        asyncio.run(_serve(parser.parse_args(argv)))
+    except ConfigError as exc:
+        print(f"gateway: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from services.common.config import GrpcSettings, MetricsSettings, ServiceSettings
+from services.common.config import (
+    GrpcClientSettings,
+    GrpcSettings,
+    MetricsSettings,
+    ServiceSettings,
+)
 from services.common.errors import ConfigError
 from services.notifier.adapters.templates import load_catalog
 from services.notifier.domain.core import NotifierPolicy
@@ -36,6 +41,8 @@ class GatewaySettings(BaseModel):
     email: str = ""
     sms: str = ""
     social: str = ""
+    #: How the notifier identifies itself to the gateways (token, TLS).
+    credentials: GrpcClientSettings = GrpcClientSettings()
 
     def for_channel(self, channel: str) -> str:
         """The endpoint for a channel name (``ChannelInfo.name``); ``default`` if unset."""

@@ -22,7 +22,14 @@ from switchboard.v1.envelope_pb2 import Envelope
 from services.auditor.__main__ import audit_topics
 from services.common.codec import decode_envelope, encode_envelope, new_envelope
 from services.common.topics import Topics
-from tests.support import KafkaBroker, ServiceProcess, free_port
+from tests.support import (
+    KafkaBroker,
+    ServiceProcess,
+    bearer,
+    free_port,
+    gateway_client_env,
+    identity_env,
+)
 
 pytestmark = [pytest.mark.kafka, pytest.mark.e2e]
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,22 +49,27 @@ class Stack:
     def env(self, name: str) -> dict[str, str]:
         grpc_port, metrics_port = self.ports[name]
         extra = {"SWITCHBOARD_GATEWAYS__DEFAULT": f"127.0.0.1:{self.gateway_port}"}
-        return (extra if name == "notifier" else {}) | {
-            "SWITCHBOARD_CONFIG": str(ROOT / "deploy" / "config" / f"{name}.toml"),
-            "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
-            "SWITCHBOARD_KAFKA__TOPIC_PREFIX": self.topics.prefix,
-            "SWITCHBOARD_KAFKA__GROUP_ID": f"{self.topics.prefix}{name}",
-            "SWITCHBOARD_INSTANCE": f"{self.topics.prefix}{name}",
-            "SWITCHBOARD_GRPC__PORT": str(grpc_port),
-            "SWITCHBOARD_METRICS__PORT": str(metrics_port),
-            "SWITCHBOARD_LOG__FORMAT": "json",
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
-        }
+        extra |= gateway_client_env()
+        return (
+            identity_env(name)
+            | (extra if name == "notifier" else {})
+            | {
+                "SWITCHBOARD_CONFIG": str(ROOT / "deploy" / "config" / f"{name}.toml"),
+                "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap_servers,
+                "SWITCHBOARD_KAFKA__TOPIC_PREFIX": self.topics.prefix,
+                "SWITCHBOARD_KAFKA__GROUP_ID": f"{self.topics.prefix}{name}",
+                "SWITCHBOARD_INSTANCE": f"{self.topics.prefix}{name}",
+                "SWITCHBOARD_GRPC__PORT": str(grpc_port),
+                "SWITCHBOARD_METRICS__PORT": str(metrics_port),
+                "SWITCHBOARD_LOG__FORMAT": "json",
+                "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
+            }
+        )
 
     async def start(self) -> None:
         gateway = ServiceProcess(
             "services.notifier.gateway_stub",
-            env={"PYTHONPATH": self.env("router")["PYTHONPATH"]},
+            env=identity_env("gateway") | {"PYTHONPATH": self.env("router")["PYTHONPATH"]},
             log_path=str(self.logs / "gateway.log"),
             args=("--port", str(self.gateway_port)),
             grpc_port=self.gateway_port,
@@ -213,11 +225,7 @@ async def test_the_story_of_a_day(stack: Stack) -> None:
 
 async def a_manager_sees_the_escalation(stack: Stack, contact_id: str) -> None:
     """Watch as the head of service (sees every team) until the contact's escalation shows."""
-    import tomllib
-
-    config = tomllib.loads((ROOT / "deploy" / "config" / "escalation.toml").read_text())
-    token = next(iter(config.get("identities", {}).get("tokens", {"": ""})), "")
-    metadata = (("authorization", f"Bearer {token}"),)
+    metadata = bearer("hugo", "escalation", "manager", teams=["*"])
     async with grpc.aio.insecure_channel(f"127.0.0.1:{stack.ports['escalation'][0]}") as channel:
         stub = escalation_pb2_grpc.EscalationServiceStub(channel)
         call = stub.Watch(escalation_pb2.WatchRequest(), metadata=metadata, timeout=120)

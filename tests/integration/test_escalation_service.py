@@ -20,12 +20,12 @@ from services.common.runtime import RunningService
 from services.common.topics import Topics
 from services.escalation.__main__ import build_and_run
 from services.escalation.settings import EscalationSettings
-from tests.support import KafkaBroker, until, wait_serving
+from tests.support import KafkaBroker, bearer, identity_env, until, wait_serving
 
 pytestmark = pytest.mark.kafka
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config" / "escalation.toml"
-PIOTR = (("authorization", "Bearer dev-sup-piotr"),)  # supervisor of the Polish team
-SOFIA = (("authorization", "Bearer dev-sup-sofia"),)  # supervisor of the English teams
+PIOTR = bearer("piotr", "escalation", "manager", teams=["polish"])  # supervisor, Polish team
+SOFIA = bearer("sofia", "escalation", "manager", teams=["billing-en", "tech-en"])  # English
 
 
 def arrived(contact_id: str, queue: str) -> bytes:
@@ -39,7 +39,8 @@ def arrived(contact_id: str, queue: str) -> bytes:
 @asynccontextmanager
 async def escalation(kafka: KafkaBroker, topics: Topics, **env: str) -> AsyncIterator[int]:
     settings = EscalationSettings.from_env(
-        {
+        identity_env("escalation")
+        | {
             "SWITCHBOARD_CONFIG": str(CONFIG),
             "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
@@ -95,7 +96,9 @@ async def test_a_breach_reaches_only_the_right_manager_and_ack_stops_re_escalati
                 escalation_pb2.AcknowledgeRequest(escalation_id=raised.escalation_id),
                 metadata=SOFIA,
             )
-        assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # another team's escalation is answered as one that does not exist
+        assert denied.value.code() == grpc.StatusCode.NOT_FOUND
+        assert denied.value.details() == f"escalation {raised.escalation_id!r} not found"
         acked = await stub.Acknowledge(
             escalation_pb2.AcknowledgeRequest(escalation_id=raised.escalation_id),
             metadata=PIOTR,
@@ -125,7 +128,7 @@ async def test_an_unacknowledged_escalation_climbs_to_the_manager(kafka: KafkaBr
         await kafka.produce(topics.contact_events, [arrived("c1", "sales-pl")], key=b"acme")
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = escalation_pb2_grpc.EscalationServiceStub(channel)
-            manager = (("authorization", "Bearer dev-manager-mira"),)
+            manager = bearer("mira", "escalation", "manager", teams=["*"])
 
             async def at_manager() -> bool:
                 reply = await stub.ListOpen(escalation_pb2.ListOpenRequest(), metadata=manager)
@@ -144,10 +147,22 @@ async def test_no_or_unknown_token_is_unauthenticated_and_other_teams_are_refuse
     async with escalation(kafka, topics) as port:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = escalation_pb2_grpc.EscalationServiceStub(channel)
-            for metadata in ((), (("authorization", "Bearer forged"),)):
+            unauthenticated = [
+                (),
+                (("authorization", "Bearer forged"),),
+                bearer("piotr", "escalation", "manager", teams=["polish"], exp=1),  # expired
+                bearer("piotr", "router", "manager", teams=["polish"]),  # for another server
+            ]
+            for metadata in unauthenticated:
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await stub.ListOpen(escalation_pb2.ListOpenRequest(), metadata=metadata)
                 assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.aio.AioRpcError) as not_a_manager:
+                await stub.ListOpen(
+                    escalation_pb2.ListOpenRequest(),
+                    metadata=bearer("ops", "escalation", "operator", teams=["*"]),
+                )
+            assert not_a_manager.value.code() == grpc.StatusCode.PERMISSION_DENIED
             # authenticated, but naming another team's escalations: refused, team named
             for call in (
                 stub.ListOpen(

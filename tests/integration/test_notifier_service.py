@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import pytest
 from prometheus_client import CollectorRegistry
-from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2_grpc
+from switchboard.v1 import common_pb2, contact_events_pb2, notification_pb2, notification_pb2_grpc
 
 from services.common.codec import decode_envelope, encode_envelope, new_envelope
 from services.common.runtime import RunningService
@@ -20,7 +20,15 @@ from services.common.topics import Topics
 from services.notifier.__main__ import build_and_run
 from services.notifier.gateway_stub import ReferenceGateway
 from services.notifier.settings import NotifierSettings
-from tests.support import GrpcServer, KafkaBroker, until
+from tests.support import (
+    GrpcServer,
+    KafkaBroker,
+    bearer,
+    gateway_client_env,
+    identity_env,
+    until,
+    wait_serving,
+)
 
 pytestmark = pytest.mark.kafka
 CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config" / "notifier.toml"
@@ -55,9 +63,11 @@ async def start_gateway(grpc_server: Callable[..., Any], gateway: ReferenceGatew
 @asynccontextmanager
 async def notifier(
     kafka: KafkaBroker, topics: Topics, gateway_port: int, **env: str
-) -> AsyncIterator[None]:
+) -> AsyncIterator[int]:
     settings = NotifierSettings.from_env(
-        {
+        identity_env("notifier")
+        | gateway_client_env()
+        | {
             "SWITCHBOARD_CONFIG": str(CONFIG),
             "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
@@ -74,7 +84,7 @@ async def notifier(
     )
     await until(lambda: bool(started) or task.done())
     try:
-        yield
+        yield started[0].grpc_port
     finally:
         if started:
             started[0].stop()
@@ -167,3 +177,40 @@ async def test_an_exhausted_retry_budget_is_dead_lettered_with_the_reason(
     assert headers["dlq.service"] == b"notifier"
     assert headers["dlq.original.topic"] == topics.notifications.encode()
     assert headers["dlq.event_id"] == b"hold-c1:hold_started"
+
+
+async def test_notify_answers_only_a_service_identity_of_its_domain(
+    kafka: KafkaBroker, grpc_server: Callable[..., Any]
+) -> None:
+    topics = await kafka.fresh_topics()
+    gateway = ReferenceGateway()
+    server = await start_gateway(grpc_server, gateway)
+    request = notification_pb2.NotifyRequest(
+        request_id="r1",
+        contact_id="c1",
+        channel=common_pb2.CHANNEL_SMS,
+        text="Your refund is on its way",
+    )
+    request.customer.name, request.customer.phone = "Anna", "+48600123456"
+    async with notifier(kafka, topics, server.port) as port:
+        await wait_serving(port)
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = notification_pb2_grpc.NotifierServiceStub(channel)
+            refusals = [
+                ((), grpc.StatusCode.UNAUTHENTICATED),
+                (bearer("mallory", "gateway", "service"), grpc.StatusCode.UNAUTHENTICATED),
+                (bearer("piotr", "notifier", "manager"), grpc.StatusCode.PERMISSION_DENIED),
+                (
+                    bearer("crm", "notifier", "service", domains=["globex"]),
+                    grpc.StatusCode.PERMISSION_DENIED,
+                ),
+            ]
+            for metadata, code in refusals:
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await stub.Notify(request, metadata=metadata)
+                assert refused.value.code() == code
+            assert not gateway.delivered  # nothing reached a customer on a refused call
+            reply = await stub.Notify(request, metadata=bearer("crm", "notifier", "service"))
+            await until(lambda: len(gateway.delivered) == 1, what="the direct message")
+    assert reply.notification_id == "direct-r1:direct"
+    assert gateway.delivered[0].body == "Your refund is on its way"

@@ -1,10 +1,12 @@
 """EscalationService: what managers' consoles (and the CLI) call.
 
-Authentication is the interceptor's job (bearer token or mTLS identity). Who may see or
-change what is the policy's and the core's rule (``teams_visible_to``: the teams a person
-staffs, plus ``access`` grants); this module maps their refusals to status codes. State
-changes go through the consume loop (``execute``), so the record is committed to the
-``escalations`` topic before the manager gets the reply.
+Authentication is the interceptor's job (a verified JWT or mTLS identity). Only callers
+with the ``manager`` role get anything. Which teams a manager sees is the policy's rule
+(``teams_visible_to``: the teams a person staffs, plus ``access`` grants) narrowed by the
+scope their token carries (teams, domains). An escalation outside that is NOT_FOUND,
+exactly as one that does not exist, so ids cannot be probed. State changes go through the
+consume loop (``execute``), so the record is committed to the ``escalations`` topic
+before the manager gets the reply.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import grpc
 from switchboard.v1 import escalation_pb2, escalation_pb2_grpc
 
-from services.common.auth import caller_identity
+from services.common.identity import Caller, Role, current_caller
 from services.common.kafka import ConsumeLoop, NotOwnedError, OutboundRecord
 from services.escalation.adapters.kafka import EscalationHandler
 from services.escalation.adapters.mapping import escalation_to_proto
@@ -34,7 +36,6 @@ __all__ = ["EscalationServicer"]
 
 _STATUS = {
     NotFound: grpc.StatusCode.NOT_FOUND,
-    PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
     InvalidTransition: grpc.StatusCode.FAILED_PRECONDITION,
     InvalidArgument: grpc.StatusCode.INVALID_ARGUMENT,
 }
@@ -44,22 +45,46 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     def __init__(self, handler: EscalationHandler, loop: ConsumeLoop) -> None:
         self._handler, self._loop = handler, loop
 
-    async def _teams(self, requested: list[str], context: Any) -> frozenset[str]:
-        """The policy's answer for the caller; a refusal aborts with PERMISSION_DENIED."""
+    @staticmethod
+    async def _manager(context: Any) -> Caller:
+        caller = current_caller()
+        if not caller.has(Role.MANAGER):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "escalations are for the 'manager' role"
+            )
+        return caller
+
+    async def _teams(self, caller: Caller, requested: list[str], context: Any) -> frozenset[str]:
+        """The teams the caller asked for (all they may see if none), or PERMISSION_DENIED
+        naming a requested team the policy or their token's scope does not give them."""
+        outside = sorted(t for t in requested if not caller.sees_team(t))
+        if outside:
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"{caller.subject} may not see team(s) {outside}",
+            )
         try:
-            return self._handler.policy.teams_to_show(caller_identity(), requested)
+            teams = self._handler.policy.teams_to_show(caller.subject, requested)
         except PermissionDenied as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.reason)
             raise
+        return frozenset(t for t in teams if caller.sees_team(t))
+
+    @staticmethod
+    def _visible(caller: Caller, e: m.Escalation) -> bool:
+        return caller.sees_domain(e.domain) and caller.sees_team(e.team)
 
     async def Watch(
         self, request: escalation_pb2.WatchRequest, context: Any
     ) -> AsyncIterator[escalation_pb2.WatchResponse]:
-        teams = await self._teams(list(request.teams), context)
+        caller = await self._manager(context)
+        teams = await self._teams(caller, list(request.teams), context)
         queue: asyncio.Queue[m.EscalationChange] = asyncio.Queue()
         self._handler.watchers.add(queue)  # before the snapshot, so nothing falls between
         try:
             for e in self._handler.open_for(teams):  # sent as RAISED, whatever their history
+                if not caller.sees_domain(e.domain):
+                    continue
                 yield self._item(m.EscalationChangeKind.RAISED, e)
             yield escalation_pb2.WatchResponse(
                 record=escalation_pb2.EscalationRecord(
@@ -68,7 +93,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             )
             while True:
                 change = await queue.get()
-                if change.escalation.team in teams:
+                if change.escalation.team in teams and caller.sees_domain(change.escalation.domain):
                     yield self._item(change.kind, change.escalation)
         finally:
             self._handler.watchers.discard(queue)
@@ -83,13 +108,18 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         )
 
     async def _command(self, escalation_id: str, context: Any, run: Any) -> m.Escalation:
-        who = caller_identity()
+        caller = await self._manager(context)
+        not_found = NotFound(f"escalation {escalation_id!r} not found")
 
         def command() -> tuple[m.Escalation, list[OutboundRecord]]:
             core = self._handler.core_holding(escalation_id)
-            if core is None:
-                raise NotFound(f"escalation {escalation_id!r} not found")
-            result: CommandResult = run(core, who, self._handler.clock.now())
+            found = core.get(escalation_id) if core is not None else None
+            if core is None or found is None or not self._visible(caller, found):
+                raise not_found
+            try:
+                result: CommandResult = run(core, caller.subject, self._handler.clock.now())
+            except PermissionDenied:  # another team's: as if it did not exist
+                raise not_found from None
             return result.escalation, self._handler.emit_changes(result.changes)
 
         partition = self._handler.partition_of_escalation(escalation_id)
@@ -144,8 +174,13 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     async def ListOpen(
         self, request: escalation_pb2.ListOpenRequest, context: Any
     ) -> escalation_pb2.ListOpenResponse:
-        teams = await self._teams(list(request.teams), context)
+        caller = await self._manager(context)
+        teams = await self._teams(caller, list(request.teams), context)
         tier = m.Tier(request.tier) if request.tier else None
         reason = m.EscalationReason(request.reason) if request.reason else None
-        found = self._handler.open_for(teams, tier=tier, reason=reason)
+        found = [
+            e
+            for e in self._handler.open_for(teams, tier=tier, reason=reason)
+            if caller.sees_domain(e.domain)
+        ]
         return escalation_pb2.ListOpenResponse(escalations=[escalation_to_proto(e) for e in found])

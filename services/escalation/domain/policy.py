@@ -216,6 +216,11 @@ class EscalationPolicy:
         staffed = {t.name for t in self.teams.values() if person in _people(t)}
         return frozenset(staffed) | self.access.get(person, frozenset())
 
+    def people(self) -> frozenset[str]:
+        """Everyone the policy names: staff of a team at any tier, or granted access."""
+        named = {person for t in self.teams.values() for person in _people(t)}
+        return frozenset(person for person in named | set(self.access) if person)
+
     def teams_to_show(self, person: str, requested: Collection[str]) -> frozenset[str]:
         """The teams ``person`` asked to see (all they may see if none were named).
 

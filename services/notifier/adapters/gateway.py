@@ -11,6 +11,7 @@ from typing import Protocol
 import grpc
 from switchboard.v1 import notification_pb2, notification_pb2_grpc
 
+from services.common.grpc_client import bearer_metadata, open_channel, read_token
 from services.notifier.adapters.mapping import to_proto
 from services.notifier.domain.channels import channel_info
 from services.notifier.domain.core import Notification
@@ -49,6 +50,13 @@ class GrpcChannelGateway:
 
     settings: GatewaySettings
     _channels: dict[str, grpc.aio.Channel] = field(default_factory=dict)
+    _metadata: tuple[tuple[str, str], ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Read at start: a missing token file fails the service before it consumes.
+        self._metadata = bearer_metadata(
+            read_token(self.settings.credentials, "gateways.credentials.token")
+        )
 
     def endpoint(self, channel: int) -> str:
         return self.settings.for_channel(channel_info(channel).name)
@@ -57,12 +65,13 @@ class GrpcChannelGateway:
         target = self.endpoint(notification.channel)
         channel = self._channels.get(target)
         if channel is None:
-            channel = self._channels[target] = grpc.aio.insecure_channel(target)
+            channel = self._channels[target] = open_channel(target, self.settings.credentials)
         stub = notification_pb2_grpc.CustomerChannelGatewayStub(channel)
         try:
             reply = await stub.Deliver(
                 notification_pb2.DeliverRequest(notification=to_proto(notification)),
                 timeout=timeout_s,
+                metadata=self._metadata,
             )
         except grpc.aio.AioRpcError as exc:
             raise GatewayError(exc.code().name, exc.details() or "") from None

@@ -1,5 +1,8 @@
 """NotifierService: decide a DIRECT notification with free text (``Notify``; the
-request's deprecated ``kind`` is ignored), and look a notification up."""
+request's deprecated ``kind`` is ignored), and look a notification up.
+
+Only callers with the ``service`` role whose scope includes the servicer's domain may
+send; a notification of a domain outside the caller's scope is NOT_FOUND."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Any
 import grpc
 from switchboard.v1 import notification_pb2, notification_pb2_grpc
 
+from services.common.identity import Role, current_caller
 from services.common.kafka import ConsumeLoop, NotOwnedError, OutboundRecord
 from services.notifier.adapters.kafka import NotifierHandler
 from services.notifier.adapters.mapping import OUTCOMES, customer_from
@@ -27,6 +31,12 @@ class NotifierServicer(notification_pb2_grpc.NotifierServiceServicer):
     ) -> notification_pb2.NotifyResponse:
         """Decide the notification in the domain's partition transaction; returns its id
         once committed (the delivery worker sends it)."""
+        caller = current_caller()
+        if not caller.has(Role.SERVICE) or not caller.sees_domain(self._domain):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"Notify needs the 'service' role for domain {self._domain!r}",
+            )
         if not request.request_id or not request.contact_id or not request.text:
             await context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT, "request_id, contact_id and text are required"
@@ -65,7 +75,10 @@ class NotifierServicer(notification_pb2_grpc.NotifierServiceServicer):
     ) -> notification_pb2.GetNotificationResponse:
         """Outcome of a notification in a domain this instance owns; attempts and last
         error only while it is pending."""
-        for _, core in self._handler.states.items():
+        caller = current_caller()
+        for domain, core in self._handler.states.items():
+            if not (caller.has(Role.SERVICE) and caller.sees_domain(domain)):
+                continue
             outcome = core.outcome(request.notification_id)
             if outcome is not None:
                 record = notification_pb2.NotificationRecord(outcome=OUTCOMES[outcome])

@@ -11,6 +11,7 @@ from switchboard.v1 import common_pb2, notification_pb2
 
 from services.common.clock import FakeClock
 from services.common.config import KafkaSettings
+from services.common.identity import Caller, Role, calling_as
 from services.common.kafka import OutboundRecord
 from services.common.topics import Topics
 from services.notifier.adapters.grpc import NotifierServicer
@@ -56,7 +57,8 @@ async def test_notify_ignores_the_deprecated_kind_and_sends_the_text_as_a_direct
         text="Your callback is at 15:00.",
         request_id="r1",
     )
-    reply = await servicer.Notify(request, context=MustNotAbort())
+    with calling_as(Caller("crm", frozenset({Role.SERVICE}), domains=frozenset({"*"}))):
+        reply = await servicer.Notify(request, context=MustNotAbort())
     assert reply.notification_id == "direct-r1:direct"
     pending = handler.states.cores["direct"].pending(reply.notification_id)
     assert pending is not None
