@@ -18,6 +18,7 @@ class EscalationMetrics:
     time_to_ack: Histogram
     reescalated: Counter
     resolved: Counter
+    restore_problems: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EscalationMetrics:
@@ -50,6 +51,12 @@ class EscalationMetrics:
                 "switchboard_escalation_resolved_total",
                 "Escalations resolved, by resolution code.",
                 ["code"],
+                registry=registry,
+            ),
+            restore_problems=Counter(
+                "switchboard_escalation_restore_problems_total",
+                "Stored records a restore left out or re-homed because the policy no longer "
+                "covers them (see the service's warning log for each).",
                 registry=registry,
             ),
         )

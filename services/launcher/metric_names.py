@@ -54,6 +54,7 @@ _LIST = (
     MetricName("switchboard_router_offers_total", "counter", ("outcome",), "router"),
     MetricName("switchboard_router_decision_seconds", "histogram", (), "router"),
     # Escalation.
+    MetricName("switchboard_escalation_restore_problems_total", "counter", (), "escalation"),
     MetricName("switchboard_escalation_raised_total", "counter", ("reason", "tier"), "escalation"),
     MetricName("switchboard_escalation_open", "gauge", ("tier",), "escalation"),
     MetricName("switchboard_escalation_time_to_ack_seconds", "histogram", (), "escalation"),

@@ -200,3 +200,45 @@ async def test_a_restart_keeps_open_escalations_and_raises_nothing_twice(
         for r in raised
         if r.kind == escalation_pb2.ESCALATION_CHANGE_KIND_RAISED
     ) == ["c1", "c2"]
+
+
+async def test_a_team_removed_from_config_while_its_escalation_is_open_does_not_stop_the_restart(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    """The restore keeps the escalation, hands it to the head of service and says so; it
+    used to raise, and the service crash-looped on its own state."""
+    topics = await kafka.fresh_topics()
+    async with escalation(kafka, topics):
+        await kafka.produce(topics.contact_events, [arrived("c1", "billing-pl")], key=b"acme")
+        await kafka.read_all(topics.escalations, expect=1)
+    without_polish = CONFIG.read_text()
+    for section in (
+        '[escalation.teams.polish]\nsupervisor = "piotr"\n',
+        '[escalation.queues.sales-pl]\nteam = "polish"\n',
+        '[escalation.queues.billing-pl]\nteam = "polish"\n',
+    ):
+        assert section in without_polish
+        without_polish = without_polish.replace(section, "")
+    config = tmp_path / "escalation.toml"
+    config.write_text(without_polish)
+    async with escalation(kafka, topics, SWITCHBOARD_CONFIG=str(config)) as port:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            stub = escalation_pb2_grpc.EscalationServiceStub(channel)
+            hugo = bearer("hugo", "escalation", "manager", teams=["*"])
+            reply = await stub.ListOpen(escalation_pb2.ListOpenRequest(), metadata=hugo)
+            [kept] = reply.escalations
+            assert (kept.contact_id, kept.team, kept.assignee) == ("c1", "unassigned", "hugo")
+            assert kept.tier == escalation_pb2.TIER_HEAD_OF_SERVICE
+            await stub.Resolve(
+                escalation_pb2.ResolveRequest(
+                    escalation_id=kept.escalation_id, resolution_code="handled"
+                ),
+                metadata=hugo,
+            )
+    records = await kafka.read_all(topics.escalations, expect=3)
+    kinds = [decode_envelope(r.value).escalation_record.kind for r in records]
+    assert kinds == [
+        escalation_pb2.ESCALATION_CHANGE_KIND_RAISED,
+        escalation_pb2.ESCALATION_CHANGE_KIND_UPDATED,  # the re-homing, published
+        escalation_pb2.ESCALATION_CHANGE_KIND_RESOLVED,
+    ]

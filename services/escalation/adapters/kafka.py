@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,10 +65,21 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
             self.kafka,
             self.topics.changelog,
             new_core=lambda domain: EscalationCore(self.policy, domain),
-            restore_core=lambda domain, facts: EscalationCore.restore(
-                self.policy, domain, self._restored.get(domain, []), facts
-            ),
+            restore_core=self._restore_core,
         )
+
+    def _restore_core(self, domain: str, facts: Mapping[str, Any]) -> EscalationCore:
+        """The domain's core from its records; what it could not place is logged and
+        counted, never fatal (a restore that raised would stop the service for good)."""
+        core = EscalationCore.restore(
+            self.policy, domain, self._restored.get(domain, []), facts, self.clock.now()
+        )
+        for problem in core.restore_problems:
+            log.warning(
+                "restore: state the policy no longer covers", domain=domain, problem=problem
+            )
+        self.metrics.restore_problems.inc(len(core.restore_problems))
+        return core
 
     # -- EventHandler ----------------------------------------------------------------
 
@@ -107,22 +118,33 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         self._update_open_gauge()
         log.info("escalation state restored", partitions=sorted(partitions), domains=restored)
 
+    def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
+        """The case facts to persist, plus the re-homings a restore made (published once,
+        in the partition's next transaction)."""
+        out = list(super().drain_changelog(partition))
+        for domain, core in list(self.states.items()):
+            if self.states.partition_of.get(domain) == partition:
+                out.extend(self.emit_changes(core.take_restore_changes()))
+        return out
+
     async def on_revoked(self, partitions: set[int]) -> None:
         await super().on_revoked(partitions)
         self._update_open_gauge()
 
     async def _read_escalations(self) -> None:
         """Keep the latest record of every escalation on the topic in ``_restored``, by
-        domain; records that do not decode are skipped."""
+        domain; records that do not decode or map are skipped, logged and counted."""
         topic = self.topics.escalations
         entries = await read_changelog(self.kafka, topic, range(self._partition_count(topic)))
         by_domain: dict[str, list[m.Escalation]] = defaultdict(list)
         for _, value in entries.values():
             try:
                 envelope = decode_envelope(value)
-            except DecodeError:
+                escalation = escalation_from_proto(envelope.escalation_record.escalation)
+            except (DecodeError, ValueError) as exc:
+                log.warning("restore: unreadable escalation record skipped", error=str(exc))
+                self.metrics.restore_problems.inc()
                 continue
-            escalation = escalation_from_proto(envelope.escalation_record.escalation)
             by_domain[escalation.domain].append(escalation)
         self._restored = dict(by_domain)
 

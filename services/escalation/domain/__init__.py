@@ -18,7 +18,6 @@ from services.escalation.domain.errors import (
     PermissionDenied,
     PolicyError,
     RejectedInput,
-    RestoreError,
     UnknownContact,
     UnknownQueue,
 )
@@ -56,6 +55,7 @@ from services.escalation.domain.model import (
 from services.escalation.domain.policy import (
     DEFAULT_SEVERITY,
     TIER_CHAIN,
+    UNASSIGNED_TEAM,
     EscalationPolicy,
     QueuePolicy,
     SlaClock,
@@ -70,6 +70,7 @@ __all__ = [
     "DEFAULT_SEVERITY",
     "SYSTEM",
     "TIER_CHAIN",
+    "UNASSIGNED_TEAM",
     "BusinessCalendar",
     "CommandError",
     "CommandResult",
@@ -108,7 +109,6 @@ __all__ = [
     "Priority",
     "QueuePolicy",
     "RejectedInput",
-    "RestoreError",
     "Severity",
     "SlaClock",
     "SurveyResult",

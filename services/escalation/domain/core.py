@@ -29,7 +29,7 @@ from dataclasses import replace
 from typing import Any
 
 from services.common.deadlines import Deadlines
-from services.escalation.domain.calendar import BusinessCalendar
+from services.escalation.domain.calendar import ALWAYS_OPEN, BusinessCalendar
 from services.escalation.domain.cases import Case, History, Pause, Phase
 from services.escalation.domain.errors import (
     InvalidArgument,
@@ -37,7 +37,6 @@ from services.escalation.domain.errors import (
     InvalidTransition,
     NotFound,
     PermissionDenied,
-    RestoreError,
     UnknownContact,
     UnknownQueue,
 )
@@ -71,7 +70,13 @@ from services.escalation.domain.model import (
     Tier,
     escalation_id,
 )
-from services.escalation.domain.policy import EscalationPolicy, SlaClock, TriggerSettings
+from services.escalation.domain.policy import (
+    TIER_CHAIN,
+    UNASSIGNED_TEAM,
+    EscalationPolicy,
+    SlaClock,
+    TriggerSettings,
+)
 from services.escalation.domain.snapshots import (
     case_key,
     case_record,
@@ -122,6 +127,9 @@ class EscalationCore:
         self._deadlines: Deadlines[_Key] = Deadlines()
         #: Changelog entities changed since the last :meth:`take_changes`.
         self._dirty: set[str] = set()
+        #: What :meth:`restore` left out or re-homed, one line each (logged and counted).
+        self.restore_problems: list[str] = []
+        self._restore_changes: list[EscalationChange] = []
 
     # --- events and time ----------------------------------------------------------------
 
@@ -327,28 +335,34 @@ class EscalationCore:
         domain: str,
         escalations: Iterable[Escalation],
         case_facts: Mapping[str, Mapping[str, Any]],
+        now: float = 0.0,
     ) -> EscalationCore:
         """Rebuild a core from the ``escalations`` topic and the case-fact changelog.
 
         Escalations of other domains are skipped, so the whole topic may be passed in.
         Deadlines resume from their stored instants: nothing is raised again, nothing reset.
+
+        Never fails on what the stored state says (the service would crash-loop on it):
+        a fact it cannot read, or of a queue no longer configured, is left out; an open
+        escalation whose team or queue is no longer configured goes to the head of service
+        (team ``unassigned``). Each is listed in :attr:`restore_problems`, and the
+        re-homed escalations' changes are returned by the next :meth:`take_restore_changes`.
         """
         core = cls(policy, domain)
-        core._cases, core._customers = read_case_facts(case_facts, policy.queues)
+        core._cases, core._customers, core.restore_problems = read_case_facts(
+            case_facts, policy.queues
+        )
         for esc in escalations:
             if esc.domain != domain:
                 continue
-            if esc.team not in policy.teams:
-                raise RestoreError(f"{esc.escalation_id}: team {esc.team!r} is not in the policy")
+            homeless = _homeless(esc, policy)
+            if homeless and esc.is_open:
+                esc = core._rehome(esc, homeless, now)
             if esc.contact_id not in core._cases:
                 # An open escalation outlives its case facts: a closed case holds it again,
                 # so managers can still act on it and the drop waits for its resolution.
                 if not esc.is_open:
                     continue  # its case was forgotten; so may it be
-                if esc.queue not in policy.queues:
-                    raise RestoreError(
-                        f"{esc.escalation_id}: queue {esc.queue!r} is not in the policy"
-                    )
                 orphan = Case(
                     contact_id=esc.contact_id,
                     queue=esc.queue,
@@ -370,6 +384,26 @@ class EscalationCore:
         for history in core._customers.values():
             core._arm_history(history)
         return core
+
+    def _rehome(self, esc: Escalation, why: str, now: float) -> Escalation:
+        """An open escalation nobody configured can answer any more: the head of service's."""
+        rehomed = replace(
+            esc,
+            team=UNASSIGNED_TEAM,
+            tier=TIER_CHAIN[-1],
+            assignee=self.policy.head_of_service,
+            ack_deadline=None,
+            summary=f"{esc.summary} [restored without a home: {why}]".strip(),
+            version=_next_version(esc.version, now),
+        )
+        self.restore_problems.append(f"{esc.escalation_id}: {why}; now the head of service's")
+        self._restore_changes.append(EscalationChange(EscalationChangeKind.UPDATED, rehomed))
+        return rehomed
+
+    def take_restore_changes(self) -> list[EscalationChange]:
+        """The re-homings :meth:`restore` made, once (the adapter publishes them)."""
+        changes, self._restore_changes = self._restore_changes, []
+        return changes
 
     # --- event handlers -------------------------------------------------------------------
 
@@ -511,7 +545,7 @@ class EscalationCore:
         case = self._cases[event.contact_id]  # known: _check refused it otherwise
         if event.customer_id and not case.customer.customer_id:
             case.customer = replace(case.customer, customer_id=event.customer_id)
-        if event.score <= self._triggers[case.queue].low_score:
+        if event.score <= self._triggers_of(case.queue).low_score:
             comment = f': "{event.comment}"' if event.comment else ""
             self._escalate(
                 case, _R.LOW_SATISFACTION, now, f"survey score {event.score}/5{comment}", out
@@ -531,7 +565,7 @@ class EscalationCore:
         history.arrivals.append((now, case.contact_id))
         self._dirty.add(customer_key(customer_id))
         self._arm_history(history)
-        triggers = self._triggers[case.queue]
+        triggers = self._triggers_of(case.queue)
         recent = [c for at, c in history.arrivals if at > now - triggers.repeat_window_s]
         if len(recent) < triggers.repeat_contacts:
             return
@@ -555,7 +589,7 @@ class EscalationCore:
         case = self._cases.get(contact_id)
         if case is None or not case.sla.running:
             return
-        triggers = self._triggers[case.queue]
+        triggers = self._triggers_of(case.queue)
         until = "an agent" if triggers.sla_clock is SlaClock.QUEUE else "a resolution"
         summary = (
             f"waited {_duration(triggers.wait_threshold_s)} of business time for {until} "
@@ -640,7 +674,7 @@ class EscalationCore:
 
         A resolved one stays resolved: a case escalates once per reason.
         """
-        if reason not in self._triggers[case.queue].enabled:
+        if reason not in self._triggers_of(case.queue).enabled:
             return
         if target is None:
             seen = case.evidence[reason.slug] = case.evidence.get(reason.slug, 0) + 1
@@ -842,7 +876,7 @@ class EscalationCore:
         elif case.phase is Phase.WAITING:
             running = True
         else:
-            running = self._triggers[case.queue].sla_clock is SlaClock.RESOLUTION
+            running = self._triggers_of(case.queue).sla_clock is SlaClock.RESOLUTION
         if running:
             case.sla.start(now)
         elif case.sla.since is not None:  # stopping: bank on this queue's calendar
@@ -850,12 +884,19 @@ class EscalationCore:
         self._arm_sla(case)
 
     def _calendar(self, case: Case) -> BusinessCalendar:
-        """The business hours the case's SLA clock counts on: its queue's."""
-        return self.policy.queues[case.queue].calendar
+        """The business hours the case's SLA clock counts on: its queue's (always open for
+        a queue no longer configured, whose case came back with an open escalation)."""
+        queue = self.policy.queues.get(case.queue)
+        return queue.calendar if queue is not None else ALWAYS_OPEN
+
+    def _triggers_of(self, queue: str) -> TriggerSettings:
+        """The queue's trigger settings; the policy's defaults for a queue no longer configured."""
+        found = self._triggers.get(queue)
+        return found if found is not None else self.policy.triggers
 
     def _arm_sla(self, case: Case) -> None:
         key = (_SLA, case.contact_id)
-        triggers = self._triggers[case.queue]
+        triggers = self._triggers_of(case.queue)
         if (
             case.sla.since is None  # stopped: nothing to breach
             or _R.WAIT_THRESHOLD not in triggers.enabled
@@ -872,7 +913,7 @@ class EscalationCore:
     def _arm_pause(self, case: Case) -> None:
         key = (_PAUSE, case.contact_id)
         pause = case.pause
-        triggers = self._triggers[case.queue]
+        triggers = self._triggers_of(case.queue)
         if (
             pause is None
             or case.awaiting_customer  # the customer, not the center, is keeping it waiting
@@ -917,6 +958,15 @@ class EscalationCore:
 def oldest_first(escalations: Iterable[Escalation]) -> list[Escalation]:
     """The order managers see escalations in: by raise time, then id (so ties are stable)."""
     return sorted(escalations, key=lambda e: (e.raised_at, e.escalation_id))
+
+
+def _homeless(esc: Escalation, policy: EscalationPolicy) -> str:
+    """Why the policy no longer has a place for ``esc`` ("" if it has)."""
+    if esc.team != UNASSIGNED_TEAM and esc.team not in policy.teams:
+        return f"team {esc.team!r} is no longer configured"
+    if esc.queue not in policy.queues:
+        return f"queue {esc.queue!r} is no longer configured"
+    return ""
 
 
 def _next_version(previous: int, at: float) -> int:

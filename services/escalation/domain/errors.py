@@ -4,7 +4,6 @@ Hierarchy::
 
     EscalationError          base; ``reason`` is a short human-readable cause
     ├── PolicyError          the escalation policy is invalid (fails at start, names the field)
-    ├── RestoreError         stored state contradicts the policy (fails the restore loudly)
     ├── RejectedInput        an event the core cannot apply (the adapter dead-letters it)
     │   ├── UnknownQueue     a contact in a queue the policy does not define
     │   ├── UnknownContact   an event that would escalate a contact the core never saw
@@ -32,7 +31,6 @@ __all__ = [
     "PermissionDenied",
     "PolicyError",
     "RejectedInput",
-    "RestoreError",
     "UnknownContact",
     "UnknownQueue",
 ]
@@ -50,10 +48,6 @@ class EscalationError(Exception):
 
 class PolicyError(EscalationError):
     """The policy is invalid; ``reason`` starts with the field path, e.g. ``teams.x.supervisor``."""
-
-
-class RestoreError(EscalationError):
-    """A stored case or escalation cannot be rebuilt under the current policy."""
 
 
 class RejectedInput(EscalationError):

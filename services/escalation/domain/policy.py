@@ -73,6 +73,7 @@ from services.escalation.domain.model import EscalationReason, Priority, Severit
 __all__ = [
     "DEFAULT_SEVERITY",
     "TIER_CHAIN",
+    "UNASSIGNED_TEAM",
     "EscalationPolicy",
     "QueuePolicy",
     "SlaClock",
@@ -98,6 +99,9 @@ DEFAULT_SEVERITY: Mapping[EscalationReason, Severity] = {
 #: The tiers an unacknowledged escalation climbs, first to last. Declared here and only
 #: here: the enum numbers of :class:`Tier` are wire values, not an order.
 TIER_CHAIN: tuple[Tier, ...] = (Tier.SUPERVISOR, Tier.MANAGER, Tier.HEAD_OF_SERVICE)
+#: Where a restored open escalation goes when its team or queue is no longer configured:
+#: the default head of service (and anyone with access to every team) sees it.
+UNASSIGNED_TEAM = "unassigned"
 
 #: Severities from least to most urgent: a VIP's escalation is one step up.
 _SEVERITY_LADDER: tuple[Severity, ...] = (
@@ -174,6 +178,8 @@ class EscalationPolicy:
     )
     calendars: Mapping[str, BusinessCalendar] = field(default_factory=dict)
     access: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: The default head of customer service (``head_of_service``): unassigned escalations'.
+    head_of_service: str = ""
     retain_closed_s: float = 3 * 86_400.0
     forget_idle_s: float = 7 * 86_400.0
 
@@ -214,6 +220,8 @@ class EscalationPolicy:
     def teams_visible_to(self, person: str) -> frozenset[str]:
         """The teams a person staffs at any tier, plus any explicit ``access`` grant."""
         staffed = {t.name for t in self.teams.values() if person in _people(t)}
+        if person and person == self.head_of_service:
+            staffed.add(UNASSIGNED_TEAM)
         return frozenset(staffed) | self.access.get(person, frozenset())
 
     def people(self) -> frozenset[str]:
@@ -339,7 +347,9 @@ class EscalationPolicy:
             for team_name in granted:
                 if team_name != "*" and team_name not in teams:
                     raise PolicyError(f"{p('access', person)}: unknown team {team_name!r}")
-            access[person] = frozenset(teams) if "*" in granted else frozenset(granted)
+            access[person] = (
+                frozenset({*teams, UNASSIGNED_TEAM}) if "*" in granted else frozenset(granted)
+            )
 
         return cls(
             queues=queues,
@@ -350,6 +360,7 @@ class EscalationPolicy:
             severity=severity,
             calendars=calendars,
             access=access,
+            head_of_service=default_head,
             retain_closed_s=_number(
                 data.get("retain_closed_s", 3 * 86_400.0), p, "", "retain_closed_s"
             ),

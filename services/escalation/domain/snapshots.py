@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from services.escalation.domain.cases import Case, History, Pause, Phase
-from services.escalation.domain.errors import RestoreError
 from services.escalation.domain.model import Customer, Disposition, PauseReason, Priority
 from services.escalation.domain.sla_clock import SlaStopwatch
 
@@ -106,26 +105,29 @@ def history_from_record(data: Mapping[str, Any]) -> History:
 
 def read_case_facts(
     case_facts: Mapping[str, Mapping[str, Any]], queues: Mapping[str, object]
-) -> tuple[dict[str, Case], dict[str, History]]:
-    """Cases and histories by id from changelog records; :class:`RestoreError` names the
-    first record that is unreadable, of an unknown kind, or of a queue not in ``queues``."""
+) -> tuple[dict[str, Case], dict[str, History], list[str]]:
+    """Cases and histories by id from changelog records, and one line per record left
+    out: unreadable, of an unknown kind, or of a queue not in ``queues`` (stored state
+    never stops a restore; the caller reports what was left out)."""
     cases: dict[str, Case] = {}
     customers: dict[str, History] = {}
+    left_out: list[str] = []
     for key, data in case_facts.items():
         kind, _, ident = key.partition("/")
         try:
             if kind == "case":
                 case = case_from_record(data)
                 if case.queue not in queues:
-                    raise RestoreError(f"{key}: queue {case.queue!r} is not in the policy")
+                    left_out.append(f"{key}: queue {case.queue!r} is no longer configured")
+                    continue
                 cases[ident] = case
             elif kind == "customer":
                 customers[ident] = history_from_record(data)
             else:
-                raise RestoreError(f"{key}: unknown entity")
+                left_out.append(f"{key}: unknown entity")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise RestoreError(f"{key}: unreadable snapshot ({exc!r})") from exc
-    return cases, customers
+            left_out.append(f"{key}: unreadable ({type(exc).__name__}: {exc})")
+    return cases, customers, left_out
 
 
 def _customer_record(customer: Customer) -> dict[str, str]:

@@ -10,6 +10,7 @@ import pytest
 
 from services.escalation.domain import (
     TIER_CHAIN,
+    UNASSIGNED_TEAM,
     EscalationPolicy,
     EscalationReason,
     PermissionDenied,
@@ -51,7 +52,8 @@ def test_the_documented_toml_example_is_a_valid_policy() -> None:
     assert policy.domain_overrides["eu-1"] == {"wait_threshold_s": 240}
     assert policy.queues["billing-en"].calendar.name == "warsaw"
     assert policy.ack_deadlines_s[Tier.HEAD_OF_SERVICE] == 3600
-    assert policy.teams_visible_to("ops-lead") == frozenset({"billing"})
+    # "*" is every team, and the escalations restored without a home (team "unassigned")
+    assert policy.teams_visible_to("ops-lead") == frozenset({"billing", UNASSIGNED_TEAM})
 
 
 def test_a_team_without_a_supervisor_is_refused_naming_the_field() -> None:
@@ -184,8 +186,9 @@ def test_people_see_the_teams_they_staff_plus_explicit_grants() -> None:
     )
     assert policy.teams_visible_to("sofia") == {"billing"}
     assert policy.teams_visible_to("mira") == {"billing"}  # the default manager, not sales'
-    assert policy.teams_visible_to("hugo") == {"billing", "sales"}
-    assert policy.teams_visible_to("ops") == {"billing", "sales"}
+    # the default head of service and "*" also see escalations restored without a home
+    assert policy.teams_visible_to("hugo") == {"billing", "sales", UNASSIGNED_TEAM}
+    assert policy.teams_visible_to("ops") == {"billing", "sales", UNASSIGNED_TEAM}
     assert policy.teams_visible_to("auditor") == {"sales"}
     assert policy.teams_visible_to("stranger") == frozenset()
 

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from services.escalation.domain import (
+    UNASSIGNED_TEAM,
     ContactAssigned,
     ContactEnded,
     ContactHeld,
@@ -20,10 +21,12 @@ from services.escalation.domain import (
     EscalationCore,
     EscalationPolicy,
     EscalationReason,
+    EscalationStatus,
     ManagerRequested,
     PauseReason,
-    RestoreError,
+    PermissionDenied,
     SurveyResult,
+    Tier,
     UnknownContact,
 )
 from tests.unit.escalation.scenario import (
@@ -192,17 +195,50 @@ def test_an_open_escalation_whose_case_fact_is_missing_is_still_restored() -> No
     assert result.escalation.resolution_code == "ok"
 
 
-def test_restore_refuses_state_the_policy_no_longer_covers() -> None:
+def test_restore_leaves_out_what_the_policy_no_longer_covers_and_says_so() -> None:
+    """Stored state never stops a restore (the service would crash-loop on it)."""
     core, topics = make_core(), Topics()
     topics.record(core, arrive(core, "c1", T0, queue="sales-en"))
     data = merged(BASE, {})
     del data["queues"]["sales-en"]
-    with pytest.raises(RestoreError, match="case/c1: queue 'sales-en'"):
-        EscalationCore.restore(EscalationPolicy.from_dict(data), "eu", [], topics.changelog)
-    with pytest.raises(RestoreError, match="unknown entity"):
-        EscalationCore.restore(make_policy(), "eu", [], {"agent/x": {}})
-    with pytest.raises(RestoreError, match="unreadable"):
-        EscalationCore.restore(make_policy(), "eu", [], {"case/x": {"queue": "billing-en"}})
+    restored = EscalationCore.restore(EscalationPolicy.from_dict(data), "eu", [], topics.changelog)
+    assert restored.snapshot() == {}
+    assert restored.restore_problems == ["case/c1: queue 'sales-en' is no longer configured"]
+    odd = {"agent/x": {}, "case/x": {"queue": "billing-en"}}
+    restored = EscalationCore.restore(make_policy(), "eu", [], odd)
+    assert restored.restore_problems[0] == "agent/x: unknown entity"
+    assert restored.restore_problems[1].startswith("case/x: unreadable (KeyError")
+
+
+def test_an_open_escalation_of_a_team_removed_from_config_goes_to_the_head_of_service() -> None:
+    core, topics = make_core(triggers={"enabled": ["manager_requested"]}), Topics()
+    topics.record(core, arrive(core, "c1", T0, queue="sales-en"))
+    topics.record(core, core.apply(ManagerRequested("c1"), T0 + 10))
+    escalation_id = eid("c1", EscalationReason.MANAGER_REQUESTED)
+    data = merged(BASE, {"triggers": {"enabled": ["manager_requested"]}})
+    del data["queues"]["sales-en"], data["teams"]["sales"]
+    restored = EscalationCore.restore(
+        EscalationPolicy.from_dict(data),
+        "eu",
+        topics.escalations.values(),
+        topics.changelog,
+        now=T0 + 20,
+    )
+    held = restored.get(escalation_id)
+    assert held is not None
+    assert (held.team, held.assignee, held.tier) == (UNASSIGNED_TEAM, "hugo", Tier.HEAD_OF_SERVICE)
+    assert "team 'sales' is no longer configured" in held.summary
+    assert any("now the head of service's" in line for line in restored.restore_problems)
+    [change] = restored.take_restore_changes()
+    assert change.kind is EscalationChangeKind.UPDATED
+    assert change.escalation == held
+    assert restored.take_restore_changes() == []
+    # The head of service can act on it; time passing breaks nothing.
+    restored.tick(T0 + 30 * HOUR)
+    with pytest.raises(PermissionDenied):
+        restored.acknowledge(escalation_id, "sofia", T0 + 30 * HOUR)
+    done = restored.resolve(escalation_id, "hugo", "handled", T0 + 30 * HOUR)
+    assert done.escalation.status is EscalationStatus.RESOLVED
 
 
 def test_escalations_of_other_domains_are_left_to_their_own_core() -> None:
