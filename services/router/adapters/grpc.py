@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import grpc
@@ -10,8 +11,15 @@ from switchboard.v1 import agent_events_pb2, common_pb2, router_admin_pb2, route
 from services.common.clock import Clock
 from services.common.state import DomainStates
 from services.router.domain import RoutingCore
+from services.router.domain.states import ContactStatus
 
 __all__ = ["RouterAdminServicer"]
+
+_CONTACT_STATUS = {
+    ContactStatus.WAITING: router_admin_pb2.CONTACT_STATUS_WAITING,
+    ContactStatus.OFFERED: router_admin_pb2.CONTACT_STATUS_OFFERED,
+    ContactStatus.ASSIGNED: router_admin_pb2.CONTACT_STATUS_ASSIGNED,
+}
 
 
 def _duration(target: Any, seconds: float) -> None:
@@ -42,7 +50,8 @@ class RouterAdminServicer(router_admin_pb2_grpc.RouterAdminServicer):
                     queue=s.queue,
                     waiting=s.waiting,
                     offered=s.offered,
-                    service_level=s.service_level,
+                    # no service level yet: NaN, as the exported gauge (see the proto)
+                    service_level=math.nan if s.service_level is None else s.service_level,
                     answered=s.answered,
                     abandoned=s.abandoned,
                     staffed_agents=s.staffed_agents,
@@ -71,8 +80,13 @@ class RouterAdminServicer(router_admin_pb2_grpc.RouterAdminServicer):
                 for skill, level in a.skills:
                     view.skills.add(skill=skill, proficiency=level)
                 for channel, count in a.active:
-                    view.active.add(
-                        channel=common_pb2.Channel.ValueType(int(channel)), max_concurrent=count
+                    pb_channel = common_pb2.Channel.ValueType(int(channel))
+                    view.in_hand.add(channel=pb_channel, contacts=count)
+                    # deprecated field, kept for old clients: a count in a limit's field
+                    view.active.add(channel=pb_channel, max_concurrent=count)
+                for channel, limit in a.capacity:
+                    view.capacity.add(
+                        channel=common_pb2.Channel.ValueType(int(channel)), max_concurrent=limit
                     )
         return reply
 
@@ -87,7 +101,8 @@ class RouterAdminServicer(router_admin_pb2_grpc.RouterAdminServicer):
             reply = router_admin_pb2.GetContactResponse(
                 contact_id=view.contact_id,
                 queue=view.queue,
-                status=view.status,
+                status=view.status.value,  # deprecated word, kept for old clients
+                contact_status=_CONTACT_STATUS[view.status],
                 position=view.position,
                 agent_id=view.agent_id,
                 channel=common_pb2.Channel.ValueType(int(view.channel)),
