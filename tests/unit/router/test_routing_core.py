@@ -12,6 +12,7 @@ from services.router.domain import (
     RoutingPolicy,
     UnknownAgent,
     UnknownQueue,
+    UnknownSkill,
 )
 from services.router.domain.model import (
     AgentLoggedIn,
@@ -241,7 +242,13 @@ def test_going_away_while_ringing_withdraws_and_no_new_offers_come() -> None:
     core = RoutingCore(policy())
     core.apply(agent("a1"), T0)
     core.apply(call("c1"), T0)
-    core.apply(AgentStateChanged("a1", AgentState.AWAY, "lunch"), T0 + 1)
+    out = core.apply(AgentStateChanged("a1", AgentState.AWAY, "lunch"), T0 + 1)
+    assert of(ContactRequeued, out) == [
+        ContactRequeued("c1", "billing", RequeueReason.AGENT_UNAVAILABLE, "a1")
+    ]
+    assert core.contact_view("c1", T0 + 1).status == "waiting"  # type: ignore[union-attr]
+    assert core.waiting_ids("billing") == ["c1"]
+    assert core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 2) == []  # withdrawn: too late
     assert offers(core.apply(call("c2"), T0 + 2)) == []
 
 
@@ -394,3 +401,25 @@ def test_snapshot_and_restore_give_an_identical_core() -> None:
     for event in later:
         assert original.apply(event, T0 + 10) == restored.apply(event, T0 + 10)
     assert original.tick(T0 + 30) == restored.tick(T0 + 30)
+
+
+def test_a_contact_requiring_a_skill_no_queue_configures_is_refused_whole() -> None:
+    core = RoutingCore(policy())
+    core.apply(agent("a1"), T0)
+    before = core.snapshot()
+    core.take_changes()
+    with pytest.raises(UnknownSkill, match="'knitting'"):
+        core.apply(
+            ContactArrived("c1", "billing", Channel.VOICE, (SkillRequirement("knitting", 1),)),
+            T0,
+        )
+    with pytest.raises(UnknownSkill, match="'knitting'"):
+        core.apply(
+            ContactArrived(
+                "c2", "billing", Channel.VOICE, optional_skills=(SkillRequirement("knitting", 1),)
+            ),
+            T0,
+        )
+    assert core.snapshot() == before
+    assert core.take_changes() == {}
+    assert list(core.contacts()) == []
