@@ -381,7 +381,8 @@ class RoutingCore:
                     else ((1 - HANDLE_EWMA_ALPHA) * qs.handle_s + HANDLE_EWMA_ALPHA * handle)
                 )
                 self._persist_queue_counts(contact.queue)
-                self._start_wrap_up(agent, self.policy.queues[contact.queue], now, out)
+                if self._start_wrap_up(agent, self.policy.queues[contact.queue], now, out):
+                    freed = agent  # no wrap-up: free once the contact is closed
         self._lines.remove(contact)
         self._close(contact, now, abandoned=False, out=out)
         if freed is not None:
@@ -404,7 +405,10 @@ class RoutingCore:
             if agent is not None:
                 agent.active.pop(contact.contact_id, None)
                 agent.handled += 1
-                self._start_wrap_up(agent, self.policy.queues[contact.queue], now, out)
+                # no wrap-up: takes work before the contact is requeued, as it always did
+                # (so its next offer precedes this ContactRequeued in the decisions)
+                if self._start_wrap_up(agent, self.policy.queues[contact.queue], now, out):
+                    self._dispatch_agent(agent, now, out)
         self._lines.remove(contact)
         self._refresh_positions_soon(contact.queue)
         contact.queue = target
@@ -816,26 +820,29 @@ class RoutingCore:
 
     def _start_wrap_up(
         self, agent: AgentRecord, qp: QueuePolicy, now: float, out: list[Decision]
-    ) -> None:
+    ) -> bool:
+        """The agent finished a contact. True if it may take work at once (no wrap-up):
+        the caller then dispatches it, but only after the contact's own ContactClosed or
+        ContactRequeued, so the decisions never show the agent over its capacity."""
         if agent.state == AgentState.LOGGED_OUT:
             if not agent.active:
                 del self._agents[agent.agent_id]
                 self._persist_agent(agent.agent_id)
-            return
+            return False
         if agent.state != AgentState.AVAILABLE:
             self._reindex_and_persist(agent)
-            return
+            return False
         if qp.wrap_up_s > 0:
             agent.move_to(AgentState.WRAP_UP, "wrap-up")
             agent.wrap_until = now + qp.wrap_up_s
             self._reindex_and_persist(agent)
             self._timers.set((_WRAP, agent.agent_id, agent.version), agent.wrap_until)
             self._status(agent, out)
-        else:
-            agent.idle_since = now
-            self._reindex_and_persist(agent)
-            self._status(agent, out)
-            self._dispatch_agent(agent, now, out)
+            return False
+        agent.idle_since = now
+        self._reindex_and_persist(agent)
+        self._status(agent, out)
+        return True
 
     def _close(
         self, contact: ContactRecord, now: float, *, abandoned: bool, out: list[Decision]

@@ -423,3 +423,15 @@ def test_a_contact_requiring_a_skill_no_queue_configures_is_refused_whole() -> N
     assert core.snapshot() == before
     assert core.take_changes() == {}
     assert list(core.contacts()) == []
+
+
+def test_without_wrap_up_the_next_offer_follows_the_ended_contacts_close() -> None:
+    """Read in order, the decisions never show an agent holding two voice calls."""
+    core = RoutingCore(policy(wrap_up_s=0))
+    core.apply(agent("a1"), T0)
+    core.apply(call("c1"), T0)
+    core.apply(call("c2"), T0 + 1)
+    core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 2)
+    out = core.apply(ContactEnded("c1"), T0 + 60)
+    kinds = [(type(d).__name__, getattr(d, "contact_id", "")) for d in out]
+    assert kinds.index(("ContactClosed", "c1")) < kinds.index(("OfferMade", "c2"))
