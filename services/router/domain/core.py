@@ -578,8 +578,11 @@ class RoutingCore:
         self._dispatch_contact(contact, now, out)
 
     def _wrap_end(self, agent_id: str, version: int, now: float, out: list[Decision]) -> None:
+        """Wrap-up time is over. Judged by ``wrap_until``, not by ``version``: an agent
+        changes (a second chat ends, skills change) during wrap-up and must still leave it;
+        a timer of an earlier wrap-up finds ``wrap_until`` later than now and is skipped."""
         agent = self._agents.get(agent_id)
-        if agent is None or agent.state != AgentState.WRAP_UP or agent.version != version:
+        if agent is None or agent.state != AgentState.WRAP_UP or agent.wrap_until > now:
             return
         agent.move_to(AgentState.AVAILABLE, "")
         agent.idle_since = now

@@ -435,3 +435,20 @@ def test_without_wrap_up_the_next_offer_follows_the_ended_contacts_close() -> No
     out = core.apply(ContactEnded("c1"), T0 + 60)
     kinds = [(type(d).__name__, getattr(d, "contact_id", "")) for d in out]
     assert kinds.index(("ContactClosed", "c1")) < kinds.index(("OfferMade", "c2"))
+
+
+def test_wrap_up_ends_on_time_even_if_the_agent_changed_during_it() -> None:
+    """A second chat ending during wrap-up used to strand the agent in WRAP_UP for good."""
+    core = RoutingCore(policy(wrap_up_s=10))
+    core.apply(agent("a1", voice=0, chat=2), T0)
+    core.apply(call("c1", channel=Channel.CHAT), T0)
+    core.apply(call("c2", channel=Channel.CHAT), T0)
+    core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 1)
+    core.apply(OfferAccepted("a1", "c2", "c2#1"), T0 + 1)
+    core.apply(ContactEnded("c1"), T0 + 5)  # wrap-up until T0 + 15
+    core.apply(ContactEnded("c2"), T0 + 6)  # changes the agent during wrap-up
+    core.apply(AgentSkillsChanged("a1", (("billing", 6),), ("en",)), T0 + 7)
+    out = core.tick(T0 + 15)
+    assert AgentStatusChanged("a1", AgentState.AVAILABLE, "", "t1") in out
+    core.apply(call("c3", channel=Channel.CHAT), T0 + 16)
+    assert core.contact_view("c3", T0 + 16).status == "offered"  # type: ignore[union-attr]
