@@ -452,3 +452,25 @@ def test_wrap_up_ends_on_time_even_if_the_agent_changed_during_it() -> None:
     assert AgentStatusChanged("a1", AgentState.AVAILABLE, "", "t1") in out
     core.apply(call("c3", channel=Channel.CHAT), T0 + 16)
     assert core.contact_view("c3", T0 + 16).status == "offered"  # type: ignore[union-attr]
+
+
+def test_an_agent_logging_in_takes_a_contact_whose_overflow_step_opened_its_queue() -> None:
+    """The freed-agent path: the agent lacks the contact's own skill but has the skill of
+    the queue the contact overflowed into."""
+    overflow = RoutingPolicy.from_dict(
+        {
+            "queues": {
+                "tech": {
+                    "skills": {"tech": 3},
+                    "steps": [{"after_s": 30, "overflow_queues": ["billing"]}],
+                },
+                "billing": {"skills": {"billing": 1}},
+            }
+        }
+    )
+    core = RoutingCore(overflow)
+    core.apply(call("c1", queue="tech"), T0)
+    early = RoutingCore.restore(overflow, core.snapshot())
+    assert offers(early.apply(agent("a1"), T0 + 29)) == []  # the step has not opened yet
+    core.tick(T0 + 30)
+    assert offers(core.apply(agent("a1"), T0 + 31)) == [("c1", "a1")]
