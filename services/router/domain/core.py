@@ -110,6 +110,7 @@ class RoutingCore:
         self._contacts: dict[str, ContactRecord] = {}
         self._queues: dict[str, QueueCounts] = {q: QueueCounts() for q in policy.queues}
         self._lines = WaitingLines(policy.queues, policy.boost)
+        self._waiting = self._lines.by_queue  # queue -> line, read-only here
         self._ready = ReadyAgents(
             {q.strategy for q in policy.queues.values()}, policy.max_total, self._agents
         )
@@ -268,7 +269,7 @@ class RoutingCore:
                 offered[c.queue] += 1
         stats = []
         for name, counts in self._queues.items():
-            line = self._lines.line(name)
+            line = self._waiting[name]
             stats.append(
                 read_model.queue_stats(
                     name,
@@ -685,7 +686,7 @@ class RoutingCore:
         best: tuple[float, int] | None = None
         best_contact: ContactRecord | None = None
         for queue, min_step in self._candidate_queues(agent):
-            for scanned, (key0, key1, contact_id) in enumerate(self._lines.line(queue)):
+            for scanned, (key0, key1, contact_id) in enumerate(self._waiting[queue]):
                 if scanned >= SCAN_LIMIT or (best is not None and (key0, key1) >= best):
                     break
                 contact = self._contacts[contact_id]
@@ -698,7 +699,7 @@ class RoutingCore:
 
     def _candidate_queues(self, agent: AgentRecord) -> list[tuple[str, int]]:
         """Queues (and overflow sources, with the step that opens them) the agent may serve."""
-        return [(q, step) for q, step in self._servable_queues(agent) if self._lines.line(q)]
+        return [(q, step) for q, step in self._servable_queues(agent) if self._waiting[q]]
 
     def _servable_queues(self, agent: AgentRecord) -> list[tuple[str, int]]:
         """Every queue whose skills and language the agent has, in policy order.
@@ -908,7 +909,7 @@ class RoutingCore:
         either changed enough to be worth a message."""
         queues, self._moved_queues = self._moved_queues, set()
         for queue in queues:
-            lst = self._lines.line(queue)
+            lst = self._waiting[queue]
             if not lst:
                 continue
             handle = self._queues[queue].handle_s or self.policy.default_handle_s
@@ -939,7 +940,7 @@ class RoutingCore:
     def _refresh_all_positions_soon(self) -> None:
         """Staffing changed, so every estimate may have: refresh every non-empty line."""
         for queue in self.policy.queues:
-            if self._lines.line(queue):
+            if self._waiting[queue]:
                 self._refresh_positions_soon(queue)
 
     # ------------------------------------------------------------------ bookkeeping

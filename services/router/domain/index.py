@@ -152,11 +152,13 @@ class WaitingLines:
     """One sorted list of ``(key, seq, contact id)`` per queue; a contact's key never
     changes while it waits, so it keeps its place without re-sorting."""
 
-    _lines: dict[str, list[tuple[float, int, str]]]
+    #: queue -> its line, head first. Read it (the core scans it on the hot path without
+    #: a method call per queue); change it only through :meth:`add` and :meth:`remove`.
+    by_queue: dict[str, list[tuple[float, int, str]]]
     _boost: Callable[[Priority], float] = field(compare=False)
 
     def __init__(self, queues: Iterable[str], boost: Callable[[Priority], float]) -> None:
-        self._lines: dict[str, list[tuple[float, int, str]]] = {q: [] for q in queues}
+        self.by_queue: dict[str, list[tuple[float, int, str]]] = {q: [] for q in queues}
         self._boost = boost
 
     def _entry(self, contact: ContactRecord) -> tuple[float, int, str]:
@@ -165,7 +167,7 @@ class WaitingLines:
 
     def add(self, contact: ContactRecord) -> None:
         """Put ``contact`` in its queue's line at its place (no-op if already there)."""
-        lst = self._lines[contact.queue]
+        lst = self.by_queue[contact.queue]
         entry = self._entry(contact)
         i = bisect_left(lst, entry)
         if i == len(lst) or lst[i] != entry:
@@ -173,7 +175,7 @@ class WaitingLines:
 
     def remove(self, contact: ContactRecord) -> None:
         """Take ``contact`` out of its queue's line (no-op if not there)."""
-        lst = self._lines[contact.queue]
+        lst = self.by_queue[contact.queue]
         entry = self._entry(contact)
         i = bisect_left(lst, entry)
         if i < len(lst) and lst[i] == entry:
@@ -182,14 +184,10 @@ class WaitingLines:
     def position(self, contact: ContactRecord) -> int:
         """1-based place of a waiting ``contact`` in its line."""
         key0, key1, _ = self._entry(contact)
-        return bisect_left(self._lines[contact.queue], (key0, key1, "")) + 1
-
-    def line(self, queue: str) -> list[tuple[float, int, str]]:
-        """The line itself, head first: read it, do not change it."""
-        return self._lines[queue]
+        return bisect_left(self.by_queue[contact.queue], (key0, key1, "")) + 1
 
     def ids(self, queue: str) -> list[str]:
-        return [c for _, _, c in self._lines[queue]]
+        return [c for _, _, c in self.by_queue[queue]]
 
 
 @dataclass(init=False)

@@ -14,6 +14,8 @@ from typing import Any
 
 from services.router.domain.model import AgentState, Channel
 from services.router.domain.states import (
+    AGENT_TRANSITIONS,
+    CONTACT_TRANSITIONS,
     WAITING,
     ContactStatus,
     agent_moves,
@@ -49,7 +51,9 @@ class AgentRecord:
 
     def move_to(self, state: AgentState, reason: str) -> None:
         """Change state as ``states.AGENT_TRANSITIONS`` allows."""
-        self.state = agent_moves(self.state, state)
+        if state not in AGENT_TRANSITIONS[self.state]:  # the check of ``agent_moves``, inline
+            agent_moves(self.state, state)  # raises ForbiddenTransition
+        self.state = state
         self.reason = reason
 
     def channel_count(self, channel: int) -> int:
@@ -163,7 +167,9 @@ class ContactRecord:
 
     def move_to(self, status: ContactStatus) -> None:
         """Change status as ``states.CONTACT_TRANSITIONS`` allows."""
-        self.status = contact_moves(self.status, status)
+        if status not in CONTACT_TRANSITIONS[self.status]:  # ``contact_moves``, inline
+            contact_moves(self.status, status)  # raises ForbiddenTransition
+        self.status = status
 
     def key(self, boost: float) -> tuple[float, int]:
         """Place in line: fixed while the contact waits (see the core's docstring)."""
