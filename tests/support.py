@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -337,6 +338,27 @@ def bearer(
         subject, audience=AUDIENCES[server], roles=roles, teams=teams, domains=domains, **claims
     )
     return (("authorization", f"Bearer {token}"),)
+
+
+class CallsAs(grpc.aio.UnaryUnaryClientInterceptor, grpc.aio.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    """A client interceptor adding one caller's ``authorization`` to every call."""
+
+    def __init__(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self._metadata = metadata
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=(*(details.metadata or ()), *self._metadata))
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+    async def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+def channel_as(port: int, metadata: tuple[tuple[str, str], ...]) -> grpc.aio.Channel:
+    """A loopback channel whose every call carries ``metadata`` (see :func:`bearer`)."""
+    return grpc.aio.insecure_channel(f"127.0.0.1:{port}", interceptors=[CallsAs(metadata)])
 
 
 def service_env(name: str, kafka: KafkaBroker, topics: Topics, **extra: str) -> dict[str, str]:

@@ -21,8 +21,9 @@ import heapq
 import itertools
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from services.router.domain import RoutingCore, RoutingPolicy
 from services.router.domain.model import (
@@ -152,17 +153,9 @@ class _Event:
     act: Callable[[], None] = field(compare=False)
 
 
-def simulate(
-    loads: Sequence[QueueLoad],
-    staffing: Sequence[Staffing],
-    *,
-    hours: float,
-    seed: int = 1,
-    warmup_hours: float = 0.5,
-) -> SimulationResult:
-    """Run the day; statistics count contacts that arrive after ``warmup_hours``."""
-    rng = random.Random(seed)
-    policy = RoutingPolicy.from_dict(
+def _policy(loads: Sequence[QueueLoad]) -> RoutingPolicy:
+    """One queue per load; agents never miss an offer, no wrap-up, positions not sent."""
+    return RoutingPolicy.from_dict(
         {
             "queues": {
                 load.queue: {
@@ -177,104 +170,149 @@ def simulate(
             "position_refresh_s": 3600,
         }
     )
-    core = RoutingCore(policy)
-    clock = 0.0
-    start_stats = warmup_hours * 3600
-    end = start_stats + hours * 3600
-    agenda: list[_Event] = []
-    seq = itertools.count()
-    by_queue = {load.queue: load for load in loads}
-    reports = {load.queue: QueueReport(load.queue) for load in loads}
-    arrived_at: dict[str, float] = {}
-    queue_of: dict[str, str] = {}
-    answered: set[str] = set()
-    busy_since: dict[str, float] = {}
-    busy_total = 0.0
-    agents = 0
 
-    def at(when: float, act: Callable[[], None]) -> None:
-        heapq.heappush(agenda, _Event(when, next(seq), act))
 
-    def feed(event: Input) -> None:
-        for decision in core.apply(event, clock):
-            react(decision)
+class _Day:
+    """One simulated day: an agenda of customer events around the real core.
 
-    def react(decision: Decision) -> None:
+    Customer events are the methods ``_arrive`` (which schedules the next arrival and
+    this customer's hang-up), ``_abandon`` and ``_end_call``; the core's decisions are
+    answered by ``_react`` (agents accept every offer at once; an assignment schedules
+    the end of the call). Statistics count customers who arrive after the warm-up.
+    """
+
+    def __init__(
+        self, loads: Sequence[QueueLoad], *, hours: float, seed: int, warmup_hours: float
+    ) -> None:
+        self.loads = list(loads)
+        self.by_queue = {load.queue: load for load in loads}
+        self.rng = random.Random(seed)
+        self.core = RoutingCore(_policy(loads))
+        self.clock = 0.0
+        self.hours = hours
+        self.start_stats = warmup_hours * 3600
+        self.end = self.start_stats + hours * 3600
+        self.agenda: list[_Event] = []
+        self.seq = itertools.count()
+        self.reports = {load.queue: QueueReport(load.queue) for load in loads}
+        self.arrived_at: dict[str, float] = {}
+        self.queue_of: dict[str, str] = {}
+        self.answered: set[str] = set()
+        self.busy_since: dict[str, float] = {}  # agent -> start of the call (or of stats)
+        self.busy_total = 0.0
+        self.agents = 0
+
+    def run(self, staffing: Sequence[Staffing]) -> SimulationResult:
+        for group in staffing:
+            for n in range(group.count):
+                self._log_in(f"{group.name}-{n}", group)
+        for load in self.loads:
+            self._at(self.rng.expovariate(load.rate_per_s), partial(self._arrive, load, 0))
+        while self.agenda:
+            deadline = self.core.next_deadline()
+            if deadline is not None and deadline <= self.agenda[0].at:
+                self.clock = max(self.clock, deadline)
+                self._react_all(self.core.tick(self.clock))
+                continue
+            event = heapq.heappop(self.agenda)
+            if event.at > self.end:
+                break
+            self.clock = event.at
+            event.act()
+        self.busy_total += sum(max(0.0, self.end - since) for since in self.busy_since.values())
+        capacity_s = self.agents * self.hours * 3600
+        occupancy = self.busy_total / capacity_s if self.agents else 0.0
+        return SimulationResult(self.reports, occupancy, self.hours)
+
+    # -- scheduling and feeding the core
+
+    def _at(self, when: float, act: Callable[[], None]) -> None:
+        heapq.heappush(self.agenda, _Event(when, next(self.seq), act))
+
+    def _feed(self, event: Input) -> None:
+        self._react_all(self.core.apply(event, self.clock))
+
+    def _react_all(self, decisions: Iterable[Decision]) -> None:
+        for decision in decisions:
+            self._react(decision)
+
+    def _react(self, decision: Decision) -> None:
         if isinstance(decision, OfferMade):  # agents here accept at once
-            feed(OfferAccepted(decision.agent_id, decision.contact_id, decision.offer_id))
+            self._feed(OfferAccepted(decision.agent_id, decision.contact_id, decision.offer_id))
         elif isinstance(decision, ContactAssigned):
-            contact = decision.contact_id
-            answered.add(contact)
-            load = by_queue[queue_of[contact]]
-            waited = clock - arrived_at[contact]
-            if arrived_at[contact] >= start_stats:
-                report = reports[load.queue]
-                report.answered += 1
-                report.answered_within += waited <= load.service_level_s
-                report.total_wait_s += waited
-            busy_since[decision.agent_id] = max(clock, start_stats)
-            at(clock + handle_time(load), lambda: end_contact(contact, decision.agent_id))
+            self._assigned(decision)
 
-    def end_contact(contact: str, agent: str) -> None:
-        nonlocal busy_total
-        if clock > start_stats:
-            busy_total += clock - busy_since.pop(agent, clock)
-        feed(ContactEnded(contact))
+    # -- events
 
-    def handle_time(load: QueueLoad) -> float:
+    def _log_in(self, agent_id: str, group: Staffing) -> None:
+        self.agents += 1
+        self._feed(
+            AgentLoggedIn(
+                agent_id,
+                skills=group.skills,
+                languages=group.languages,
+                capacity=((Channel.VOICE, 1),),
+            )
+        )
+
+    def _arrive(self, load: QueueLoad, n: int) -> None:
+        contact = f"{load.queue}-{n}"
+        self.arrived_at[contact], self.queue_of[contact] = self.clock, load.queue
+        if self.clock >= self.start_stats:
+            self.reports[load.queue].offered += 1
+        if load.patience_s > 0:
+            patience = self.rng.expovariate(1 / load.patience_s)
+            self._at(self.clock + patience, partial(self._abandon, contact))
+        self._feed(ContactArrived(contact, load.queue, Channel.VOICE, language=load.language))
+        gap = self.rng.expovariate(load.rate_per_s)
+        self._at(self.clock + gap, partial(self._arrive, load, n + 1))
+
+    def _assigned(self, decision: ContactAssigned) -> None:
+        contact = decision.contact_id
+        self.answered.add(contact)
+        load = self.by_queue[self.queue_of[contact]]
+        waited = self.clock - self.arrived_at[contact]
+        if self.arrived_at[contact] >= self.start_stats:
+            report = self.reports[load.queue]
+            report.answered += 1
+            report.answered_within += waited <= load.service_level_s
+            report.total_wait_s += waited
+        self.busy_since[decision.agent_id] = max(self.clock, self.start_stats)
+        call_s = self._handle_time(load)
+        self._at(self.clock + call_s, partial(self._end_call, contact, decision.agent_id))
+
+    def _end_call(self, contact: str, agent: str) -> None:
+        if self.clock > self.start_stats:
+            self.busy_total += self.clock - self.busy_since.pop(agent, self.clock)
+        self._feed(ContactEnded(contact))
+
+    def _abandon(self, contact: str) -> None:
+        if contact in self.answered:
+            return  # patience only runs out while waiting
+        decisions = self.core.apply(ContactAbandoned(contact), self.clock)
+        closed = any(isinstance(d, ContactClosed) and d.abandoned for d in decisions)
+        if closed and self.arrived_at[contact] >= self.start_stats:
+            self.reports[self.queue_of[contact]].abandoned += 1
+        self._react_all(decisions)
+
+    def _handle_time(self, load: QueueLoad) -> float:
         if load.lognormal_sigma > 0:
             sigma = load.lognormal_sigma
-            return rng.lognormvariate(math.log(load.aht_s) - sigma * sigma / 2, sigma)
-        return rng.expovariate(1 / load.aht_s)
+            return self.rng.lognormvariate(math.log(load.aht_s) - sigma * sigma / 2, sigma)
+        return self.rng.expovariate(1 / load.aht_s)
 
-    def arrive(load: QueueLoad, n: int) -> None:
-        contact = f"{load.queue}-{n}"
-        arrived_at[contact], queue_of[contact] = clock, load.queue
-        if clock >= start_stats:
-            reports[load.queue].offered += 1
-        if load.patience_s > 0:
-            at(clock + rng.expovariate(1 / load.patience_s), lambda: abandon(contact))
-        feed(ContactArrived(contact, load.queue, Channel.VOICE, language=load.language))
-        at(clock + rng.expovariate(load.rate_per_s), lambda: arrive(load, n + 1))
 
-    def abandon(contact: str) -> None:
-        if contact in answered:
-            return  # patience only runs out while waiting
-        decisions = core.apply(ContactAbandoned(contact), clock)
-        closed = any(isinstance(d, ContactClosed) and d.abandoned for d in decisions)
-        if closed and arrived_at[contact] >= start_stats:
-            reports[queue_of[contact]].abandoned += 1
-        for decision in decisions:
-            react(decision)
-
-    for group in staffing:
-        for n in range(group.count):
-            agents += 1
-            feed(
-                AgentLoggedIn(
-                    f"{group.name}-{n}",
-                    skills=group.skills,
-                    languages=group.languages,
-                    capacity=((Channel.VOICE, 1),),
-                )
-            )
-    for load in loads:
-        at(rng.expovariate(load.rate_per_s), lambda load=load: arrive(load, 0))  # type: ignore[misc]
-    while agenda:
-        deadline = core.next_deadline()
-        if deadline is not None and deadline <= agenda[0].at:
-            clock = max(clock, deadline)
-            for decision in core.tick(clock):
-                react(decision)
-            continue
-        event = heapq.heappop(agenda)
-        if event.at > end:
-            break
-        clock = event.at
-        event.act()
-    busy_total += sum(max(0.0, end - since) for since in busy_since.values())
-    occupancy = busy_total / (agents * hours * 3600) if agents else 0.0
-    return SimulationResult(reports, occupancy, hours)
+def simulate(
+    loads: Sequence[QueueLoad],
+    staffing: Sequence[Staffing],
+    *,
+    hours: float,
+    seed: int = 1,
+    warmup_hours: float = 0.5,
+) -> SimulationResult:
+    """Run the day; statistics count contacts that arrive after ``warmup_hours``."""
+    day = _Day(loads, hours=hours, seed=seed, warmup_hours=warmup_hours)
+    return day.run(staffing)
 
 
 # --- command line ---------------------------------------------------------------------

@@ -4,14 +4,16 @@ kill -9 in the middle loses nothing and doubles nothing."""
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import grpc
 import pytest
 from prometheus_client import CollectorRegistry
-from switchboard.v1 import common_pb2, contact_events_pb2
+from switchboard.v1 import common_pb2, contact_events_pb2, router_admin_pb2, router_admin_pb2_grpc
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.auditor.__main__ import audit_topics
@@ -20,7 +22,16 @@ from services.common.runtime import RunningService
 from services.common.topics import Topics
 from services.router.__main__ import build_and_run
 from services.router.settings import RouterSettings
-from tests.support import KafkaBroker, ServiceProcess, free_port, until
+from tests.support import (
+    KafkaBroker,
+    ServiceProcess,
+    bearer,
+    channel_as,
+    free_port,
+    identity_env,
+    until,
+    wait_serving,
+)
 
 pytestmark = pytest.mark.kafka
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,9 +104,11 @@ def offers(decisions: list[Envelope]) -> list[tuple[str, str, str]]:
 
 
 @asynccontextmanager
-async def router_in_process(kafka: KafkaBroker, topics: Topics) -> AsyncIterator[None]:
+async def router_in_process(kafka: KafkaBroker, topics: Topics) -> AsyncIterator[int]:
+    """A router in this process; yields its gRPC (RouterAdmin) port."""
     settings = RouterSettings.from_env(
-        {
+        identity_env("router")
+        | {
             "SWITCHBOARD_CONFIG": str(CONFIG),
             "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
@@ -110,7 +123,7 @@ async def router_in_process(kafka: KafkaBroker, topics: Topics) -> AsyncIterator
     )
     await until(lambda: bool(started) or task.done())
     try:
-        yield
+        yield started[0].grpc_port if started else 0
     finally:
         if started:
             started[0].stop()
@@ -131,6 +144,80 @@ async def test_a_call_is_offered_accepted_and_closed(kafka: KafkaBroker) -> None
         await decisions.wait_for(lambda ds: any(d.HasField("contact_closed") for d in ds))
     report = await audit_topics(kafka.bootstrap_servers, topics, check_notifications=False)
     assert report.ok, report.summary()
+
+
+async def test_router_admin_shows_statuses_contacts_in_hand_and_no_service_level_yet(
+    kafka: KafkaBroker,
+) -> None:
+    topics = await kafka.fresh_topics()
+    decisions = Decisions(kafka, topics)
+    async with (
+        router_in_process(kafka, topics) as port,
+        channel_as(port, bearer("ops", "router", "operator", domains=["acme"])) as channel,
+    ):
+        await wait_serving(port)
+        admin = router_admin_pb2_grpc.RouterAdminStub(channel)
+        await kafka.produce(topics.agent_events, [login("a1")], key=b"acme")
+        await kafka.produce(topics.contact_events, [arrive("c1"), arrive("c2")], key=b"acme")
+        await decisions.wait_for(lambda ds: offers(ds) == [("c1", "a1", "c1#1")])
+
+        ringing = await admin.GetContact(router_admin_pb2.GetContactRequest(contact_id="c1"))
+        assert (ringing.contact_status, ringing.status, ringing.agent_id) == (
+            router_admin_pb2.CONTACT_STATUS_OFFERED,
+            "offered",
+            "a1",
+        )
+        waiting = await admin.GetContact(router_admin_pb2.GetContactRequest(contact_id="c2"))
+        assert (waiting.contact_status, waiting.position) == (
+            router_admin_pb2.CONTACT_STATUS_WAITING,
+            1,
+        )
+        (agent,) = (await admin.ListAgents(router_admin_pb2.ListAgentsRequest())).agents
+        assert [(c.channel, c.contacts) for c in agent.in_hand] == [(common_pb2.CHANNEL_VOICE, 1)]
+        assert [(c.channel, c.max_concurrent) for c in agent.capacity] == [
+            (common_pb2.CHANNEL_VOICE, 1)
+        ]
+        request = router_admin_pb2.GetQueueStatsRequest(queues=["billing-en"])
+        (idle,) = (await admin.GetQueueStats(request)).queues
+        assert (idle.waiting, idle.offered, idle.answered) == (1, 1, 0)
+        assert math.isnan(idle.service_level)  # answered and failed no one: none, not 100 %
+
+        await kafka.produce(topics.agent_events, [accept("a1", "c1", "c1#1")], key=b"acme")
+        await decisions.wait_for(lambda ds: any(d.HasField("contact_assigned") for d in ds))
+        talking = await admin.GetContact(router_admin_pb2.GetContactRequest(contact_id="c1"))
+        assert talking.contact_status == router_admin_pb2.CONTACT_STATUS_ASSIGNED
+        (served,) = (await admin.GetQueueStats(request)).queues
+        assert (served.answered, served.service_level) == (1, 1.0)
+        with pytest.raises(grpc.aio.AioRpcError) as missing:
+            await admin.GetContact(router_admin_pb2.GetContactRequest(contact_id="nobody"))
+        assert missing.value.code() == grpc.StatusCode.NOT_FOUND
+
+        # Another tenant's operator: acme's contact is as missing as a made-up one, and
+        # its queues and agents are not listed; no token or the wrong role gets nothing.
+        async with channel_as(
+            port, bearer("ops2", "router", "operator", domains=["globex"])
+        ) as other:
+            stranger = router_admin_pb2_grpc.RouterAdminStub(other)
+            with pytest.raises(grpc.aio.AioRpcError) as hidden:
+                await stranger.GetContact(router_admin_pb2.GetContactRequest(contact_id="c1"))
+            assert (hidden.value.code(), hidden.value.details()) == (
+                grpc.StatusCode.NOT_FOUND,
+                "contact c1 not found",
+            )
+            assert not (
+                await stranger.GetQueueStats(router_admin_pb2.GetQueueStatsRequest())
+            ).queues
+            assert not (await stranger.ListAgents(router_admin_pb2.ListAgentsRequest())).agents
+        for metadata, code in (
+            ((), grpc.StatusCode.UNAUTHENTICATED),
+            (bearer("ops", "escalation", "operator"), grpc.StatusCode.UNAUTHENTICATED),
+            (bearer("piotr", "router", "manager"), grpc.StatusCode.PERMISSION_DENIED),
+        ):
+            async with channel_as(port, metadata) as refused_channel:
+                refused = router_admin_pb2_grpc.RouterAdminStub(refused_channel)
+                with pytest.raises(grpc.aio.AioRpcError) as caught:
+                    await refused.ListAgents(router_admin_pb2.ListAgentsRequest())
+                assert caught.value.code() == code
 
 
 async def test_bad_events_are_dead_lettered_and_routing_goes_on(kafka: KafkaBroker) -> None:
@@ -156,7 +243,8 @@ async def test_kill_9_with_offers_ringing_and_contacts_waiting_loses_and_doubles
     port = free_port()
     router = ServiceProcess(
         module="services.router",
-        env={
+        env=identity_env("router")
+        | {
             "SWITCHBOARD_CONFIG": str(CONFIG),
             "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
             "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,

@@ -25,6 +25,7 @@ from services.common.topics import Topics
 from services.router.adapters.mapping import decision_to_envelope, envelope_to_input
 from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
 from services.router.domain import model as m
+from services.router.domain.read_model import service_level
 from services.router.metrics import RouterMetrics
 
 __all__ = ["RouterHandler"]
@@ -48,7 +49,6 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
     #: so operators (and the failover test) can tell which instance decided.
     instance: str = ""
     states: DomainStates[RoutingCore] = field(init=False)
-    _known_skills: frozenset[str] = field(init=False)
     _tick_seq: int = 0
     _gauges_at: float = 0.0
 
@@ -60,16 +60,11 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             new_core=lambda _domain: RoutingCore(self.policy),
             restore_core=lambda _domain, snaps: RoutingCore.restore(self.policy, snaps),
         )
-        skills: set[str] = set()
-        for queue in self.policy.queues.values():
-            skills.update(s for s, _ in queue.skills)
-            skills.update(s for s, _ in queue.optional_skills)
-        self._known_skills = frozenset(skills)
 
     # -- EventHandler ----------------------------------------------------------------
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
-        event = envelope_to_input(envelope, self._known_skills)
+        event = envelope_to_input(envelope)
         if event is None:
             return []
         if not envelope.domain:
@@ -166,18 +161,19 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         self._gauges_at = now
         waiting: dict[str, int] = dict.fromkeys(self.policy.queues, 0)
         longest: dict[str, float] = dict.fromkeys(self.policy.queues, 0.0)
-        answered: dict[str, tuple[int, int]] = dict.fromkeys(self.policy.queues, (0, 0))
+        # (answered within, answered, abandoned late), summed over domains
+        counts: dict[str, tuple[int, int, int]] = dict.fromkeys(self.policy.queues, (0, 0, 0))
         states: dict[str, int] = {s.name.lower(): 0 for s in m.AgentState}
         busy = present = 0
         for _, core in self.states.items():
             for stats in core.queue_stats(now):
                 waiting[stats.queue] += stats.waiting + stats.offered
                 longest[stats.queue] = max(longest[stats.queue], stats.longest_wait)
-                total, within = answered[stats.queue]
-                handled = stats.answered + stats.abandoned_late
-                answered[stats.queue] = (
-                    total + handled,
-                    within + round(stats.service_level * handled),
+                within, answered, late = counts[stats.queue]
+                counts[stats.queue] = (
+                    within + stats.answered_within,
+                    answered + stats.answered,
+                    late + stats.abandoned_late,
                 )
             for agent in core.agent_views():
                 states[agent.state.name.lower()] += 1
@@ -191,10 +187,10 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         for queue in self.policy.queues:
             self.metrics.waiting.labels(queue).set(waiting[queue])
             self.metrics.longest_wait.labels(queue).set(longest[queue])
-            total, within = answered[queue]
-            # NaN, not 100 %, while the queue has answered or failed no one: a dashboard
-            # shows a gap and the "below target" alert does not fire on an idle queue.
-            self.metrics.service_level.labels(queue).set(within / total if total else math.nan)
+            level = service_level(*counts[queue])
+            # None renders as NaN: a dashboard shows a gap, the "below target" alert
+            # does not fire on a queue that has answered or failed no one.
+            self.metrics.service_level.labels(queue).set(math.nan if level is None else level)
         for state, count in states.items():
             self.metrics.agents.labels(state).set(count)
         self.metrics.occupancy.set(busy / present if present else 0.0)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
 from switchboard.v1 import agent_events_pb2, common_pb2, routing_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
@@ -27,19 +25,17 @@ ignored_payloads = frozenset(
 )
 
 
-def envelope_to_input(envelope: Envelope, known_skills: Collection[str]) -> m.Input | None:
+def envelope_to_input(envelope: Envelope) -> m.Input | None:
     """The core input for an envelope, ``None`` for events the router ignores.
 
     Every field is read with :mod:`services.common.contract`, as escalation and the
-    notifier read it; ``known_skills`` adds the router's own rule on configured skills.
+    notifier read it; rules on the configuration (a configured queue or skill) are the
+    core's (``UnknownQueue``, ``UnknownSkill``).
     """
     kind = envelope.WhichOneof("payload")
     if kind == "contact_arrived":
         e = envelope.contact_arrived
         arrival = contract.contact_arrived(e)
-        for skill, _ in (*arrival.required_skills, *arrival.optional_skills):
-            if skill not in known_skills:
-                raise RejectedEvent(f"required_skills: skill {skill!r} is not configured")
         return m.ContactArrived(
             contact_id=arrival.contact_id,
             queue=arrival.queue,

@@ -6,8 +6,12 @@ Hierarchy::
     ├── PolicyError         the routing policy is invalid (fails at start, names the field)
     ├── UnknownAgent        an agent event for an agent that never logged in
     ├── UnknownQueue        a contact for a queue the policy does not define
-    ├── UnknownSkill        a skill no queue or agent in the policy knows
+    ├── UnknownSkill        a contact requires a skill no queue of the policy configures
     └── InvalidTransition   an event that contradicts the contact's or agent's state
+
+    ForbiddenTransition     not an input error: the core tried a status change its table
+                            (``states.py``) forbids, a bug; the consume loop fails rather
+                            than dead-letter the event that exposed it
 
 Inputs that are merely late or repeated (a second arrival of a known contact, an answer
 to an offer that already timed out) are not errors: the core ignores them and returns no
@@ -17,6 +21,7 @@ decisions, as a real platform must when events race.
 from __future__ import annotations
 
 __all__ = [
+    "ForbiddenTransition",
     "InvalidTransition",
     "PolicyError",
     "RoutingError",
@@ -47,8 +52,12 @@ class UnknownQueue(RoutingError):
 
 
 class UnknownSkill(RoutingError):
-    """A skill that is not configured anywhere."""
+    """A contact requires a skill that no queue of the policy configures."""
 
 
 class InvalidTransition(RoutingError):
     """The event is not allowed in the current state."""
+
+
+class ForbiddenTransition(RuntimeError):
+    """The core tried a status change that ``states.py`` does not allow: a bug."""

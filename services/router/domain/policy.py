@@ -41,7 +41,15 @@ __all__ = ["QueuePolicy", "RelaxationStep", "RoutingPolicy", "Strategy"]
 
 
 class Strategy(StrEnum):
-    """How to choose among eligible agents (ties always broken by longest idle, then id)."""
+    """How to choose among eligible agents (``index.strategy_key`` is the order):
+
+    - LONGEST_IDLE: idle longest, then lowest agent id;
+    - MOST_PROFICIENT: highest level in the contact's most demanding skill, then idle
+      longest, then lowest id;
+    - LEAST_OCCUPIED: lowest share of capacity in use, then idle longest, then lowest id;
+    - ROUND_ROBIN: offered least recently (by offer sequence), then lowest id; agents
+      never offered anything share sequence 0, so among them the lowest id goes first.
+    """
 
     LONGEST_IDLE = "longest_idle"
     MOST_PROFICIENT = "most_proficient"

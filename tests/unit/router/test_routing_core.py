@@ -12,6 +12,7 @@ from services.router.domain import (
     RoutingPolicy,
     UnknownAgent,
     UnknownQueue,
+    UnknownSkill,
 )
 from services.router.domain.model import (
     AgentLoggedIn,
@@ -241,7 +242,13 @@ def test_going_away_while_ringing_withdraws_and_no_new_offers_come() -> None:
     core = RoutingCore(policy())
     core.apply(agent("a1"), T0)
     core.apply(call("c1"), T0)
-    core.apply(AgentStateChanged("a1", AgentState.AWAY, "lunch"), T0 + 1)
+    out = core.apply(AgentStateChanged("a1", AgentState.AWAY, "lunch"), T0 + 1)
+    assert of(ContactRequeued, out) == [
+        ContactRequeued("c1", "billing", RequeueReason.AGENT_UNAVAILABLE, "a1")
+    ]
+    assert core.contact_view("c1", T0 + 1).status == "waiting"  # type: ignore[union-attr]
+    assert core.waiting_ids("billing") == ["c1"]
+    assert core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 2) == []  # withdrawn: too late
     assert offers(core.apply(call("c2"), T0 + 2)) == []
 
 
@@ -394,3 +401,76 @@ def test_snapshot_and_restore_give_an_identical_core() -> None:
     for event in later:
         assert original.apply(event, T0 + 10) == restored.apply(event, T0 + 10)
     assert original.tick(T0 + 30) == restored.tick(T0 + 30)
+
+
+def test_a_contact_requiring_a_skill_no_queue_configures_is_refused_whole() -> None:
+    core = RoutingCore(policy())
+    core.apply(agent("a1"), T0)
+    before = core.snapshot()
+    core.take_changes()
+    with pytest.raises(UnknownSkill, match="'knitting'"):
+        core.apply(
+            ContactArrived("c1", "billing", Channel.VOICE, (SkillRequirement("knitting", 1),)),
+            T0,
+        )
+    with pytest.raises(UnknownSkill, match="'knitting'"):
+        core.apply(
+            ContactArrived(
+                "c2", "billing", Channel.VOICE, optional_skills=(SkillRequirement("knitting", 1),)
+            ),
+            T0,
+        )
+    assert core.snapshot() == before
+    assert core.take_changes() == {}
+    assert list(core.contacts()) == []
+
+
+def test_without_wrap_up_the_next_offer_follows_the_ended_contacts_close() -> None:
+    """Read in order, the decisions never show an agent holding two voice calls."""
+    core = RoutingCore(policy(wrap_up_s=0))
+    core.apply(agent("a1"), T0)
+    core.apply(call("c1"), T0)
+    core.apply(call("c2"), T0 + 1)
+    core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 2)
+    out = core.apply(ContactEnded("c1"), T0 + 60)
+    kinds = [(type(d).__name__, getattr(d, "contact_id", "")) for d in out]
+    assert kinds.index(("ContactClosed", "c1")) < kinds.index(("OfferMade", "c2"))
+
+
+def test_wrap_up_ends_on_time_even_if_the_agent_changed_during_it() -> None:
+    """A second chat ending during wrap-up used to strand the agent in WRAP_UP for good."""
+    core = RoutingCore(policy(wrap_up_s=10))
+    core.apply(agent("a1", voice=0, chat=2), T0)
+    core.apply(call("c1", channel=Channel.CHAT), T0)
+    core.apply(call("c2", channel=Channel.CHAT), T0)
+    core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 1)
+    core.apply(OfferAccepted("a1", "c2", "c2#1"), T0 + 1)
+    core.apply(ContactEnded("c1"), T0 + 5)  # wrap-up until T0 + 15
+    core.apply(ContactEnded("c2"), T0 + 6)  # changes the agent during wrap-up
+    core.apply(AgentSkillsChanged("a1", (("billing", 6),), ("en",)), T0 + 7)
+    out = core.tick(T0 + 15)
+    assert AgentStatusChanged("a1", AgentState.AVAILABLE, "", "t1") in out
+    core.apply(call("c3", channel=Channel.CHAT), T0 + 16)
+    assert core.contact_view("c3", T0 + 16).status == "offered"  # type: ignore[union-attr]
+
+
+def test_an_agent_logging_in_takes_a_contact_whose_overflow_step_opened_its_queue() -> None:
+    """The freed-agent path: the agent lacks the contact's own skill but has the skill of
+    the queue the contact overflowed into."""
+    overflow = RoutingPolicy.from_dict(
+        {
+            "queues": {
+                "tech": {
+                    "skills": {"tech": 3},
+                    "steps": [{"after_s": 30, "overflow_queues": ["billing"]}],
+                },
+                "billing": {"skills": {"billing": 1}},
+            }
+        }
+    )
+    core = RoutingCore(overflow)
+    core.apply(call("c1", queue="tech"), T0)
+    early = RoutingCore.restore(overflow, core.snapshot())
+    assert offers(early.apply(agent("a1"), T0 + 29)) == []  # the step has not opened yet
+    core.tick(T0 + 30)
+    assert offers(core.apply(agent("a1"), T0 + 31)) == [("c1", "a1")]
