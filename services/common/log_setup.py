@@ -2,8 +2,9 @@
 
 JSON lines when stdout is not a terminal (production, CI), coloured key-value when it
 is. Context is bound through contextvars (``bind_contextvars(contact_id=...)``) and
-merged first. Phone numbers and e-mail addresses are masked in every event, whatever
-key they hide under, because customers' contact details must not reach log storage.
+merged first. Customers' names, phone numbers and e-mail addresses are masked in every
+event, in any script, because they must not reach log storage; identifiers, offsets and
+sizes are not, so an operator can still grep for them.
 """
 
 from __future__ import annotations
@@ -18,35 +19,118 @@ import structlog
 
 from services.common.config import LogSettings
 
-__all__ = ["configure_logging", "mask_contact_details", "mask_text"]
+__all__ = [
+    "IDENTIFIER_KEYS",
+    "PERSONAL_KEYS",
+    "configure_logging",
+    "mask_contact_details",
+    "mask_personal",
+    "mask_text",
+]
 
-_EMAIL = re.compile(r"\b([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})\b")
-# A phone number: optional +, 7-15 digits, allowing spaces, dots, dashes and brackets.
-_PHONE = re.compile(r"(?<![\w])\+?\(?\d(?:[\s().-]{0,2}\d){6,14}(?![\w])")
+# An e-mail address in any script: keep the first letter of the local part and the domain.
+_EMAIL = re.compile(r"(?<![\w.%+-])([\w%+-])[\w.%+-]*@([\w-]+(?:\.[\w-]+)*\.\w{2,})")
+# A phone number: 7-15 digits, with an optional +, brackets, spaces, dots or dashes between
+# them, and an optional extension ("ext 12", "x12", "доб. 12", "wew. 12"). Never part of a
+# longer token (an id such as "c-600123456" or a hex event id is not a phone number).
+_PHONE = re.compile(
+    r"(?<![\w-])\+?\(?\d(?:[\s().-]{0,2}\d){6,14}"
+    r"(?:\s*(?:ext\.?|x|доб\.?|wew\.?)\s*\d{1,6})?(?![\w-])",
+    re.IGNORECASE,
+)
+_SEPARATED = re.compile(r"[\s().-]")
+#: Keys whose values are people's details: masked whole, whatever they look like.
+PERSONAL_KEYS = frozenset(
+    {
+        "name",
+        "customer_name",
+        "first_name",
+        "last_name",
+        "full_name",
+        "phone",
+        "email",
+        "to",
+        "address",
+        "text",
+        "body",
+        "note",
+        "notes",
+        "subject",
+    }
+)
+#: Keys whose values are identifiers, positions and sizes: never masked, so an operator
+#: can grep a dead letter's event id or an offset (plus every key ending in ``_id``).
+IDENTIFIER_KEYS = frozenset(
+    {
+        "id",
+        "offset",
+        "partition",
+        "partitions",
+        "topic",
+        "domain",
+        "queue",
+        "team",
+        "instance",
+        "service",
+        "size",
+        "bytes",
+        "version",
+        "attempt",
+        "level",
+        "timestamp",
+        "logger",
+        "url",
+        "port",
+    }
+)
+
+
+def _mask_phone(match: re.Match[str]) -> str:
+    number = match.group(0)
+    digits = re.sub(r"\D", "", number)
+    # A bare run of 7-8 digits with nothing phone-like about it is a count or a size.
+    if len(digits) < 9 and not number.startswith(("+", "(")) and not _SEPARATED.search(number):
+        return number
+    return "***" + digits[-2:]
 
 
 def mask_text(text: str) -> str:
-    """Mask e-mail addresses (keep first letter and domain) and phone numbers (keep last 2)."""
+    """Mask e-mail addresses (keep first letter and domain) and phone numbers (keep the
+    last 2 digits) in free text, in any script."""
     text = _EMAIL.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
-    return _PHONE.sub(lambda m: "***" + re.sub(r"\D", "", m.group(0))[-2:], text)
+    return _PHONE.sub(_mask_phone, text)
 
 
-def _mask(value: Any) -> Any:
+def mask_personal(value: str) -> str:
+    """A value known to be personal: an address or a number alone masked as in free text,
+    anything else (a name, a message body) down to its first character."""
+    stripped = value.strip()
+    if not stripped:
+        return value
+    if _EMAIL.fullmatch(stripped) or _PHONE.fullmatch(stripped):
+        return mask_text(stripped)
+    return f"{stripped[0]}***"
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if key.endswith("_id") or key in IDENTIFIER_KEYS:
+        return value
     if isinstance(value, str):
-        return mask_text(value)
+        return mask_personal(value) if key in PERSONAL_KEYS else mask_text(value)
     if isinstance(value, dict):
-        return {key: _mask(item) for key, item in value.items()}
+        return {k: _mask(item, str(k)) for k, item in value.items()}
     if isinstance(value, list | tuple):
-        return type(value)(_mask(item) for item in value)
+        return type(value)(_mask(item, key) for item in value)
     return value
 
 
 def mask_contact_details(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
-    """structlog processor: mask contact details in every string value."""
+    """structlog processor: people's names, phone numbers and e-mail addresses masked in
+    every value, whatever the key; identifiers, offsets and sizes left as they are."""
     for key, value in event_dict.items():
-        event_dict[key] = _mask(value)
+        event_dict[key] = _mask(value, key)
     return event_dict
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
 import structlog
 
 from services.common.config import LogSettings
@@ -26,6 +27,57 @@ def test_ids_and_short_numbers_are_left_alone() -> None:
     assert (
         mask_text("contact c-42 waited 120 s in queue 7") == "contact c-42 waited 120 s in queue 7"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("write to anna.kowalska@example.pl", "write to a***@example.pl"),  # en/pl
+        ("пишите иван.петров@почта.рф", "пишите и***@почта.рф"),  # ru, Cyrillic address
+        ("napisz do zofia.żak@poczta.pl", "napisz do z***@poczta.pl"),  # pl, diacritics
+        ("call +48 600 123 456", "call ***56"),
+        ("звоните 8 916 555 12 34", "звоните ***34"),
+        ("tel. 600123456ext12", "tel. ***12"),  # an extension glued to the number
+        ("tel. 600-123-456 wew. 12", "tel. ***12"),
+        ("+7 (916) 555-12-34 доб. 5", "***45"),
+    ],
+)
+def test_contact_details_are_masked_in_any_script(text: str, masked: str) -> None:
+    assert mask_text(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "record of 1048576 bytes exceeds 1000000",  # sizes
+        "dead letter for event e-600123456 of contact c-6624bd-00001",  # ids with digits
+        "event 9f3c0012345678ab4d1e replayed",  # a hex event id
+        "took 1234567 us",
+    ],
+)
+def test_ids_offsets_and_sizes_are_not_masked(text: str) -> None:
+    assert mask_text(text) == text
+
+
+def test_names_and_bodies_under_personal_keys_are_masked_ids_under_id_keys_are_not() -> None:
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json"), stream=out)
+    structlog.get_logger().warning(
+        "delivered",
+        customer={"name": "Zofia Żak", "phone": "600123456", "customer_id": "cust-600123456"},
+        to="Ольга Петрова",
+        body="Hello Anna, your account number 600123456 is locked",
+        event_id="e-600123456",
+        offset=123456789,
+        size=1048576,
+        contact_id="+48600123456",  # an id is an id, even if it looks like a phone
+    )
+    line = json.loads(out.getvalue())
+    assert line["customer"] == {"name": "Z***", "phone": "***56", "customer_id": "cust-600123456"}
+    assert line["to"] == "\u041e***"  # Cyrillic O
+    assert line["body"] == "H***"
+    assert (line["event_id"], line["offset"], line["size"]) == ("e-600123456", 123456789, 1048576)
+    assert line["contact_id"] == "+48600123456"
 
 
 def test_json_log_line_masks_nested_values() -> None:
