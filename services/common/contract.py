@@ -40,8 +40,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from google.protobuf.descriptor import EnumDescriptor
+from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
 from switchboard.v1 import agent_events_pb2, common_pb2, contact_events_pb2
 
 from services.common.errors import RejectedEvent
@@ -64,13 +65,60 @@ __all__ = [
     "required",
     "set_duration_s",
     "skills",
+    "within_bounds",
 ]
+
+_STRING = FieldDescriptor.TYPE_STRING
+_MESSAGE = FieldDescriptor.TYPE_MESSAGE
 
 #: The largest ``google.protobuf.Duration`` its spec allows (about 10,000 years).
 MAX_DURATION_S = 315_576_000_000
 _MAX_NANOS = 999_999_999
 #: Skill levels are 1 (novice) to 10 (expert); 0 means "any" in a requirement.
 MAX_PROFICIENCY = 10
+
+
+#: Longest text a field may carry, in characters, by field name; every other string
+#: field (ids, names, codes) gets DEFAULT_TEXT_CHARS.
+TEXT_LIMITS = {
+    "note": 2_000,
+    "text": 2_000,
+    "comment": 1_000,
+    "detail": 500,
+    "reason": 500,
+    "summary": 2_000,
+    "subject": 200,
+    "body": 4_000,
+}
+DEFAULT_TEXT_CHARS = 128
+#: Most entries in any list field (skills, languages, capacities, notes).
+MAX_LIST_ENTRIES = 32
+#: Deepest nesting of messages inside an event.
+MAX_DEPTH = 8
+
+
+def within_bounds(message: Message, path: str = "", depth: int = 0) -> None:
+    """Every string and list field of ``message`` within its limit, or :class:`RejectedEvent`
+    naming the first that is not: the services keep what they read in memory, so no field
+    may be unbounded (an agent with 500 skills in 500 languages was 10M index entries)."""
+    if depth > MAX_DEPTH:
+        raise RejectedEvent(f"{path or 'event'}: nested deeper than {MAX_DEPTH}")
+    for field, value in message.ListFields():
+        name = f"{path}.{field.name}" if path else field.name
+        if field.is_repeated:
+            if len(value) > MAX_LIST_ENTRIES:
+                raise RejectedEvent(f"{name}: {len(value)} entries, at most {MAX_LIST_ENTRIES}")
+            items = value
+        else:
+            items = (value,)
+        if field.type == _STRING:
+            limit = TEXT_LIMITS.get(field.name, DEFAULT_TEXT_CHARS)
+            for item in items:
+                if len(item) > limit:
+                    raise RejectedEvent(f"{name}: {len(item)} characters, at most {limit}")
+        elif field.type == _MESSAGE:
+            for item in items:
+                within_bounds(item, name, depth + 1)
 
 
 def required(value: str, field: str) -> str:

@@ -71,6 +71,7 @@ from switchboard.v1.envelope_pb2 import Envelope
 from services.common.clock import Clock, SystemClock
 from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
+from services.common.contract import within_bounds
 from services.common.errors import ConfigError, DecodeError, RejectedEvent
 from services.common.kafka_connection import connection_options
 from services.common.metrics import RuntimeMetrics
@@ -961,6 +962,10 @@ class ConsumeLoop:
             envelope = decode_envelope(record.value, record.headers)
         except DecodeError as exc:
             return [self._dead_letter(record, exc.reason, "decode")]
+        try:
+            within_bounds(envelope)
+        except RejectedEvent as exc:
+            return [self._dead_letter(record, exc.reason, "rejected", envelope.event_id[:128])]
         payload = envelope.WhichOneof("payload") or ""
         domain = envelope.domain
         structlog.contextvars.bind_contextvars(event_id=envelope.event_id, domain=domain)

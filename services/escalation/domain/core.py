@@ -71,6 +71,7 @@ from services.escalation.domain.model import (
     escalation_id,
 )
 from services.escalation.domain.policy import (
+    MAX_REPEAT_CONTACTS,
     TIER_CHAIN,
     UNASSIGNED_TEAM,
     EscalationPolicy,
@@ -563,15 +564,19 @@ class EscalationCore:
             history = self._customers[customer_id] = History(customer_id)
         history.arrivals = [a for a in history.arrivals if a[0] > now - self._history_window_s]
         history.arrivals.append((now, case.contact_id))
+        del history.arrivals[:-MAX_REPEAT_CONTACTS]  # bounded by count as well as by age
         self._dirty.add(customer_key(customer_id))
         self._arm_history(history)
         triggers = self._triggers_of(case.queue)
         recent = [c for at, c in history.arrivals if at > now - triggers.repeat_window_s]
         if len(recent) < triggers.repeat_contacts:
             return
+        listed = ", ".join(recent[-SUMMARY_CONTACTS:])
+        more = len(recent) - SUMMARY_CONTACTS
         summary = (
-            f"{len(recent)} contacts from customer {customer_id} within "
-            f"{_duration(triggers.repeat_window_s)}: {', '.join(recent)}"
+            f"{len(recent)}{'+' if len(recent) == MAX_REPEAT_CONTACTS else ''} contacts from "
+            f"customer {customer_id} within {_duration(triggers.repeat_window_s)}: "
+            f"{'... ' if more > 0 else ''}{listed}"
         )
         target = history.repeat_escalation
         current = None if target is None else self._escalations.get(target)
@@ -958,6 +963,10 @@ class EscalationCore:
 def oldest_first(escalations: Iterable[Escalation]) -> list[Escalation]:
     """The order managers see escalations in: by raise time, then id (so ties are stable)."""
     return sorted(escalations, key=lambda e: (e.raised_at, e.escalation_id))
+
+
+#: Contact ids a repeat-contact summary lists (the latest).
+SUMMARY_CONTACTS = 10
 
 
 def _homeless(esc: Escalation, policy: EscalationPolicy) -> str:

@@ -72,6 +72,7 @@ from services.escalation.domain.model import EscalationReason, Priority, Severit
 
 __all__ = [
     "DEFAULT_SEVERITY",
+    "MAX_REPEAT_CONTACTS",
     "TIER_CHAIN",
     "UNASSIGNED_TEAM",
     "EscalationPolicy",
@@ -99,6 +100,9 @@ DEFAULT_SEVERITY: Mapping[EscalationReason, Severity] = {
 #: The tiers an unacknowledged escalation climbs, first to last. Declared here and only
 #: here: the enum numbers of :class:`Tier` are wire values, not an order.
 TIER_CHAIN: tuple[Tier, ...] = (Tier.SUPERVISOR, Tier.MANAGER, Tier.HEAD_OF_SERVICE)
+#: A customer's contact history keeps at most this many arrivals (a shared customer id
+#: such as "anonymous" must not grow it without bound); ``repeat_contacts`` is at most it.
+MAX_REPEAT_CONTACTS = 100
 #: Where a restored open escalation goes when its team or queue is no longer configured:
 #: the default head of service (and anyone with access to every team) sees it.
 UNASSIGNED_TEAM = "unassigned"
@@ -483,6 +487,8 @@ def _triggers(raw: Mapping[str, Any], p: _Paths, where: str) -> dict[str, Any]:
             out[key] = _number(value, p, where, key)
         elif key == "repeat_contacts":
             out[key] = _integer(value, p, where, key, minimum=2)
+            if out[key] > MAX_REPEAT_CONTACTS:
+                raise PolicyError(f"{p(where, key)}: must be <= {MAX_REPEAT_CONTACTS}")
         elif key == "low_score":
             out[key] = _integer(value, p, where, key, minimum=1)
         else:

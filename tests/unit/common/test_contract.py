@@ -367,3 +367,50 @@ def test_every_service_that_reads_a_bad_field_refuses_the_event_with_the_same_re
             SERVICES[name](bad)
         reasons[name] = info.value.reason
     assert reasons == dict.fromkeys(readers, reason)
+
+
+# --- bounds on every field -----------------------------------------------------------------
+
+
+def test_an_agent_with_hundreds_of_skills_and_languages_is_refused_naming_the_field() -> None:
+    e = new_envelope("acme", "desk", event_id="login-1")
+    login = e.agent_logged_in
+    login.agent_id = "a-1"
+    for n in range(500):
+        login.skills.add(skill=f"skill-{n}", proficiency=5)
+        login.languages.append(f"l{n}")
+    with pytest.raises(RejectedEvent) as refused:
+        contract.within_bounds(e)
+    assert refused.value.reason == (
+        f"agent_logged_in.skills: 500 entries, at most {contract.MAX_LIST_ENTRIES}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("fill", "reason"),
+    [
+        (
+            lambda e: setattr(e.contact_arrived.customer, "name", "A" * 300),
+            "contact_arrived.customer.name: 300 characters, at most 128",
+        ),
+        (
+            lambda e: setattr(e.contact_ended, "note", "n" * 2_001),
+            "contact_ended.note: 2001 characters, at most 2000",
+        ),
+        (lambda e: setattr(e, "event_id", "e" * 129), "event_id: 129 characters, at most 128"),
+        (lambda e: setattr(e, "domain", "d" * 129), "domain: 129 characters, at most 128"),
+    ],
+)
+def test_every_text_field_has_a_limit(fill: Callable[[Envelope], None], reason: str) -> None:
+    e = new_envelope("acme", "pbx", event_id="e-1")
+    fill(e)
+    with pytest.raises(RejectedEvent) as refused:
+        contract.within_bounds(e)
+    assert refused.value.reason == reason
+
+
+def test_an_ordinary_event_is_within_bounds() -> None:
+    e = arrival_envelope()
+    e.contact_arrived.customer.name = "Zofia Żak-Wiśniewska"
+    e.contact_arrived.required_skills.add(skill="billing", min_proficiency=3)
+    contract.within_bounds(e)
