@@ -68,7 +68,14 @@ async def start_grpc_server(
 
     ``register`` adds the servicers and returns their full service names for health.
     """
-    server = grpc.aio.server(interceptors=list(interceptors))
+    server = grpc.aio.server(
+        interceptors=list(interceptors),
+        options=[
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            ("grpc.max_concurrent_streams", settings.max_concurrent_rpcs),
+        ],
+        maximum_concurrent_rpcs=settings.max_concurrent_rpcs,
+    )
     names = register(server)
     servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)

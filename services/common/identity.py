@@ -3,8 +3,9 @@ gRPC server.
 
 Default deny. :class:`IdentityInterceptor` refuses every call (UNAUTHENTICATED) that does
 not carry a verified identity before any servicer runs, unary and streaming alike; the
-health and reflection services are the only public methods. A servicer then asks
-:func:`current_caller` and decides what that caller may see: a missing role is
+health and reflection services are the only public methods. It also refuses a request
+with a field past its bound (INVALID_ARGUMENT), so no servicer sees an unbounded input.
+A servicer then asks :func:`current_caller` and decides what that caller may see: a missing role is
 PERMISSION_DENIED, while something outside the caller's scope (another team's
 escalation, another domain's queue) is answered NOT_FOUND, so ids cannot be probed.
 
@@ -36,7 +37,8 @@ import grpc
 import jwt
 
 from services.common.config import GrpcSettings, IdentitySettings
-from services.common.errors import ConfigError
+from services.common.contract import within_bounds
+from services.common.errors import ConfigError, RejectedEvent
 
 __all__ = [
     "ALL",
@@ -375,8 +377,24 @@ class IdentityInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
         return _guarded(handler, lambda context: self._caller(authorization, context))
 
 
+async def _bounded(request: Any, context: Any) -> None:
+    """INVALID_ARGUMENT naming the first field of ``request`` past its bound (the same
+    bounds as the services' Kafka inputs: :func:`services.common.contract.within_bounds`)."""
+    try:
+        within_bounds(request)
+    except RejectedEvent as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.reason)
+
+
+async def _each_bounded(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
+    async for request in requests:
+        await _bounded(request, context)
+        yield request
+
+
 def _guarded(handler: Any, identify: Callable[[Any], Awaitable[Caller]]) -> Any:
-    """The same handler, identifying its caller first; all four RPC shapes.
+    """The same handler, identifying its caller first and refusing a request with a field
+    past its bound; all four RPC shapes (streamed requests are checked one by one).
 
     Each aio RPC runs in its own task, so the ContextVar set here is that call's alone.
     """
@@ -386,6 +404,7 @@ def _guarded(handler: Any, identify: Callable[[Any], Awaitable[Caller]]) -> Any:
 
         async def on_unary_unary(request: Any, context: Any) -> Any:
             _CALLER.set(await identify(context))
+            await _bounded(request, context)
             return await unary_unary(request, context)
 
         return grpc.unary_unary_rpc_method_handler(on_unary_unary, *serializers)
@@ -394,6 +413,7 @@ def _guarded(handler: Any, identify: Callable[[Any], Awaitable[Caller]]) -> Any:
 
         async def on_unary_stream(request: Any, context: Any) -> AsyncIterator[Any]:
             _CALLER.set(await identify(context))
+            await _bounded(request, context)
             async for item in unary_stream(request, context):
                 yield item
 
@@ -403,7 +423,7 @@ def _guarded(handler: Any, identify: Callable[[Any], Awaitable[Caller]]) -> Any:
 
         async def on_stream_unary(requests: Any, context: Any) -> Any:
             _CALLER.set(await identify(context))
-            return await stream_unary(requests, context)
+            return await stream_unary(_each_bounded(requests, context), context)
 
         return grpc.stream_unary_rpc_method_handler(on_stream_unary, *serializers)
     if handler.stream_stream is not None:
@@ -411,7 +431,7 @@ def _guarded(handler: Any, identify: Callable[[Any], Awaitable[Caller]]) -> Any:
 
         async def on_stream_stream(requests: Any, context: Any) -> AsyncIterator[Any]:
             _CALLER.set(await identify(context))
-            async for item in stream_stream(requests, context):
+            async for item in stream_stream(_each_bounded(requests, context), context):
                 yield item
 
         return grpc.stream_stream_rpc_method_handler(on_stream_stream, *serializers)

@@ -14,6 +14,7 @@ from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.escalation.adapters.grpc import EscalationServicer
 from services.escalation.adapters.kafka import EscalationHandler
+from services.escalation.adapters.watchers import Watchers
 from services.escalation.metrics import EscalationMetrics
 from services.escalation.settings import EscalationSettings
 
@@ -34,6 +35,7 @@ async def build_and_run(
         topics=topics,
         kafka=settings.kafka,
         metrics=EscalationMetrics.create(registry),
+        watchers=Watchers(settings.watch.max_streams, settings.watch.queue_size),
     )
     loop = ConsumeLoop(
         service="escalation",

@@ -6,18 +6,30 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import GrpcSettings, MetricsSettings, ServiceSettings
 from services.common.errors import ConfigError
 from services.escalation.domain import EscalationPolicy, PolicyError
 
-__all__ = ["EscalationSettings"]
+__all__ = ["EscalationSettings", "WatchSettings"]
+
+
+class WatchSettings(BaseModel):
+    """Bounds on the managers' Watch streams."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Streams open at once; one more is refused with RESOURCE_EXHAUSTED.
+    max_streams: int = Field(default=100, ge=1, le=10_000)
+    #: Changes a stream may fall behind before it is ended (RESOURCE_EXHAUSTED).
+    queue_size: int = Field(default=1_000, ge=1, le=100_000)
 
 
 class EscalationSettings(ServiceSettings):
     grpc: GrpcSettings = GrpcSettings(port=50052)
     metrics: MetricsSettings = MetricsSettings(port=9402)
+    watch: WatchSettings = WatchSettings()
     escalation: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="after")

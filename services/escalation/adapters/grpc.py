@@ -11,7 +11,6 @@ before the manager gets the reply.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +21,7 @@ from services.common.identity import Caller, Role, current_caller
 from services.common.kafka import ConsumeLoop, NotOwnedError, OutboundRecord
 from services.escalation.adapters.kafka import EscalationHandler
 from services.escalation.adapters.mapping import escalation_to_proto
+from services.escalation.adapters.watchers import TooManyWatchers
 from services.escalation.domain import (
     CommandError,
     CommandResult,
@@ -79,8 +79,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     ) -> AsyncIterator[escalation_pb2.WatchResponse]:
         caller = await self._manager(context)
         teams = await self._teams(caller, list(request.teams), context)
-        queue: asyncio.Queue[m.EscalationChange] = asyncio.Queue()
-        self._handler.watchers.add(queue)  # before the snapshot, so nothing falls between
+        try:
+            watcher = self._handler.watchers.open()  # before the snapshot: nothing falls between
+        except TooManyWatchers as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+            raise
         try:
             for e in self._handler.open_for(teams):  # sent as RAISED, whatever their history
                 if not caller.sees_domain(e.domain):
@@ -92,11 +95,18 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                 )
             )
             while True:
-                change = await queue.get()
+                change = await watcher.queue.get()
+                if change is None:
+                    await context.abort(
+                        grpc.StatusCode.RESOURCE_EXHAUSTED,
+                        f"this stream fell {self._handler.watchers.queue_size} changes behind; "
+                        "reconnect for a fresh snapshot",
+                    )
+                    return
                 if change.escalation.team in teams and caller.sees_domain(change.escalation.domain):
                     yield self._item(change.kind, change.escalation)
         finally:
-            self._handler.watchers.discard(queue)
+            self._handler.watchers.close(watcher)
 
     @staticmethod
     def _item(kind: m.EscalationChangeKind, e: m.Escalation) -> escalation_pb2.WatchResponse:

@@ -9,7 +9,6 @@ handler reads both back and rebuilds each domain's core from them
 
 from __future__ import annotations
 
-import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from services.escalation.adapters.mapping import (
     escalation_from_proto,
     escalation_to_proto,
 )
+from services.escalation.adapters.watchers import Watchers
 from services.escalation.domain import (
     EscalationCore,
     EscalationPolicy,
@@ -54,8 +54,8 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
     metrics: EscalationMetrics
     clock: Clock = field(default_factory=SystemClock)
     states: DomainStates[EscalationCore] = field(init=False)
-    #: One queue per open Watch stream; :meth:`emit_changes` puts every change on each.
-    watchers: set[asyncio.Queue[m.EscalationChange]] = field(default_factory=set)
+    #: The open Watch streams; :meth:`emit_changes` publishes every change to them.
+    watchers: Watchers = field(default_factory=Watchers)
     #: Escalations read back from the topic, by domain, while partitions are being assigned.
     _restored: dict[str, list[m.Escalation]] = field(default_factory=dict)
 
@@ -190,8 +190,7 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
                 team=e.team,
                 contact_id=e.contact_id,
             )
-            for queue in list(self.watchers):
-                queue.put_nowait(change)
+            self.watchers.publish(change)
         if changes:
             self._update_open_gauge()
         return out
