@@ -68,6 +68,9 @@ class KafkaSettings(_Strict):
     #: is fewer. Memory is about 100 bytes an id, per domain an instance owns.
     dedupe_max_ids: int = Field(default=10_000, ge=1, le=10_000_000)
     dedupe_max_age_s: float = Field(default=3_600.0, gt=0)
+    #: Most routing domains (tenants) one instance serves; an event of one more is
+    #: dead-lettered (each domain holds its state in memory).
+    max_domains: int = Field(default=10_000, ge=1, le=1_000_000)
     #: Longest a restore waits for an in-doubt transaction on a changelog partition.
     restore_wait_s: float = Field(default=90.0, gt=0)
     #: Upper bound on records handled per transaction.

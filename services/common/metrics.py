@@ -6,12 +6,12 @@ globals, so every test can use a fresh ``CollectorRegistry``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-__all__ = ["LATENCY_BUCKETS", "RuntimeMetrics", "serve_metrics"]
+__all__ = ["LATENCY_BUCKETS", "BoundedLabel", "RuntimeMetrics", "serve_metrics"]
 
 #: Seconds, sized for work that takes fractions of a millisecond to a few seconds.
 LATENCY_BUCKETS = (
@@ -31,6 +31,24 @@ LATENCY_BUCKETS = (
     2.5,
     5.0,
 )
+
+
+@dataclass
+class BoundedLabel:
+    """Label values that come from people (a resolution code a manager typed): the first
+    ``limit`` distinct values are kept, every later one is counted as ``other``, so a
+    series per typo cannot grow without bound."""
+
+    limit: int = 50
+    _known: set[str] = field(default_factory=set)
+
+    def __call__(self, value: str) -> str:
+        if value in self._known:
+            return value
+        if len(self._known) < self.limit and len(value) <= 64:
+            self._known.add(value)
+            return value
+        return "other"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
 from services.common.config import KafkaSettings
+from services.common.errors import RejectedEvent
 from services.common.kafka import OutboundRecord, read_changelog
 
 __all__ = [
@@ -175,6 +176,8 @@ class DomainStates(Generic[_Core]):
     restore_core: Callable[[str, Mapping[str, Any]], _Core]
     dedupe_max_ids: int = 10_000
     dedupe_max_age_s: float = 3_600.0
+    #: Most domains (tenants) one instance holds a core for.
+    max_domains: int = 10_000
     cores: dict[str, _Core] = field(default_factory=dict)
     partition_of: dict[str, int] = field(default_factory=dict)
     _domains_on: dict[int, set[str]] = field(default_factory=dict)
@@ -196,6 +199,7 @@ class DomainStates(Generic[_Core]):
             restore_core=restore_core,
             dedupe_max_ids=kafka.dedupe_max_ids,
             dedupe_max_age_s=kafka.dedupe_max_age_s,
+            max_domains=kafka.max_domains,
         )
 
     def _place(self, domain: str, partition: int) -> None:
@@ -204,9 +208,15 @@ class DomainStates(Generic[_Core]):
             self._domains_on.setdefault(partition, set()).add(domain)
 
     def core_for(self, domain: str, partition: int) -> _Core:
-        """The domain's core, created empty the first time the domain is seen."""
+        """The domain's core, created empty the first time the domain is seen; past
+        ``max_domains`` a new domain is refused (each holds a core in memory)."""
         core = self.cores.get(domain)
         if core is None:
+            if len(self.cores) >= self.max_domains:
+                raise RejectedEvent(
+                    f"domain {domain!r}: this instance already serves {self.max_domains} "
+                    "domains (kafka.max_domains)"
+                )
             core = self.cores[domain] = self.new_core(domain)
         self._place(domain, partition)
         return core

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from services.common.metrics import BoundedLabel
 
 __all__ = ["EscalationMetrics"]
 
@@ -19,6 +21,8 @@ class EscalationMetrics:
     reescalated: Counter
     resolved: Counter
     restore_problems: Counter
+    #: Resolution codes are typed by managers: at most 50 distinct label values.
+    resolution_code: BoundedLabel = field(default_factory=BoundedLabel)
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> EscalationMetrics:
@@ -49,7 +53,8 @@ class EscalationMetrics:
             ),
             resolved=Counter(
                 "switchboard_escalation_resolved_total",
-                "Escalations resolved, by resolution code.",
+                "Escalations resolved, by resolution code (the first 50 codes; later ones "
+                "count as 'other').",
                 ["code"],
                 registry=registry,
             ),

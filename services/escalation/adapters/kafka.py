@@ -205,7 +205,8 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         elif kind is m.EscalationChangeKind.ACKNOWLEDGED and e.time_to_acknowledge is not None:
             self.metrics.time_to_ack.observe(e.time_to_acknowledge)
         elif kind is m.EscalationChangeKind.RESOLVED:
-            self.metrics.resolved.labels(e.resolution_code or "unknown").inc()
+            code = self.metrics.resolution_code(e.resolution_code or "unknown")
+            self.metrics.resolved.labels(code).inc()
 
     def _update_open_gauge(self) -> None:
         counts: dict[str, int] = {t.slug: 0 for t in m.Tier}

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
+
+from services.common.errors import RejectedEvent
 from services.common.kafka import (
     InboundRecord,
     OutboundRecord,
     oversized_dead_letter,
     record_size,
 )
-from services.common.state import SEEN_CHUNK, EventIdWindow
+from services.common.state import SEEN_CHUNK, DomainStates, EventIdWindow
 from services.common.topics import Topics
 
 DAY = 86_400.0
@@ -82,3 +85,17 @@ def test_an_oversized_dead_letter_stays_on_its_dead_letter_topic() -> None:
     assert record_size(cut) <= 1_000_000
     assert dict(cut.headers)["dlq.reason"].startswith(b"record too large")
     assert dict(cut.headers)["dlq.original.reason"] == b"bad json"
+
+
+def test_past_max_domains_a_new_domain_is_refused_and_known_ones_go_on() -> None:
+    states: DomainStates[dict[str, int]] = DomainStates(
+        changelog_topic="t.changelog",
+        new_core=lambda _domain: {},
+        restore_core=lambda _domain, _facts: {},
+        max_domains=2,
+    )
+    states.core_for("acme", 0)
+    states.core_for("globex", 1)
+    with pytest.raises(RejectedEvent, match="already serves 2 domains"):
+        states.core_for("initech", 0)
+    assert states.core_for("acme", 0) == {}
