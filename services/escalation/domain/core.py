@@ -258,6 +258,8 @@ class EscalationCore:
         esc = self._authorized(escalation_id, by, now)
         if not text.strip():
             raise InvalidArgument("text: empty")
+        if len(esc.notes) >= MAX_NOTES:
+            raise InvalidArgument(f"{escalation_id}: already has {MAX_NOTES} notes, the most kept")
         if esc.status is EscalationStatus.RESOLVED:
             raise InvalidTransition(f"{escalation_id}: resolved escalations take no notes")
         out = self.tick(now)
@@ -965,6 +967,8 @@ def oldest_first(escalations: Iterable[Escalation]) -> list[Escalation]:
     return sorted(escalations, key=lambda e: (e.raised_at, e.escalation_id))
 
 
+#: Notes one escalation keeps (each at most 2,000 characters: the API's bound).
+MAX_NOTES = 100
 #: Contact ids a repeat-contact summary lists (the latest).
 SUMMARY_CONTACTS = 10
 
