@@ -76,8 +76,12 @@ class NotifierServicer(notification_pb2_grpc.NotifierServiceServicer):
         """Outcome of a notification in a domain this instance owns; attempts and last
         error only while it is pending."""
         caller = current_caller()
+        if not caller.has(Role.SERVICE):
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "GetNotification needs the 'service' role"
+            )
         for domain, core in self._handler.states.items():
-            if not (caller.has(Role.SERVICE) and caller.sees_domain(domain)):
+            if not caller.sees_domain(domain):
                 continue
             outcome = core.outcome(request.notification_id)
             if outcome is not None:
