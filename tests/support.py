@@ -369,6 +369,7 @@ def service_env(name: str, kafka: KafkaBroker, topics: Topics, **extra: str) -> 
     """
     return (
         identity_env(name)
+        | (gateway_client_env() if name == "notifier" else {})
         | {
             "SWITCHBOARD_CONFIG": str(ROOT / "deploy" / "config" / f"{name}.toml"),
             "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
