@@ -131,6 +131,8 @@ class EscalationCore:
         #: What :meth:`restore` left out or re-homed, one line each (logged and counted).
         self.restore_problems: list[str] = []
         self._restore_changes: list[EscalationChange] = []
+        #: Escalations forgotten with their case, not yet deleted from the topic.
+        self._retired: list[Escalation] = []
 
     # --- events and time ----------------------------------------------------------------
 
@@ -365,7 +367,8 @@ class EscalationCore:
                 # An open escalation outlives its case facts: a closed case holds it again,
                 # so managers can still act on it and the drop waits for its resolution.
                 if not esc.is_open:
-                    continue  # its case was forgotten; so may it be
+                    core._retired.append(esc)  # its case was forgotten: so is it, on the topic
+                    continue
                 orphan = Case(
                     contact_id=esc.contact_id,
                     queue=esc.queue,
@@ -402,6 +405,13 @@ class EscalationCore:
         self.restore_problems.append(f"{esc.escalation_id}: {why}; now the head of service's")
         self._restore_changes.append(EscalationChange(EscalationChangeKind.UPDATED, rehomed))
         return rehomed
+
+    def take_retired(self) -> list[Escalation]:
+        """Escalations forgotten with their case since the last call: the adapter deletes
+        them from the compacted ``escalations`` topic (tombstones), so a customer's
+        details there last no longer than the case's retention (``retain_closed_s``)."""
+        retired, self._retired = self._retired, []
+        return retired
 
     def take_restore_changes(self) -> list[EscalationChange]:
         """The re-homings :meth:`restore` made, once (the adapter publishes them)."""
@@ -859,13 +869,16 @@ class EscalationCore:
             self._arm_drop(case)
 
     def _forget(self, case: Case) -> None:
-        """Delete the case (a changelog deletion), its escalations and all its deadlines."""
+        """Delete the case (a changelog deletion), its escalations (each to be deleted from
+        the ``escalations`` topic: :meth:`take_retired`) and all its deadlines."""
         contact_id = case.contact_id
         del self._cases[contact_id]
         self._dirty.add(case_key(contact_id))
         for reason in _R:
             esc_id = escalation_id(self.domain, contact_id, reason)
-            self._escalations.pop(esc_id, None)
+            retired = self._escalations.pop(esc_id, None)
+            if retired is not None:
+                self._retired.append(retired)
             self._deadlines.cancel((_ACK, esc_id))
         for kind in (_SLA, _PAUSE, _DROP):
             self._deadlines.cancel((kind, contact_id))

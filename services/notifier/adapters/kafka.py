@@ -111,11 +111,12 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
         now: float,
         gateway_message_id: str = "",
     ) -> list[OutboundRecord]:
-        """The ``NotificationRecord`` of a settled notification on ``notifications``, and
-        for a DEAD_LETTERED one, its copy on ``notifications.dlq``; counted in metrics."""
+        """The ``NotificationRecord`` of a settled notification on ``notifications`` (what
+        was told, not to whom: no name, address or body), and for a DEAD_LETTERED one, its
+        copy on ``notifications.dlq``; counted in metrics."""
         note = pending.notification
         record = notification_pb2.NotificationRecord(
-            notification=to_proto(note),
+            notification=_without_personal_data(to_proto(note)),
             outcome=OUTCOMES[outcome],
             attempts=pending.attempts,
             last_error=pending.last_error,
@@ -146,6 +147,19 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
             self.metrics.dead_lettered.inc()
         self.metrics.notifications.labels(note.kind, channel_info(note.channel).name, outcome).inc()
         return out
+
+
+def _without_personal_data(
+    notification: notification_pb2.Notification,
+) -> notification_pb2.Notification:
+    """The record's consumers (operators, the auditor) need what was told and how it
+    went, not the customer's name, phone, e-mail or the message (which names them): those
+    stay with the gateway, and the notifier's state until the contact is over."""
+    language = notification.customer.language
+    notification.ClearField("customer")
+    notification.customer.language = language
+    notification.ClearField("body")
+    return notification
 
 
 class CommandRunner(Protocol):

@@ -265,3 +265,22 @@ def test_an_idle_case_with_an_open_escalation_is_forgotten_after_it_is_resolved(
     assert core.next_deadline() is not None  # the drop is armed again
     core.tick(T0 + 2 * HOUR + 1)
     assert "case/c1" not in core.snapshot()
+
+
+def test_an_escalation_forgotten_with_its_case_is_to_be_deleted_from_the_topic() -> None:
+    """A resolved escalation outlives its case by nothing: when the case's retention ends,
+    the adapter writes a tombstone for it (customers' details leave the compacted topic)."""
+    core, topics = make_core(triggers={"enabled": ["manager_requested"]}), Topics()
+    topics.record(core, arrive(core, "c1", T0))
+    topics.record(core, core.apply(ManagerRequested("c1"), T0))
+    escalation_id = eid("c1", EscalationReason.MANAGER_REQUESTED)
+    done = core.resolve(escalation_id, "hugo", "handled", T0 + 10)
+    topics.record(core, list(done.changes))
+    assert core.take_retired() == []  # its contact is still going on: kept
+    topics.record(core, core.apply(ContactEnded("c1", Disposition.RESOLVED), T0 + 20))
+    assert [e.escalation_id for e in core.take_retired()] == [escalation_id]  # retain_closed_s 0
+    assert core.get(escalation_id) is None
+    assert core.take_retired() == []
+    # A restart finds the resolved escalation on the topic without its case: deleted too.
+    restored = topics.restart()
+    assert [e.escalation_id for e in restored.take_retired()] == [escalation_id]
