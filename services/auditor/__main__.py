@@ -20,7 +20,10 @@ from services.common.topics import Topics
 __all__ = ["audit_topics", "main"]
 
 
-async def _read_topic(bootstrap_servers: str, topic: str) -> list[tuple[bytes | None, tuple]]:  # type: ignore[type-arg]
+_Read = tuple[bytes | None, tuple, int, int]  # type: ignore[type-arg]  # value, headers, partition, offset
+
+
+async def _read_topic(bootstrap_servers: str, topic: str) -> list[_Read]:
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap_servers,
         enable_auto_commit=False,
@@ -28,7 +31,7 @@ async def _read_topic(bootstrap_servers: str, topic: str) -> list[tuple[bytes | 
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    out: list[tuple[bytes | None, tuple]] = []  # type: ignore[type-arg]
+    out: list[_Read] = []
     try:
         if topic not in await consumer.topics():
             return out
@@ -44,7 +47,9 @@ async def _read_topic(bootstrap_servers: str, topic: str) -> list[tuple[bytes | 
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=10_000)
             for records in batch.values():
-                out.extend((r.value, tuple(r.headers or ())) for r in records)
+                out.extend(
+                    (r.value, tuple(r.headers or ()), r.partition, r.offset) for r in records
+                )
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
@@ -71,21 +76,35 @@ async def audit_topics(
         topics.notifications,
     ]
     for topic in order:
-        for value, headers in await _read_topic(bootstrap_servers, topic):
+        letters = await _read_topic(bootstrap_servers, topics.dlq(topic))
+        for _ in letters:
+            ledger.add_dead_letter()
+        refused = _refused_by_router(letters)
+        for value, headers, partition, offset in await _read_topic(bootstrap_servers, topic):
+            if (partition, offset) in refused:
+                continue  # the router never applied it: no contact, nothing to account for
             try:
                 envelope = decode_envelope(value, headers)
             except DecodeError:
-                continue  # dead-lettered by the services; counted below
+                continue  # dead-lettered by the services; counted above
             payload = envelope.WhichOneof("payload")
             if payload is not None:
                 ledger.add(payload, getattr(envelope, payload), envelope.domain)
-        for _ in await _read_topic(bootstrap_servers, topics.dlq(topic)):
-            ledger.add_dead_letter()
     return ledger.report(
         run_finished=run_finished,
         check_notifications=check_notifications,
         check_escalations=check_escalations,
     )
+
+
+def _refused_by_router(letters: list[_Read]) -> set[tuple[int, int]]:
+    """(partition, offset) of the source records the router dead-lettered."""
+    refused = set()
+    for _, headers, _, _ in letters:
+        h = dict(headers)
+        if h.get("dlq.service") == b"router" and "dlq.source.offset" in h:
+            refused.add((int(h.get("dlq.source.partition", b"0")), int(h["dlq.source.offset"])))
+    return refused
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -59,6 +59,7 @@ __all__ = [
     "disposition",
     "duration_s",
     "enum_value",
+    "erased_customer",
     "pause",
     "pause_reason",
     "priority",
@@ -119,6 +120,11 @@ def within_bounds(message: Message, path: str = "", depth: int = 0) -> None:
         elif field.type == _MESSAGE:
             for item in items:
                 within_bounds(item, name, depth + 1)
+
+
+def erased_customer(event: contact_events_pb2.CustomerErasureRequested) -> str:
+    """The customer id whose personal data every service erases."""
+    return required(event.customer_id, "customer_erasure_requested.customer_id")
 
 
 def required(value: str, field: str) -> str:

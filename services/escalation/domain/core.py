@@ -55,6 +55,7 @@ from services.escalation.domain.model import (
     ContactTransferred,
     ContactUnroutable,
     Customer,
+    CustomerErased,
     Disposition,
     Escalation,
     EscalationChange,
@@ -151,6 +152,10 @@ class EscalationCore:
         Judged against the state the event will meet, after the deadlines due at ``now``,
         so refusing first decides exactly as ticking first would. Handlers rely on it.
         """
+        if isinstance(event, CustomerErased):
+            if not event.customer_id:
+                raise InvalidInput("customer_id: empty")
+            return
         if not event.contact_id:
             raise InvalidInput("contact_id: empty")
         match event:
@@ -177,6 +182,8 @@ class EscalationCore:
 
     def _dispatch(self, event: Input, now: float, out: list[EscalationChange]) -> None:
         match event:
+            case CustomerErased():
+                self._erase(event.customer_id, now, out)
             case ContactArrived():
                 self._arrive(event, now, out)
             case ContactHeld():
@@ -390,6 +397,28 @@ class EscalationCore:
         for history in core._customers.values():
             core._arm_history(history)
         return core
+
+    def _erase(self, customer_id: str, now: float, out: list[EscalationChange]) -> None:
+        """Remove the customer's name, phone, e-mail and id from cases, escalations (each
+        re-published without them) and summaries, and delete their contact history."""
+        for contact_id, case in self._cases.items():
+            if case.customer.customer_id == customer_id:
+                case.customer = _anonymous(case.customer)
+                self._dirty.add(case_key(contact_id))
+        for esc_id, esc in list(self._escalations.items()):
+            if esc.customer.customer_id != customer_id:
+                continue
+            erased = replace(
+                esc,
+                customer=_anonymous(esc.customer),
+                summary=esc.summary.replace(customer_id, "[erased]"),
+                version=_next_version(esc.version, now),
+            )
+            self._escalations[esc_id] = erased
+            out.append(EscalationChange(EscalationChangeKind.UPDATED, erased))
+        if self._customers.pop(customer_id, None) is not None:
+            self._dirty.add(customer_key(customer_id))
+            self._deadlines.cancel((_HISTORY, customer_id))
 
     def _rehome(self, esc: Escalation, why: str, now: float) -> Escalation:
         """An open escalation nobody configured can answer any more: the head of service's."""
@@ -978,6 +1007,11 @@ class EscalationCore:
 def oldest_first(escalations: Iterable[Escalation]) -> list[Escalation]:
     """The order managers see escalations in: by raise time, then id (so ties are stable)."""
     return sorted(escalations, key=lambda e: (e.raised_at, e.escalation_id))
+
+
+def _anonymous(customer: Customer) -> Customer:
+    """The customer without what identifies them (the language stays: how to speak)."""
+    return Customer(customer_id="", language=customer.language)
 
 
 #: Notes one escalation keeps (each at most 2,000 characters: the API's bound).

@@ -28,6 +28,7 @@ __all__ = [
     "ContactTransferred",
     "ContactUnroutable",
     "Customer",
+    "CustomerErased",
     "Disposition",
     "Escalation",
     "EscalationChange",
@@ -275,8 +276,16 @@ class ContactClosed:
     abandoned: bool = False
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerErased:
+    """Erase this customer's personal data (a data subject's request)."""
+
+    customer_id: str
+
+
 Input = (
     ContactArrived
+    | CustomerErased
     | ContactHeld
     | ContactPaused
     | ContactResumed

@@ -30,7 +30,7 @@ from services.common.topics import Topics
 from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
 from services.notifier.domain.channels import channel_info
 from services.notifier.domain.core import NotifierCore, NotifierPolicy, Pending
-from services.notifier.domain.delivery import DEAD_LETTERED, DELIVERED, RETRY, RetryPolicy
+from services.notifier.domain.delivery import DEAD_LETTERED, DELIVERED, REJECTED, RETRY, RetryPolicy
 from services.notifier.domain.errors import NotifierError
 from services.notifier.domain.templates import TemplateCatalog
 from services.notifier.metrics import NotifierMetrics
@@ -83,7 +83,12 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
         if decided:
             self.work_ready.set()
         self._count_coalesced()
-        return []
+        now = self.clock.now()
+        return [
+            record
+            for pending in core.take_erased()
+            for record in self.outcome_records(envelope.domain, pending, REJECTED, now)
+        ]
 
     def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         for _, core in self.states.due(partition, now):

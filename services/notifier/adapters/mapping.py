@@ -60,6 +60,8 @@ def envelope_to_input(envelope: Envelope) -> n.Input | None:
     escalation read it.
     """
     kind = envelope.WhichOneof("payload")
+    if kind == "customer_erasure_requested":
+        return n.CustomerErased(contract.erased_customer(envelope.customer_erasure_requested))
     if kind == "contact_arrived":
         e = envelope.contact_arrived
         arrival = contract.contact_arrived(e)

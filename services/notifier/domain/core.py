@@ -33,7 +33,7 @@ from typing import Any
 
 from services.common.deadlines import Deadlines
 from services.notifier.domain.channels import channel_info
-from services.notifier.domain.delivery import DELIVERED, RETRY, NextStep, RetryPolicy
+from services.notifier.domain.delivery import DELIVERED, REJECTED, RETRY, NextStep, RetryPolicy
 from services.notifier.domain.errors import InvalidInput, PolicyError
 from services.notifier.domain.templates import TemplateCatalog
 
@@ -47,6 +47,7 @@ __all__ = [
     "ContactResumed",
     "ContactUnroutable",
     "Customer",
+    "CustomerErased",
     "DirectRequest",
     "FailedAttempt",
     "Notification",
@@ -163,8 +164,16 @@ class DirectRequest:
     text: str
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerErased:
+    """Erase this customer's personal data (a data subject's request)."""
+
+    customer_id: str
+
+
 Input = (
     ContactArrived
+    | CustomerErased
     | ContactPaused
     | ContactResumed
     | ContactEnded
@@ -279,6 +288,7 @@ class NotifierCore:
         self.coalesced = 0
         #: Position notices not decided because of the per-contact rate limit.
         self.rate_limited = 0
+        self._erased: list[Pending] = []
 
     # ------------------------------------------------------------------ decisions
 
@@ -288,6 +298,11 @@ class NotifierCore:
         anything changes. Events of contacts never seen (or closed) are ignored."""
         _refuse_unwordable(event)
         out: list[Notification] = []
+        if isinstance(event, CustomerErased):
+            if not event.customer_id:
+                raise InvalidInput("customer_id: empty")
+            self._erase(event.customer_id, now)
+            return out
         if isinstance(event, ContactArrived):
             if event.contact_id not in self._contacts:
                 self._contacts[event.contact_id] = _Contact(event.channel, event.customer)
@@ -516,6 +531,24 @@ class NotifierCore:
         out.append(note)
 
     # ------------------------------------------------------------------ delivery bookkeeping
+
+    def _erase(self, customer_id: str, now: float) -> None:
+        """Remove the customer's details from every contact; their notifications not yet
+        delivered are settled REJECTED (:meth:`take_erased`): nothing is sent to them."""
+        for contact_id, contact in self._contacts.items():
+            if contact.customer.customer_id == customer_id:
+                contact.customer = Customer(language=contact.customer.language)
+                self._dirty.add(f"contact:{contact_id}")
+        for nid, pending in list(self._pending.items()):
+            if pending.notification.customer.customer_id == customer_id:
+                settled = self.settle(nid, now, "customer data erased on request", REJECTED)
+                if settled is not None:
+                    self._erased.append(settled)
+
+    def take_erased(self) -> list[Pending]:
+        """Notifications an erasure settled since the last call (their outcome records)."""
+        erased, self._erased = self._erased, []
+        return erased
 
     def due(self, now: float) -> list[Pending]:
         """Pending notifications whose next attempt is due at ``now``."""

@@ -33,6 +33,8 @@ def envelope_to_input(envelope: Envelope) -> m.Input | None:
     core's (``UnknownQueue``, ``UnknownSkill``).
     """
     kind = envelope.WhichOneof("payload")
+    if kind == "customer_erasure_requested":
+        return m.CustomerErased(contract.erased_customer(envelope.customer_erasure_requested))
     if kind == "contact_arrived":
         e = envelope.contact_arrived
         arrival = contract.contact_arrived(e)

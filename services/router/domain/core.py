@@ -73,6 +73,7 @@ from services.router.domain.model import (
     ContactRequeued,
     ContactTransferred,
     ContactUnroutable,
+    CustomerErased,
     Decision,
     Input,
     OfferAccepted,
@@ -165,7 +166,16 @@ class RoutingCore:
                 self._accept(event, now, out)
             case OfferRejected():
                 self._reject(event, now, out)
+            case CustomerErased() if event.customer_id:
+                self._erase(event.customer_id)
         return out
+
+    def _erase(self, customer_id: str) -> None:
+        """Forget which contacts were this customer's (their only personal datum here)."""
+        for contact_id, contact in self._contacts.items():
+            if contact.customer_id == customer_id:
+                contact.customer_id = ""
+                self._persist_contact(contact_id)
 
     def tick(self, now: float) -> list[Decision]:
         """Fire every timer due at ``now`` and refresh positions of queues that moved."""

@@ -25,6 +25,7 @@ __all__ = [
     "ContactRequeued",
     "ContactTransferred",
     "ContactUnroutable",
+    "CustomerErased",
     "Decision",
     "Input",
     "OfferAccepted",
@@ -162,8 +163,16 @@ class OfferRejected:
     offer_id: str
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerErased:
+    """Erase this customer's personal data (a data subject's request)."""
+
+    customer_id: str
+
+
 Input = (
     ContactArrived
+    | CustomerErased
     | ContactAbandoned
     | ContactEnded
     | ContactTransferred

@@ -14,6 +14,7 @@ from services.escalation.domain import (
     ContactHeld,
     ContactPaused,
     ContactResumed,
+    CustomerErased,
     Disposition,
     Escalation,
     EscalationChange,
@@ -284,3 +285,19 @@ def test_an_escalation_forgotten_with_its_case_is_to_be_deleted_from_the_topic()
     # A restart finds the resolved escalation on the topic without its case: deleted too.
     restored = topics.restart()
     assert [e.escalation_id for e in restored.take_retired()] == [escalation_id]
+
+
+def test_an_erasure_scrubs_cases_escalations_and_summaries_and_deletes_the_history() -> None:
+    core = make_core(triggers={"enabled": ["repeat_contact"], "repeat_contacts": 2})
+    for n in range(2):
+        arrive(core, f"c{n}", T0 + n, customer_id="cust-7")
+    [repeat] = core.escalations()
+    assert "cust-7" in repeat.summary
+    changes = core.apply(CustomerErased("cust-7"), T0 + 10)
+    [updated] = [c for c in changes if c.kind is EscalationChangeKind.UPDATED]
+    assert updated.escalation.customer.name == ""
+    assert updated.escalation.customer.customer_id == ""
+    assert "cust-7" not in updated.escalation.summary
+    snapshot = json.dumps(core.snapshot())
+    assert "cust-7" not in snapshot
+    assert "Anna" not in snapshot

@@ -18,6 +18,7 @@ from services.notifier.domain.core import (
     ContactResumed,
     ContactUnroutable,
     Customer,
+    CustomerErased,
     NotifierCore,
     NotifierPolicy,
     QueuePositionUpdated,
@@ -28,7 +29,7 @@ from services.notifier.domain.delivery import (
     RetryPolicy,
     is_retryable,
 )
-from services.notifier.domain.errors import PolicyError
+from services.notifier.domain.errors import InvalidInput, PolicyError
 from services.notifier.domain.templates import TemplateCatalog, TemplateError, duration_phrase
 from services.notifier.settings import GatewaySettings
 
@@ -310,3 +311,19 @@ def test_the_catalog_needs_the_fallback_language_and_the_loader_names_the_file(
     (tmp_path / "ru.toml").write_text("[greeting]\n", encoding="utf-8")
     with pytest.raises(TemplateError, match=r"ru\.toml: \[greeting\] named is missing"):
         load_catalog(tmp_path)
+
+
+def test_an_erasure_removes_the_customer_and_rejects_what_was_not_yet_delivered() -> None:
+    core = core_with(name="Zofia", language="pl")
+    [note] = core.apply(ContactPaused("c1", "checking_information", 300, hold=True), "e1", T0)
+    assert core.pending(note.notification_id) is not None
+    assert core.apply(CustomerErased("cust-1"), "erase-1", T0 + 1) == []
+    [rejected] = core.take_erased()
+    assert rejected.notification.notification_id == note.notification_id
+    assert core.outcome(note.notification_id) == "rejected"
+    assert core.take_erased() == []
+    snapshot = str(core.snapshot())
+    assert "Zofia" not in snapshot
+    assert "cust-1" not in snapshot
+    with pytest.raises(InvalidInput, match="customer_id: empty"):
+        core.apply(CustomerErased(""), "erase-2", T0 + 2)
