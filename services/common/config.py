@@ -136,6 +136,9 @@ class GrpcSettings(_Strict):
     tls_client_ca_file: Path | None = None
     #: Seconds in-flight calls get to finish on shutdown.
     shutdown_grace: float = Field(default=5.0, ge=0)
+    #: A plaintext port serving only the health service, for Kubernetes' gRPC probes
+    #: (which speak no TLS); 0: none.
+    health_port: int = Field(default=0, ge=0, le=65535)
     #: Largest request message accepted (requests are small: ids, a note, a message text).
     max_request_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
     #: Calls (Watch streams included) served at once; past it, RESOURCE_EXHAUSTED.

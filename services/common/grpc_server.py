@@ -22,9 +22,15 @@ __all__ = ["HealthReporter", "start_grpc_server"]
 class HealthReporter:
     """Sets the serving status of the whole server ("") and of named services."""
 
-    def __init__(self, servicer: HealthServicer, services: Sequence[str]) -> None:
+    def __init__(
+        self,
+        servicer: HealthServicer,
+        services: Sequence[str],
+        probe_server: grpc.aio.Server | None = None,
+    ) -> None:
         self._servicer = servicer
         self._services = ["", *services]
+        self._probe_server = probe_server
 
     async def set_serving(self, serving: bool) -> None:
         status = (
@@ -37,6 +43,8 @@ class HealthReporter:
 
     async def shutdown(self) -> None:
         await self._servicer.enter_graceful_shutdown()
+        if self._probe_server is not None:
+            await self._probe_server.stop(0)
 
 
 def _credentials(settings: GrpcSettings) -> grpc.ServerCredentials | None:
@@ -88,6 +96,23 @@ async def start_grpc_server(
     if port == 0:
         raise ConfigError(f"grpc.port: cannot bind {address}")
     await server.start()
-    reporter = HealthReporter(servicer, names)
+    probe_server = await _start_probe_server(settings, servicer)
+    reporter = HealthReporter(servicer, names, probe_server)
     await reporter.set_serving(False)
     return server, port, reporter
+
+
+async def _start_probe_server(
+    settings: GrpcSettings, servicer: HealthServicer
+) -> grpc.aio.Server | None:
+    """The health service alone, plaintext, on ``grpc.health_port``: Kubernetes' gRPC
+    probes speak no TLS, and health says nothing about anyone (it is public anyway)."""
+    if not settings.health_port:
+        return None
+    probe = grpc.aio.server()
+    health_pb2_grpc.add_HealthServicer_to_server(servicer, probe)
+    address = f"{settings.host}:{settings.health_port}"
+    if probe.add_insecure_port(address) == 0:
+        raise ConfigError(f"grpc.health_port: cannot bind {address}")
+    await probe.start()
+    return probe

@@ -173,10 +173,11 @@ domains = ["*"]
         "SWITCHBOARD_GRPC__TLS_KEY_FILE": str(pki.server_key),
         "SWITCHBOARD_GRPC__TLS_CLIENT_CA_FILE": str(pki.ca),
     }
-    port = free_port()
+    port, probe_port = free_port(), free_port()
     notifier = ServiceProcess(
         "services.notifier",
-        env=env | {"SWITCHBOARD_GRPC__PORT": str(port)},
+        env=env
+        | {"SWITCHBOARD_GRPC__PORT": str(port), "SWITCHBOARD_GRPC__HEALTH_PORT": str(probe_port)},
         log_path=str(tmp_path / "notifier.log"),
         grpc_port=port,
     )
@@ -187,6 +188,13 @@ domains = ["*"]
     await notifier.start(wait_healthy=False)
     try:
         await serving(target, client, notifier)
+        # Kubernetes' probes: plaintext health on its own port, and nothing else there.
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{probe_port}") as probe:
+            health = await health_pb2_grpc.HealthStub(probe).Check(health_pb2.HealthCheckRequest())
+            assert health.status == health_pb2.HealthCheckResponse.SERVING
+            with pytest.raises(grpc.aio.AioRpcError) as elsewhere:
+                await notification_pb2_grpc.NotifierServiceStub(probe).Notify(notify())
+            assert elsewhere.value.code() == grpc.StatusCode.UNIMPLEMENTED
         # The granted certificate is the caller: no token needed.
         async with open_channel(target, client) as channel:
             stub = notification_pb2_grpc.NotifierServiceStub(channel)
