@@ -18,7 +18,7 @@ import json
 import os
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +34,7 @@ __all__ = [
     "DemoPerson",
     "demo_people",
     "write_demo_credentials",
+    "write_demo_tls",
 ]
 
 DEMO_ISSUER = "switchboard-demo"
@@ -149,3 +150,95 @@ def write_demo_credentials(
         with os.fdopen(fd, "w", encoding="ascii") as out:
             out.write(token + "\n")
     return jwks
+
+
+def write_demo_tls(directory: Path, hosts: Iterable[str]) -> Path:
+    """A throwaway CA (``ca.pem``) and a server certificate and key per host
+    (``<host>.pem``/``<host>.key``, valid for the host, localhost and 127.0.0.1), for a
+    containerised demo where services reach each other over a network: TLS there too."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(pem)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("switchboard-demo-ca"))
+        .issuer_name(name("switchboard-demo-ca"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for host in hosts:
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(host))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [
+                        x509.DNSName(host),
+                        x509.DNSName("localhost"),
+                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                    ]
+                ),
+                critical=False,
+            )
+            .sign(ca_key, hashes.SHA256())
+        )
+        (directory / f"{host}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_key(directory / f"{host}.key", key)
+    return directory / "ca.pem"
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m services.launcher.demo_credentials --out DIR [--tls-for HOST ...]``:
+    what ``make run`` makes, for a containerised demo (deploy/compose.yaml)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--escalation-config", type=Path, default=None)
+    parser.add_argument("--tls-for", nargs="*", default=[], help="hosts to make certificates for")
+    args = parser.parse_args(argv)
+    config = (
+        args.escalation_config
+        or Path(__file__).resolve().parents[2] / "deploy" / "config" / "escalation.toml"
+    )
+    write_demo_credentials(args.out, demo_people(escalation_staffing(config)))
+    if args.tls_for:
+        write_demo_tls(args.out / "tls", args.tls_for)
+    print(f"demo credentials in {args.out}")
+
+
+if __name__ == "__main__":
+    main()

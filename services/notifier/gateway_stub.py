@@ -126,8 +126,9 @@ async def _serve(args: argparse.Namespace) -> None:
         rng=random.Random(args.seed),  # noqa: S311 - simulated faults, not cryptography
         require=Role.SERVICE,
     )
-    settings = ServiceSettings.from_env().model_copy(
-        update={"grpc": GrpcSettings(host=args.host, port=args.port)}
+    loaded = ServiceSettings.from_env()  # identity and TLS, as the services read them
+    settings = loaded.model_copy(
+        update={"grpc": loaded.grpc.model_copy(update={"host": args.host, "port": args.port})}
     )
     identify = IdentityInterceptor(authenticator_from(settings.identity, settings.grpc))
 
