@@ -13,10 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from services.common.topics import DLQ_SUFFIX, Topics
 
-__all__ = ["ACCESS", "AclRule", "ServiceAccess", "acl_command_args", "acl_rules"]
+__all__ = ["ACCESS", "AclRule", "ServiceAccess", "acl_command_args", "acl_rules", "strimzi_user"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +79,41 @@ def acl_rules(service: str, topics: Topics, group: str | None = None) -> list[Ac
         # The loop's transactional ids are "<prefix><group>-<partition>".
         AclRule("transactional-id", (f"{base}-",), ("Write", "Describe"), "prefixed"),
     ]
+
+
+_STRIMZI_TYPES = {"topic": "topic", "group": "group", "transactional-id": "transactionalId"}
+_STRIMZI_PATTERNS = {"literal": "literal", "prefixed": "prefix"}
+
+
+def strimzi_user(
+    service: str, cluster: str = "switchboard", namespace: str = "switchboard"
+) -> dict[str, Any]:
+    """The Strimzi ``KafkaUser`` of ``service``: SCRAM-SHA-512, exactly :func:`acl_rules`."""
+    acls = [
+        {
+            "resource": {
+                "type": _STRIMZI_TYPES[rule.resource],
+                "name": name,
+                "patternType": _STRIMZI_PATTERNS[rule.pattern],
+            },
+            "operations": list(rule.operations),
+        }
+        for rule in acl_rules(service, Topics(""))
+        for name in rule.names
+    ]
+    return {
+        "apiVersion": "kafka.strimzi.io/v1beta2",
+        "kind": "KafkaUser",
+        "metadata": {
+            "name": service,
+            "namespace": namespace,
+            "labels": {"strimzi.io/cluster": cluster, "app.kubernetes.io/part-of": "switchboard"},
+        },
+        "spec": {
+            "authentication": {"type": "scram-sha-512"},
+            "authorization": {"type": "simple", "acls": acls},
+        },
+    }
 
 
 def acl_command_args(principal: str, rules: Iterable[AclRule]) -> list[list[str]]:

@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import grpc
 from switchboard.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 
-from services.common.config import GrpcSettings, ServiceSettings
+from services.common.config import ServiceSettings
 from services.common.errors import ConfigError
 from services.common.grpc_server import start_grpc_server
 from services.common.identity import IdentityInterceptor, Role, authenticator_from, current_caller

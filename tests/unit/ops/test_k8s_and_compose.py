@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from services.common.access import ACCESS, strimzi_user
 from services.common.topics import load_topic_specs
 from services.launcher.plan import StackOptions, plan_stack
 from tests.unit.ops.assets import DEPLOY, ROOT, load_all
@@ -62,16 +63,66 @@ def test_a_deployment_service_and_budget_per_service() -> None:
 
 
 @pytest.mark.parametrize("deployment", _of("Deployment"), ids=lambda d: d["metadata"]["name"])
-def test_every_container_has_grpc_probes_on_its_grpc_port(deployment: dict[str, Any]) -> None:
+def test_every_container_probes_grpc_health_on_its_plaintext_health_port(
+    deployment: dict[str, Any],
+) -> None:
+    """Kubernetes' gRPC probes speak no TLS: they call the health-only port."""
     spec = deployment["spec"]
     labels = spec["template"]["metadata"]["labels"]
     assert spec["selector"]["matchLabels"].items() <= labels.items()
     for container in spec["template"]["spec"]["containers"]:
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["SWITCHBOARD_GRPC__HEALTH_PORT"] == str(ports["health"])
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            assert container[probe]["grpc"]["port"] == ports["grpc"], (container["name"], probe)
+            assert container[probe]["grpc"]["port"] == ports["health"], (container["name"], probe)
         assert container["resources"]["requests"]
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+@pytest.mark.parametrize("deployment", _of("Deployment"), ids=lambda d: d["metadata"]["name"])
+def test_every_server_speaks_tls_and_every_service_signs_in_to_kafka(
+    deployment: dict[str, Any],
+) -> None:
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert env["SWITCHBOARD_GRPC__TLS_CERT_FILE"].startswith("/etc/switchboard/tls/")
+    assert volumes[mounts["/etc/switchboard/tls"]]["secret"]["secretName"].endswith("-tls")
+    name = container["name"]
+    if name == "gateway":
+        return
+    assert env["SWITCHBOARD_KAFKA__SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert env["SWITCHBOARD_KAFKA__SASL_USERNAME"] == name
+    assert volumes[mounts["/etc/switchboard/kafka-user"]]["secret"]["secretName"] == name
+    assert "SWITCHBOARD_KAFKA__SASL_PASSWORD" not in env  # from the Secret's file, never inline
+
+
+def test_kafka_users_are_exactly_the_access_table() -> None:
+    users = {u["metadata"]["name"]: u for u in _of("KafkaUser")}
+    assert set(users) == set(ACCESS)
+    for name, user in users.items():
+        assert user == strimzi_user(name), name
+
+
+def test_kafka_has_no_unauthenticated_listener_and_acls_decide() -> None:
+    (kafka,) = _of("Kafka")
+    listeners = kafka["spec"]["kafka"]["listeners"]
+    assert all(listener["tls"] and listener["authentication"]["type"] for listener in listeners)
+    assert kafka["spec"]["kafka"]["authorization"]["type"] == "simple"
+    (common,) = [c for c in _of("ConfigMap") if c["metadata"]["name"] == "switchboard-common"]
+    port = int(common["data"]["kafka_bootstrap_servers"].rsplit(":", 1)[1])
+    assert port in {listener["port"] for listener in listeners}
+
+
+def test_ingress_is_denied_by_default() -> None:
+    policies = {p["metadata"]["name"]: p for p in _of("NetworkPolicy")}
+    deny = policies["default-deny-ingress"]["spec"]
+    assert deny["podSelector"] == {}
+    assert deny["policyTypes"] == ["Ingress"]
+    assert "ingress" not in deny
 
 
 def test_ports_match_what_the_launcher_and_prometheus_use(tmp_path: Path) -> None:
@@ -83,7 +134,11 @@ def test_ports_match_what_the_launcher_and_prometheus_use(tmp_path: Path) -> Non
         pod = deployment["spec"]["template"]
         (container,) = pod["spec"]["containers"]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        assert ports == {"grpc": planned[name].grpc_port, "metrics": planned[name].metrics_port}
+        assert ports == {
+            "grpc": planned[name].grpc_port,
+            "metrics": planned[name].metrics_port,
+            "health": 50070,
+        }
         env = {e["name"]: e.get("value") for e in container["env"]}
         assert env["SWITCHBOARD_GRPC__PORT"] == str(ports["grpc"])
         assert env["SWITCHBOARD_METRICS__PORT"] == str(ports["metrics"])
@@ -93,7 +148,7 @@ def test_ports_match_what_the_launcher_and_prometheus_use(tmp_path: Path) -> Non
         service_ports = {
             p["name"]: p["port"] for p in services[f"switchboard-{name}"]["spec"]["ports"]
         }
-        assert service_ports == ports
+        assert service_ports == {k: v for k, v in ports.items() if k != "health"}
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         config_map = volumes["config"]["configMap"]["name"]
         assert config_map in {c["metadata"]["name"] for c in _of("ConfigMap")}
