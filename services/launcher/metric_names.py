@@ -38,6 +38,7 @@ _LIST = (
     MetricName("switchboard_partitions_owned", "gauge", (), "runtime"),
     MetricName("switchboard_partitions_catching_up", "gauge", (), "runtime"),
     # Router.
+    MetricName("switchboard_router_restore_problems_total", "counter", (), "router"),
     MetricName(
         "switchboard_router_contacts_arrived_total", "counter", ("queue", "channel"), "router"
     ),

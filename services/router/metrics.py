@@ -29,6 +29,7 @@ class RouterMetrics:
     occupancy: Gauge
     offers: Counter
     decision_seconds: Histogram
+    restore_problems: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RouterMetrics:
@@ -97,6 +98,12 @@ class RouterMetrics:
                 "switchboard_router_decision_seconds",
                 "Time the routing core takes to apply one event.",
                 buckets=LATENCY_BUCKETS,
+                registry=registry,
+            ),
+            restore_problems=Counter(
+                "switchboard_router_restore_problems_total",
+                "Stored contacts a restore could not place because their queue is no longer "
+                "configured (each reported unroutable; see the warning log).",
                 registry=registry,
             ),
         )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +58,7 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             self.kafka,
             self.topics.changelog,
             new_core=lambda _domain: RoutingCore(self.policy),
-            restore_core=lambda _domain, snaps: RoutingCore.restore(self.policy, snaps),
+            restore_core=self._restore_core,
         )
 
     # -- EventHandler ----------------------------------------------------------------
@@ -91,9 +91,22 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             )
         return out
 
+    def _restore_core(self, domain: str, snapshots: Mapping[str, Any]) -> RoutingCore:
+        core = RoutingCore.restore(self.policy, snapshots)
+        for problem in core.restore_problems:
+            log.warning("restore: state the policy no longer covers", domain=domain, why=problem)
+        self.metrics.restore_problems.inc(len(core.restore_problems))
+        return core
+
     def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
+        """The changelog records, after the decisions a restore owes (published once)."""
         self._update_gauges()
-        return super().drain_changelog(partition)
+        out: list[OutboundRecord] = []
+        for domain, core in self.states.on_partition(partition):
+            if owed := core.take_restore_decisions():
+                out.extend(self._publish(domain, f"restore-{self.clock.now():.6f}", owed))
+        out.extend(super().drain_changelog(partition))
+        return out
 
     async def on_assigned(self, partitions: set[int]) -> None:
         restored = await self.states.restore(self.kafka, partitions)

@@ -109,6 +109,9 @@ class RoutingCore:
         self.policy = policy
         self._agents: dict[str, AgentRecord] = {}
         self._contacts: dict[str, ContactRecord] = {}
+        #: What :meth:`restore` could not place (logged and counted by the adapter).
+        self.restore_problems: list[str] = []
+        self._restore_decisions: list[Decision] = []
         self._queues: dict[str, QueueCounts] = {q: QueueCounts() for q in policy.queues}
         self._lines = WaitingLines(policy.queues, policy.boost)
         self._waiting = self._lines.by_queue  # queue -> line, read-only here
@@ -233,7 +236,12 @@ class RoutingCore:
 
     @classmethod
     def restore(cls, policy: RoutingPolicy, snapshots: Mapping[str, Any]) -> RoutingCore:
-        """Rebuild a core from :meth:`take_changes` snapshots (latest per key)."""
+        """Rebuild a core from :meth:`take_changes` snapshots (latest per key).
+
+        Never fails on stored state: a contact of a queue no longer configured is left out,
+        listed in :attr:`restore_problems`, and reported unroutable
+        (:meth:`take_restore_decisions`) so the telephony platform and managers learn.
+        """
         core = cls(policy)
         for key, snap in snapshots.items():
             kind, _, ident = key.partition(":")
@@ -248,6 +256,10 @@ class RoutingCore:
                 core._agents[ident] = AgentRecord.from_snapshot(ident, snap)
             elif kind == "contact" and snap["queue"] in core._queues:
                 core._contacts[ident] = ContactRecord.from_snapshot(ident, snap)
+            elif kind == "contact":  # its queue is gone: never fatal, reported, said
+                why = f"queue {snap['queue']!r} is no longer configured"
+                core.restore_problems.append(f"contact {ident}: {why}; left out")
+                core._restore_decisions.append(ContactUnroutable(ident, snap["queue"], why))
         for agent in core._agents.values():
             if agent.state != AgentState.LOGGED_OUT:
                 core._staff.add(agent, +1)
@@ -268,6 +280,11 @@ class RoutingCore:
             core._moved_queues.update(core.policy.queues)
             core._refresh_due = 0.0
         return core
+
+    def take_restore_decisions(self) -> list[Decision]:
+        """The decisions :meth:`restore` owes (once)."""
+        decisions, self._restore_decisions = self._restore_decisions, []
+        return decisions
 
     # ------------------------------------------------------------------ views
 

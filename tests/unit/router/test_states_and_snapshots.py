@@ -74,3 +74,27 @@ def test_agent_statuses_seen_from_outside_include_the_derived_ones() -> None:
     assert states == {"a1": AgentState.WRAP_UP, "a2": AgentState.RESERVED}
     out = core.tick(T0 + 17)  # a2 missed the offer: away
     assert AgentStatusChanged("a2", AgentState.AWAY, "missed offer", "t1") in out
+
+
+def test_a_contact_whose_queue_was_removed_is_reported_unroutable_not_fatal() -> None:
+    """Restore never fails on stored state (the service would crash-loop on it)."""
+    import tomllib
+    from pathlib import Path
+
+    from services.router.domain import RoutingCore, RoutingPolicy
+    from services.router.domain import model as m
+
+    config = Path(__file__).resolve().parents[3] / "deploy" / "config" / "router.toml"
+    data = tomllib.loads(config.read_text())["routing"]
+    core = RoutingCore(RoutingPolicy.from_dict(data))
+    core.apply(m.ContactArrived("c1", "tech-ru", m.Channel.VOICE, language="ru"), 1_000.0)
+    without = {**data, "queues": {k: v for k, v in data["queues"].items() if k != "tech-ru"}}
+    restored = RoutingCore.restore(RoutingPolicy.from_dict(without), core.snapshot())
+    assert restored.contact_view("c1", 1_001.0) is None
+    assert restored.restore_problems == [
+        "contact c1: queue 'tech-ru' is no longer configured; left out"
+    ]
+    assert restored.take_restore_decisions() == [
+        m.ContactUnroutable("c1", "tech-ru", "queue 'tech-ru' is no longer configured")
+    ]
+    assert restored.take_restore_decisions() == []
