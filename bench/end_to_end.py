@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import os
 import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 import uuid
@@ -44,6 +46,13 @@ from switchboard.v1 import common_pb2, contact_events_pb2
 from services.common.codec import decode_envelope, encode_envelope, new_envelope
 from services.common.provision import ensure_topics
 from services.common.topics import Topics, load_topic_specs
+from services.launcher.demo_credentials import (
+    AUDIENCES,
+    DEMO_ISSUER,
+    SERVICES_SUBJECT,
+    demo_people,
+    write_demo_credentials,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 KAFKA = ROOT / "deploy" / "kafka" / "kafka.sh"
@@ -174,9 +183,26 @@ class Service:
         return sum(float(v) for v in pattern.findall(text))
 
 
+@functools.cache
+def identity_dir() -> Path:
+    """The demo profile's credentials, as ``make run`` makes them (every call identified)."""
+    directory = Path(tempfile.mkdtemp(prefix="switchboard-bench-identity-"))
+    write_demo_credentials(directory, demo_people({}))
+    return directory
+
+
+def identity_env(server: str) -> dict[str, str]:
+    return {
+        "SWITCHBOARD_IDENTITY__PROFILE": "demo",
+        "SWITCHBOARD_IDENTITY__JWT__JWKS_FILE": str(identity_dir() / "jwks.json"),
+        "SWITCHBOARD_IDENTITY__JWT__AUDIENCE": AUDIENCES.get(server, AUDIENCES["router"]),
+        "SWITCHBOARD_IDENTITY__JWT__ISSUER": DEMO_ISSUER,
+    }
+
+
 def service_env(name: str, topics: Topics, **extra: str) -> dict[str, str]:
     config = ROOT / "deploy" / "config" / f"{name}.toml"
-    env = {
+    env = identity_env(name) | {
         "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": BOOTSTRAP,
         "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
         "SWITCHBOARD_KAFKA__GROUP_ID": f"{topics.prefix}{name}",
@@ -184,6 +210,11 @@ def service_env(name: str, topics: Topics, **extra: str) -> dict[str, str]:
     }
     if config.exists():
         env["SWITCHBOARD_CONFIG"] = str(config)
+    if name == "notifier":
+        env["SWITCHBOARD_GATEWAYS__CREDENTIALS__PLAINTEXT"] = "true"
+        env["SWITCHBOARD_GATEWAYS__CREDENTIALS__TOKEN_FILE"] = str(
+            identity_dir() / "tokens" / f"{SERVICES_SUBJECT}.jwt"
+        )
     return env | {f"SWITCHBOARD_{k}": v for k, v in extra.items()}
 
 
@@ -440,7 +471,12 @@ async def latency_steps(
     topics = await fresh_topics()
     gateway_port = free_port()
     services = [
-        Service("gateway", "services.notifier.gateway_stub", {}, ("--port", str(gateway_port))),
+        Service(
+            "gateway",
+            "services.notifier.gateway_stub",
+            identity_env("gateway"),
+            ("--port", str(gateway_port)),
+        ),
         Service("router", "services.router", service_env("router", topics)),
         Service(
             "notifier",
