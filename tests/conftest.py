@@ -54,6 +54,7 @@ def kafka() -> Iterator[KafkaBroker]:
     yield KafkaBroker(
         bootstrap_servers=f"127.0.0.1:{KAFKA_PORT}",
         sasl_ssl_servers=f"127.0.0.1:{sasl_port}",
+        mtls_servers=f"127.0.0.1:{int(os.environ.get('KAFKA_MTLS_PORT', KAFKA_PORT + 3))}",
         ca_file=data_dir / "tls" / "ca.pem",
         script_env={"KAFKA_PORT": str(KAFKA_PORT), "KAFKA_DATA_DIR": str(data_dir)},
     )

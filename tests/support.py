@@ -75,6 +75,8 @@ class KafkaBroker:
     bootstrap_servers: str
     #: The SASL_SSL (SCRAM-SHA-512) listener, where ACLs apply, and the CA it trusts.
     sasl_ssl_servers: str = ""
+    #: The SSL listener asking for client certificates (mTLS; the CN is the user).
+    mtls_servers: str = ""
     ca_file: Path | None = None
     #: What ``kafka.sh`` needs to address this broker (port, data dir).
     script_env: dict[str, str] = field(default_factory=dict)
@@ -405,6 +407,7 @@ class PrivateBroker(KafkaBroker):
     port: int = 0
     controller_port: int = 0
     sasl_ssl_port: int = field(default_factory=lambda: free_port())
+    mtls_port: int = field(default_factory=lambda: free_port())
     data_dir: Path = Path()
 
     def _script(self, command: str) -> None:
@@ -412,6 +415,7 @@ class PrivateBroker(KafkaBroker):
             "KAFKA_PORT": str(self.port),
             "KAFKA_CONTROLLER_PORT": str(self.controller_port),
             "KAFKA_SASL_SSL_PORT": str(self.sasl_ssl_port),
+            "KAFKA_MTLS_PORT": str(self.mtls_port),
             "KAFKA_DATA_DIR": str(self.data_dir),
         }
         result = subprocess.run(

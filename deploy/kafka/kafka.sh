@@ -8,10 +8,11 @@
 #   deploy/kafka/kafka.sh scram-user NAME PASSWORD   create/update a SCRAM-SHA-512 user
 #   deploy/kafka/kafka.sh acl ARGS...                 Kafka's AclCommand against this broker
 #
-# Two client listeners: PLAINTEXT on KAFKA_PORT (loopback only; its anonymous principal is
-# a super user, for development and the test fixtures) and SASL_SSL (SCRAM-SHA-512) on
-# KAFKA_SASL_SSL_PORT (default KAFKA_PORT+2), where ACLs apply: what a deployed service
-# sees. Its certificate authority and broker certificate are made at the first start in
+# Three client listeners: PLAINTEXT on KAFKA_PORT (loopback only; its anonymous principal
+# is a super user, for development and the test fixtures), SASL_SSL (SCRAM-SHA-512) on
+# KAFKA_SASL_SSL_PORT (default KAFKA_PORT+2) and SSL with client certificates (mTLS, the
+# certificate's CN is the user) on KAFKA_MTLS_PORT (default KAFKA_PORT+3): on those two
+# ACLs apply, as a deployed service sees them. Its certificate authority and broker certificate are made at the first start in
 # $KAFKA_DATA_DIR/tls (ca.pem is what clients trust).
 #
 # Environment: KAFKA_PORT (default 9092), KAFKA_CONTROLLER_PORT (default KAFKA_PORT+1),
@@ -23,6 +24,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 port="${KAFKA_PORT:-9092}"
 cport="${KAFKA_CONTROLLER_PORT:-$((port + 1))}"
 sport="${KAFKA_SASL_SSL_PORT:-$((port + 2))}"
+mport="${KAFKA_MTLS_PORT:-$((port + 3))}"
 data="${KAFKA_DATA_DIR:-$here/.data}"
 libs="$here/.libs"
 heap="${KAFKA_HEAP:-768m}"
@@ -74,11 +76,16 @@ write_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport
+listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,SSL://127.0.0.1:$mport,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,SASL_SSL://127.0.0.1:$sport,SSL://127.0.0.1:$mport
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,SSL:SSL,CONTROLLER:PLAINTEXT
+# mTLS: a client certificate signed by this broker's CA; its CN is the user ACLs name.
+listener.name.ssl.ssl.client.auth=required
+ssl.truststore.type=PEM
+ssl.truststore.location=$data/tls/ca.pem
+ssl.principal.mapping.rules=RULE:^CN=([^,]+)\$/\$1/,DEFAULT
 sasl.enabled.mechanisms=SCRAM-SHA-512
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 ssl.keystore.type=PEM

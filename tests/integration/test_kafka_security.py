@@ -4,6 +4,7 @@ lifecycle still works, and one service cannot read, write or fence another's res
 
 from __future__ import annotations
 
+import datetime
 import secrets
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,10 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from switchboard.v1 import common_pb2
 
 from services.common.access import acl_rules
@@ -200,3 +205,85 @@ async def test_a_wrong_password_gets_nothing(kafka: KafkaBroker, tmp_path: Path)
     with pytest.raises(KafkaConnectionError):
         await producer.start()
     await producer.stop()
+
+
+def client_certificate(
+    ca_file: Path, common_name: str, directory: Path, *, foreign: bool = False
+) -> tuple[Path, Path]:
+    """A client certificate for ``common_name``, signed by the broker's CA (or another)."""
+    now = datetime.datetime.now(datetime.UTC)
+    if foreign:
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone-else")])
+    else:
+        ca_key = serialization.load_pem_private_key(
+            (ca_file.parent / "ca.key").read_bytes(), password=None
+        )  # type: ignore[assignment]
+        issuer = x509.load_pem_x509_certificate(ca_file.read_bytes()).subject
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    cert_path, key_path = directory / f"{common_name}.pem", directory / f"{common_name}.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+async def test_a_service_signs_in_with_its_client_certificate_and_gets_only_its_acls(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    topics = await kafka.fresh_topics()
+    user = f"{topics.prefix}notifier"
+    await kafka.allow(user, acl_rules("notifier", topics, group=user))
+    assert kafka.ca_file is not None
+    cert, key = client_certificate(kafka.ca_file, user, tmp_path)
+    options = connection_options(
+        KafkaSettings(
+            bootstrap_servers=kafka.mtls_servers,
+            security_protocol="SSL",
+            ssl_ca_file=kafka.ca_file,
+            ssl_cert_file=cert,
+            ssl_key_file=key,
+        )
+    )
+    producer = AIOKafkaProducer(**options, request_timeout_ms=10_000)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topics.notifications, b"allowed")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(topics.routing_decisions, b"forged")
+    finally:
+        await producer.stop()
+
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    stranger_cert, stranger_key = client_certificate(kafka.ca_file, user, foreign, foreign=True)
+    stranger = AIOKafkaProducer(
+        **connection_options(
+            KafkaSettings(
+                bootstrap_servers=kafka.mtls_servers,
+                security_protocol="SSL",
+                ssl_ca_file=kafka.ca_file,
+                ssl_cert_file=stranger_cert,
+                ssl_key_file=stranger_key,
+            )
+        ),
+        request_timeout_ms=5_000,
+    )
+    with pytest.raises(KafkaConnectionError):
+        await stranger.start()
+    await stranger.stop()
