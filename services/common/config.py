@@ -188,6 +188,8 @@ class JwtSettings(_Strict):
     jwks_file: Path | None = None
     #: ... or fetched over HTTPS (at start, then cached). Exactly one of the two.
     jwks_url: str | None = None
+    #: CA bundle for the provider's HTTPS certificate (absent: the system's CAs).
+    jwks_ca_file: Path | None = None
     #: The ``aud`` every token must carry; a token for another service is refused.
     audience: str = Field(min_length=1)
     #: The ``iss`` every token must carry, if set.

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import (
     AsyncIterator,
     Awaitable,
@@ -152,6 +153,8 @@ class JwtVerifier:
         issuer: str | None = None,
         algorithms: Sequence[str] = ("RS256", "ES256", "EdDSA"),
         leeway_s: float = 30.0,
+        jwks_ca_file: Path | None = None,
+        refresh_s: float = 300.0,
     ) -> None:
         if (keys is None) == (jwks_url is None):
             raise ConfigError("identity.jwt: set exactly one of jwks_file and jwks_url")
@@ -160,7 +163,16 @@ class JwtVerifier:
         if "none" in {a.lower() for a in algorithms} or any(a.startswith("HS") for a in algorithms):
             raise ConfigError("identity.jwt.algorithms: only asymmetric algorithms are accepted")
         self._keys = keys
-        self._client = jwt.PyJWKClient(jwks_url, cache_keys=True) if jwks_url else None
+        self._client = None
+        if jwks_url:
+            context = ssl.create_default_context(cafile=str(jwks_ca_file) if jwks_ca_file else None)
+            self._client = jwt.PyJWKClient(
+                jwks_url, cache_keys=True, lifespan=refresh_s, timeout=10, ssl_context=context
+            )
+            try:  # at start: a wrong URL or an unreachable provider fails here, named
+                self._client.get_jwk_set()
+            except jwt.PyJWKClientError as exc:
+                raise ConfigError(f"identity.jwt.jwks_url: cannot read {jwks_url}: {exc}") from None
         self.audience = audience
         self.issuer = issuer
         self.algorithms = list(algorithms)
@@ -298,7 +310,9 @@ def authenticator_from(identity: IdentitySettings, grpc_settings: GrpcSettings) 
                 raise ConfigError("identity.jwt: set exactly one of jwks_file and jwks_url")
             verifier = JwtVerifier.from_jwks_file(identity.jwt.jwks_file, **options)
         else:
-            verifier = JwtVerifier(jwks_url=identity.jwt.jwks_url, **options)
+            verifier = JwtVerifier(
+                jwks_url=identity.jwt.jwks_url, jwks_ca_file=identity.jwt.jwks_ca_file, **options
+            )
     certificates = {
         name: Caller(
             name,

@@ -6,8 +6,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.server
 import json
+import ssl
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +32,7 @@ from services.common.identity import (
     Unauthenticated,
     authenticator_from,
 )
-from services.launcher.demo_credentials import demo_people, write_demo_credentials
+from services.launcher.demo_credentials import demo_people, write_demo_credentials, write_demo_tls
 
 AUDIENCE = "switchboard-escalation"
 ISSUER = "https://idp.example"
@@ -255,3 +259,55 @@ def test_demo_credentials_verify_like_any_other_token(tmp_path: Path) -> None:
     operator = (tmp_path / "identity" / "tokens" / "ops.jwt").read_text().strip()
     with pytest.raises(Unauthenticated, match="audience"):
         verifier.verify(operator)  # the operator's token is for the router only
+
+
+# --- keys from a JWKS URL: a real HTTPS server on loopback ---------------------------------
+
+
+@pytest.fixture
+def jwks_server(tmp_path: Path) -> Iterator[str]:
+    """The test issuer's JWKS over HTTPS (a demo CA's certificate for localhost)."""
+    write_demo_tls(tmp_path / "tls", ["localhost"])
+    body = jwks(tmp_path).read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "tls" / "localhost.pem", tmp_path / "tls" / "localhost.key")
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{server.server_address[1]}/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_keys_fetched_from_a_jwks_url_verify_tokens(jwks_server: str, tmp_path: Path) -> None:
+    verifier = JwtVerifier(
+        jwks_url=jwks_server,
+        jwks_ca_file=tmp_path / "tls" / "ca.pem",
+        audience=AUDIENCE,
+        issuer=ISSUER,
+        leeway_s=0,
+    )
+    assert verifier.fetches_keys
+    assert verifier.verify(token()).subject == "piotr"
+    assert "signature" in refused(verifier, token(key=OTHER_KEY))
+
+
+def test_an_untrusted_or_unreachable_jwks_url_fails_at_start(jwks_server: str) -> None:
+    with pytest.raises(ConfigError, match=r"identity\.jwt\.jwks_url: cannot read"):
+        JwtVerifier(jwks_url=jwks_server, audience=AUDIENCE)  # the system CAs do not trust it
+    with pytest.raises(ConfigError, match=r"identity\.jwt\.jwks_url: cannot read"):
+        JwtVerifier(jwks_url="https://127.0.0.1:9/jwks.json", audience=AUDIENCE)
