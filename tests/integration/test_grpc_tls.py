@@ -5,8 +5,6 @@ and plaintext, a missing or foreign client certificate, or an unknown one get no
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import os
 import sys
 from dataclasses import dataclass
@@ -14,15 +12,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from switchboard.v1 import common_pb2, notification_pb2, notification_pb2_grpc
 
 from services.common.config import GrpcClientSettings
 from services.common.grpc_client import open_channel
+from tests.pki import certificate, new_key, write_pem
 from tests.support import ISSUER as TEST_ISSUER
 from tests.support import (
     ROOT,
@@ -50,71 +45,34 @@ class Pki:
     foreign_key: Path
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _cert(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
-    *,
-    ca: bool = False,
-    server: bool = False,
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    issuer_name, issuer_key = issuer or (subject, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if server:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(
-    directory: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey
-) -> tuple[Path, Path]:
-    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
-
-
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
-    ca_key, other_ca_key = _key(), _key()
-    ca = _cert("test-ca", ca_key, None, ca=True)
-    ca_path, _ = _write(tmp_path, "ca", ca, ca_key)
-    server_key, client_key, stranger_key, foreign_key = _key(), _key(), _key(), _key()
-    server = _cert("localhost", server_key, ("test-ca", ca_key), server=True)
-    client = _cert("crm.switchboard.svc", client_key, ("test-ca", ca_key))
-    stranger = _cert("nobody.switchboard.svc", stranger_key, ("test-ca", ca_key))
-    foreign = _cert("crm.switchboard.svc", foreign_key, ("other-ca", other_ca_key))
+    ca_key, other_ca_key = new_key(), new_key()
+    ca = certificate("test-ca", ca_key, ca=True)
+    ca_path, _ = write_pem(tmp_path, "ca", ca, ca_key)
+    issuer = (ca.subject, ca_key)
+    other = (certificate("other-ca", other_ca_key, ca=True).subject, other_ca_key)
+    server_key, client_key, stranger_key, foreign_key = new_key(), new_key(), new_key(), new_key()
     return Pki(
         ca_path,
-        *_write(tmp_path, "server", server, server_key),
-        *_write(tmp_path, "client", client, client_key),
-        *_write(tmp_path, "stranger", stranger, stranger_key),
-        *_write(tmp_path, "foreign", foreign, foreign_key),
+        *write_pem(
+            tmp_path,
+            "server",
+            certificate("localhost", server_key, issuer, server=True),
+            server_key,
+        ),
+        *write_pem(
+            tmp_path, "client", certificate("crm.switchboard.svc", client_key, issuer), client_key
+        ),
+        *write_pem(
+            tmp_path,
+            "stranger",
+            certificate("nobody.switchboard.svc", stranger_key, issuer),
+            stranger_key,
+        ),
+        *write_pem(
+            tmp_path, "foreign", certificate("crm.switchboard.svc", foreign_key, other), foreign_key
+        ),
     )
 
 

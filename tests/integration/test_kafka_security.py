@@ -4,7 +4,6 @@ lifecycle still works, and one service cannot read, write or fence another's res
 
 from __future__ import annotations
 
-import datetime
 import secrets
 from pathlib import Path
 from typing import Any
@@ -16,10 +15,6 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from switchboard.v1 import common_pb2
 
 from services.common.access import acl_rules
@@ -28,6 +23,7 @@ from services.common.config import KafkaSettings
 from services.common.kafka_connection import connection_options
 from services.common.topics import Topics
 from services.notifier.gateway_stub import ReferenceGateway
+from tests.pki import certificate, load_ca, new_key, write_pem
 from tests.scenario import accept, arrive, audit_ok, end, hold, login, offers
 from tests.support import (
     KafkaBroker,
@@ -211,36 +207,13 @@ def client_certificate(
     ca_file: Path, common_name: str, directory: Path, *, foreign: bool = False
 ) -> tuple[Path, Path]:
     """A client certificate for ``common_name``, signed by the broker's CA (or another)."""
-    now = datetime.datetime.now(datetime.UTC)
     if foreign:
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        issuer = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "someone-else")])
+        other = new_key()
+        issuer = (certificate("someone-else", other, ca=True).subject, other)
     else:
-        ca_key = serialization.load_pem_private_key(
-            (ca_file.parent / "ca.key").read_bytes(), password=None
-        )  # type: ignore[assignment]
-        issuer = x509.load_pem_x509_certificate(ca_file.read_bytes()).subject
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(issuer)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .sign(ca_key, hashes.SHA256())  # type: ignore[arg-type]
-    )
-    cert_path, key_path = directory / f"{common_name}.pem", directory / f"{common_name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_path, key_path
+        issuer = load_ca(ca_file)
+    key = new_key()
+    return write_pem(directory, common_name, certificate(common_name, key, issuer), key)
 
 
 async def test_a_service_signs_in_with_its_client_certificate_and_gets_only_its_acls(
