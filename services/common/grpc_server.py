@@ -1,4 +1,5 @@
-"""gRPC server helpers: every service's server registers the standard health service.
+"""gRPC server helpers: every service's server registers the standard health service and
+server reflection.
 
 TLS is on when a certificate and key are configured; with a client CA as well, the
 server asks for client certificates (mTLS), whose identity interceptors may read.
@@ -12,6 +13,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
+from grpc_reflection.v1alpha import reflection
 
 from services.common.config import GrpcSettings
 from services.common.errors import ConfigError
@@ -87,6 +89,16 @@ async def start_grpc_server(
     names = register(server)
     servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
+    # Reflection: grpcurl and other tools list and call the API without the .proto files
+    # (the schema is the published contract; calls still need an identity).
+    reflection.enable_server_reflection(
+        [
+            *names,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ],
+        server,
+    )
     address = f"{settings.host}:{settings.port}"
     credentials = _credentials(settings)
     if credentials is None:
