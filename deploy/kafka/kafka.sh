@@ -3,7 +3,7 @@
 #
 #   deploy/kafka/kafka.sh up       resolve jars (first time), format storage (first time), start, wait
 #   deploy/kafka/kafka.sh down     stop cleanly (SIGTERM, then wait)
-#   deploy/kafka/kafka.sh status   exit 0 if the broker answers on its port
+#   deploy/kafka/kafka.sh status   say what is running; exit 0 if a broker answers on its port
 #   deploy/kafka/kafka.sh jars     only resolve the jars from Maven Central
 #   deploy/kafka/kafka.sh scram-user NAME PASSWORD   create/update a SCRAM-SHA-512 user
 #   deploy/kafka/kafka.sh acl ARGS...                 Kafka's AclCommand against this broker
@@ -212,7 +212,21 @@ down() {
 case "${1:-}" in
   up) up ;;
   down) down ;;
-  status) answers ;;
+  status)
+    # Says what it found; exit 0 only if a broker answers on the port.
+    if pid="$(running_pid)"; then
+      if answers; then
+        echo "kafka: running (pid $pid) on 127.0.0.1:$port, SASL_SSL $sport, mTLS $mport; data $data"
+      else
+        echo "kafka: starting or stuck (pid $pid), not answering on 127.0.0.1:$port; log $data/logs/server.log"
+        exit 1
+      fi
+    elif answers; then
+      echo "kafka: something not started by this script answers on 127.0.0.1:$port"
+    else
+      echo "kafka: not running (nothing answers on 127.0.0.1:$port; data $data)"
+      exit 1
+    fi ;;
   jars) resolve_jars ;;
   scram-user)
     [[ $# -eq 3 ]] || { echo "usage: $0 scram-user NAME PASSWORD" >&2; exit 2; }

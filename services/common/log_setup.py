@@ -150,11 +150,14 @@ def configure_logging(
         if pretty
         else structlog.processors.JSONRenderer()
     )
+    shared: list[Any] = [
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             mask_contact_details,
@@ -166,3 +169,44 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(out),
         cache_logger_on_first_use=cache_loggers,
     )
+    _route_library_logs(out, renderer, shared, settings)
+
+
+class KnownRetryNoise(logging.Filter):
+    """aiokafka's warning for a produce it retries after NOT_ENOUGH_REPLICAS.
+
+    The cause, on a healthy broker: Kafka 4 verifies every transactional write against its
+    transaction (KIP-890). aiokafka speaks an older produce version, and a write that
+    races the verification of the partition it has just added to the transaction is
+    answered with the retriable NOT_ENOUGH_REPLICAS, which the client retries at once
+    (2 ms backoff) and which then succeeds. One producer per partition committing
+    back to back makes the race common: about one line every few seconds on a quiet
+    one-broker run. A real shortage of replicas fails the transaction, which the loop
+    logs ("transaction failed; retrying") with the error.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "aiokafka.producer.sender"
+            and "NotEnoughReplicasError" in record.getMessage()
+        )
+
+
+def _route_library_logs(out: Any, renderer: Any, shared: list[Any], settings: LogSettings) -> None:
+    """Libraries' stdlib logs (aiokafka, grpc) as the same JSON lines, masked, at the
+    configured level (they used to reach stderr raw)."""
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                mask_contact_details,
+                renderer,
+            ],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
+    )
+    handler.addFilter(KnownRetryNoise())
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(max(logging.WARNING, logging.getLevelNamesMapping()[settings.level.upper()]))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import pytest
 import structlog
@@ -115,3 +116,28 @@ def test_dead_letter_carries_reason_source_and_original_bytes() -> None:
     assert headers["dlq.event_id"] == b"e-7"
     assert headers["content-type"] == b"application/json"
     assert [h for h in letter.headers if h[0] == "dlq.reason"] == [("dlq.reason", b"invalid JSON")]
+
+
+def test_library_logs_are_json_masked_and_without_the_known_retry_noise() -> None:
+    """aiokafka's lines used to reach stderr raw (and unmasked); its warning for the
+    NOT_ENOUGH_REPLICAS retry Kafka 4's transaction verification causes is dropped
+    (KnownRetryNoise says why), other warnings are kept."""
+    out = io.StringIO()
+    configure_logging(LogSettings(format="json"), stream=out)
+    sender = logging.getLogger("aiokafka.producer.sender")
+    sender.warning(
+        "Got error produce response on topic-partition %s, retrying. Error: %s",
+        "TopicPartition(topic='notifier.changelog', partition=0)",
+        "<class 'aiokafka.errors.NotEnoughReplicasError'>",
+    )
+    logging.getLogger("aiokafka.conn").warning("Unable connect to host of +48 600 123 456")
+    logging.getLogger("aiokafka.conn").info("connected")  # below the library level
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert lines == [
+        {
+            "event": "Unable connect to host of ***56",
+            "level": "warning",
+            "logger": "aiokafka.conn",
+            "timestamp": lines[0]["timestamp"],
+        }
+    ]

@@ -42,3 +42,20 @@ def test_a_previous_start_s_ready_line_does_not_count(data: Path) -> None:
 
 def test_no_log_yet_means_not_started(data: Path) -> None:
     assert started_since(data, 0) != 0
+
+
+def test_status_says_nothing_runs_and_fails(tmp_path: Path) -> None:
+    """`kafka.sh status` used to print nothing; now it says what it found."""
+    result = subprocess.run(
+        [str(SCRIPT), "status"],
+        env={"PATH": "/usr/bin:/bin", "KAFKA_PORT": "1", "KAFKA_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert (
+        result.stdout.strip()
+        == f"kafka: not running (nothing answers on 127.0.0.1:1; data {tmp_path})"
+    )
