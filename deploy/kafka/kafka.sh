@@ -169,7 +169,9 @@ up() {
   local seen
   seen="$(wc -l <"$data/logs/server.log" 2>/dev/null || echo 0)"
   java_args kafka.Kafka "$props"
-  nohup "${JAVA_ARGS[@]}" >"$data/logs/stdout.log" 2>&1 </dev/null &
+  # Its own session: a Ctrl-C meant for make run (or a test) must not kill the broker
+  # under services still committing; whoever started it stops it with `down`.
+  setsid nohup "${JAVA_ARGS[@]}" >"$data/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
   local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-90}))
   until started_since "$seen" && answers; do
