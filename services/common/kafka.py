@@ -71,7 +71,7 @@ from switchboard.v1.envelope_pb2 import Envelope
 from services.common.clock import Clock, SystemClock
 from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
-from services.common.contract import within_bounds
+from services.common.contract import DEFAULT_TEXT_CHARS, within_bounds
 from services.common.errors import ConfigError, DecodeError, RejectedEvent
 from services.common.kafka_connection import connection_options
 from services.common.metrics import RuntimeMetrics
@@ -161,6 +161,13 @@ class EventHandler(Protocol):
 
     def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
         """State changes on ``partition`` since the last call, to persist in its transaction."""
+        ...
+
+    def on_refused(
+        self, envelope: Envelope, record: InboundRecord, reason: str
+    ) -> Sequence[OutboundRecord]:
+        """Records that tell the event's producer it was refused (its dead letter is
+        written by the loop either way); most handlers return none."""
         ...
 
     def seen_before(self, domain: str, event_id: str) -> bool:
@@ -965,7 +972,8 @@ class ConsumeLoop:
         try:
             within_bounds(envelope)
         except RejectedEvent as exc:
-            return [self._dead_letter(record, exc.reason, "rejected", envelope.event_id[:128])]
+            letter = self._dead_letter(record, exc.reason, "rejected", envelope.event_id[:128])
+            return [letter, *self._answer_refusal(envelope, record, exc.reason)]
         payload = envelope.WhichOneof("payload") or ""
         domain = envelope.domain
         structlog.contextvars.bind_contextvars(event_id=envelope.event_id, domain=domain)
@@ -978,7 +986,8 @@ class ConsumeLoop:
                 "publish with the domain as key and the murmur2 partitioner "
                 "(kcat/librdkafka: -X partitioner=murmur2_random)"
             )
-            return [self._dead_letter(record, reason, "partition", envelope.event_id)]
+            letter = self._dead_letter(record, reason, "partition", envelope.event_id)
+            return [letter, *self._answer_refusal(envelope, record, reason)]
         if self.handler.seen_before(domain, envelope.event_id):
             self.metrics.duplicates.labels(record.topic).inc()
             log.debug("duplicate event skipped")
@@ -987,15 +996,31 @@ class ConsumeLoop:
         try:
             outputs = self.handler.handle(envelope, record)
         except RejectedEvent as exc:
-            return [self._dead_letter(record, exc.reason, "rejected", envelope.event_id)]
+            letter = self._dead_letter(record, exc.reason, "rejected", envelope.event_id)
+            return [letter, *self._answer_refusal(envelope, record, exc.reason)]
         except Exception as exc:  # one bad event must never stop the loop
             log.exception("handler failed; dead-lettering the event")
             reason = f"handler error: {type(exc).__name__}: {exc}"
-            return [self._dead_letter(record, reason, "handler", envelope.event_id)]
+            letter = self._dead_letter(record, reason, "handler", envelope.event_id)
+            return [letter, *self._answer_refusal(envelope, record, reason)]
         finally:
             self.metrics.handle_seconds.observe(time.perf_counter() - started)
         self.handler.remember(domain, record.partition, envelope.event_id, self.clock.now())
         return [self._fit(out, record) for out in outputs]
+
+    def _answer_refusal(
+        self, envelope: Envelope, record: InboundRecord, reason: str
+    ) -> list[OutboundRecord]:
+        """What the handler publishes so the event's producer learns of the refusal; never
+        for an event whose id or domain is itself past its bound (it could not be keyed)."""
+        if len(envelope.event_id) > DEFAULT_TEXT_CHARS or len(envelope.domain) > DEFAULT_TEXT_CHARS:
+            return []
+        try:
+            answers = self.handler.on_refused(envelope, record, reason)
+        except Exception:
+            log.exception("could not answer a refused event")
+            return []
+        return [self._fit(out, record) for out in answers]
 
     def _fit(self, out: OutboundRecord, source: InboundRecord | None = None) -> OutboundRecord:
         """``out`` itself, or if it is larger than a record may be, its dead letter cut to fit."""

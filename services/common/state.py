@@ -22,9 +22,11 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from switchboard.v1.envelope_pb2 import Envelope
+
 from services.common.config import KafkaSettings
 from services.common.errors import RejectedEvent
-from services.common.kafka import OutboundRecord, read_changelog
+from services.common.kafka import InboundRecord, OutboundRecord, read_changelog
 
 __all__ = [
     "DomainStateHandler",
@@ -323,6 +325,11 @@ class DomainStateHandler(Generic[_Core]):
 
     def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
         return self.states.drain(partition)
+
+    def on_refused(
+        self, envelope: Envelope, record: InboundRecord, reason: str
+    ) -> Sequence[OutboundRecord]:
+        return []
 
     def seen_before(self, domain: str, event_id: str) -> bool:
         return self.states.seen_before(domain, event_id)

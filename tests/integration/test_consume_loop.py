@@ -47,6 +47,11 @@ class EchoHandler:
     def drain_changelog(self, partition: int) -> Sequence[OutboundRecord]:
         return []
 
+    def on_refused(
+        self, envelope: Envelope, record: InboundRecord, reason: str
+    ) -> Sequence[OutboundRecord]:
+        return []
+
     def seen_before(self, domain: str, event_id: str) -> bool:
         return event_id in self.seen
 

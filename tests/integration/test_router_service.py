@@ -230,9 +230,21 @@ async def test_bad_events_are_dead_lettered_and_routing_goes_on(kafka: KafkaBrok
         await kafka.produce(topics.agent_events, [login("a1")], key=b"acme")
         await kafka.produce(topics.contact_events, [arrive("c1")], key=b"acme")
         await decisions.wait_for(lambda ds: offers(ds) == [("c1", "a1", "c1#1")])
+        # The producer learns from the stream it reads: one answer naming the event.
+        answered = await decisions.wait_for(
+            lambda ds: any(d.HasField("event_rejected") for d in ds)
+        )
     letters = await kafka.read_all(topics.dlq(topics.contact_events), expect=2)
     reasons = sorted(dict(r.headers)["dlq.reason"].decode() for r in letters)
     assert "queue 'nope' is not configured" in reasons
+    [rejected] = [d for d in answered if d.HasField("event_rejected")]
+    assert rejected.domain == "acme"
+    assert (
+        rejected.event_rejected.event_id,
+        rejected.event_rejected.reason,
+        rejected.event_rejected.topic,
+        rejected.event_rejected.payload,
+    ) == ("arrive-c0", "queue 'nope' is not configured", topics.contact_events, "contact_arrived")
 
 
 async def test_kill_9_with_offers_ringing_and_contacts_waiting_loses_and_doubles_nothing(

@@ -82,6 +82,26 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             self.metrics.arrived.labels(event.queue, event.channel.name.lower()).inc()
         return self._publish(envelope.domain, envelope.event_id, decisions)
 
+    def on_refused(
+        self, envelope: Envelope, record: InboundRecord, reason: str
+    ) -> Sequence[OutboundRecord]:
+        """An ``EventRejected`` on ``routing.decisions``: the telephony platform and the
+        desktops read that stream, so they learn of a refused event without a DLQ reader."""
+        answer = new_envelope(
+            envelope.domain,
+            f"{SOURCE}/{self.instance}" if self.instance else SOURCE,
+            event_id=f"rejected:{envelope.event_id}",
+            occurred_at=self.clock.now(),
+        )
+        rejected = answer.event_rejected
+        rejected.event_id, rejected.reason, rejected.topic = envelope.event_id, reason, record.topic
+        rejected.payload = envelope.WhichOneof("payload") or ""
+        return [
+            OutboundRecord(
+                self.topics.routing_decisions, encode_envelope(answer), envelope.domain.encode()
+            )
+        ]
+
     def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         out: list[OutboundRecord] = []
         for domain, core in self.states.due(partition, now):
