@@ -112,12 +112,18 @@ def envelope_to_input(envelope: Envelope) -> m.Input | None:
     if kind == "offer_accepted":
         o = envelope.offer_accepted
         return m.OfferAccepted(
-            contract.required(o.agent_id, "offer_accepted.agent_id"), o.contact_id, o.offer_id
+            contract.required(o.agent_id, "offer_accepted.agent_id"),
+            contract.required(o.contact_id, "offer_accepted.contact_id"),
+            # without it the accept cannot be matched to an offer: refused and answered,
+            # not ignored until the offer times out
+            contract.required(o.offer_id, "offer_accepted.offer_id"),
         )
     if kind == "offer_rejected":
         r = envelope.offer_rejected
         return m.OfferRejected(
-            contract.required(r.agent_id, "offer_rejected.agent_id"), r.contact_id, r.offer_id
+            contract.required(r.agent_id, "offer_rejected.agent_id"),
+            contract.required(r.contact_id, "offer_rejected.contact_id"),
+            contract.required(r.offer_id, "offer_rejected.offer_id"),
         )
     if kind in ignored_payloads:
         return None

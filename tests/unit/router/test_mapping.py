@@ -132,3 +132,11 @@ def test_a_negative_wait_is_written_as_zero_so_consumers_can_read_it() -> None:
     decision = m.ContactClosed("c-1", "billing-en", abandoned=False, waited=-0.25)
     out = decision_to_envelope(decision, new_envelope("acme", "router", event_id="d-1"))
     assert (out.contact_closed.waited.seconds, out.contact_closed.waited.nanos) == (0, 0)
+
+
+def test_an_accept_without_its_offer_id_is_refused_not_ignored() -> None:
+    """It cannot be matched to an offer; ignoring it let the offer time out and the agent
+    go AWAY. Refused, it is dead-lettered and answered on routing.decisions."""
+    e = new_envelope("acme", "desk", event_id="accept-1")
+    e.offer_accepted.agent_id, e.offer_accepted.contact_id = "a-1", "c-1"
+    assert reason(e) == "offer_accepted.offer_id: required, got an empty value"
