@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
 import math
 import random
 import time
@@ -187,12 +188,25 @@ class EventHandler(Protocol):
         ...
 
 
+def event_id_in(value: bytes | None) -> str:
+    """The ``eventId`` of a JSON record that is not a valid envelope, if it has one (so its
+    dead letter can be found by the id its producer knows); "" otherwise."""
+    if not value or not value.lstrip().startswith(b"{") or len(value) > 1_000_000:
+        return ""
+    try:
+        found = json.loads(value).get("eventId", "")
+    except (ValueError, AttributeError):
+        return ""
+    return found[:128] if isinstance(found, str) else ""
+
+
 def dead_letter_headers(
     record: InboundRecord, reason: str, error: str, service: str, event_id: str = ""
 ) -> Headers:
     """Headers of a dead letter: why, and where it came from; the original headers follow."""
+    one_line = " ".join(reason.split())  # protobuf's JSON errors span lines
     own = (
-        ("dlq.reason", reason.encode("utf-8", "replace")[:2000]),
+        ("dlq.reason", one_line.encode("utf-8", "replace")[:2000]),
         ("dlq.error", error.encode()),
         ("dlq.service", service.encode()),
         ("dlq.source.topic", record.topic.encode()),
@@ -968,7 +982,7 @@ class ConsumeLoop:
         try:
             envelope = decode_envelope(record.value, record.headers)
         except DecodeError as exc:
-            return [self._dead_letter(record, exc.reason, "decode")]
+            return [self._dead_letter(record, exc.reason, "decode", event_id_in(record.value))]
         try:
             within_bounds(envelope)
         except RejectedEvent as exc:

@@ -10,7 +10,7 @@ import pytest
 import structlog
 
 from services.common.config import LogSettings
-from services.common.kafka import InboundRecord, dead_letter_record
+from services.common.kafka import InboundRecord, dead_letter_record, event_id_in
 from services.common.log_setup import configure_logging, mask_text
 from services.common.topics import Topics
 
@@ -141,3 +141,20 @@ def test_library_logs_are_json_masked_and_without_the_known_retry_noise() -> Non
             "timestamp": lines[0]["timestamp"],
         }
     ]
+
+
+def test_a_bad_json_event_keeps_its_event_id_and_a_one_line_reason() -> None:
+    """An operator greps a dead letter by the id its producer knows."""
+    value = b'{"eventId": "pbx-1842", "domain": "acme", "contactArrived": {"queue": 7}}'
+    assert event_id_in(value) == "pbx-1842"
+    assert event_id_in(b"\x00garbage") == ""
+    assert event_id_in(b'["not", "an", "object"]') == ""
+    record = InboundRecord("p.contact.events", 0, 1, b"acme", value, (), 0)
+    letter = dead_letter_record(
+        Topics("p."),
+        record,
+        "invalid JSON envelope:\n  bad value\n  at queue",
+        "decode",
+        "router",
+    )
+    assert dict(letter.headers)["dlq.reason"] == b"invalid JSON envelope: bad value at queue"
