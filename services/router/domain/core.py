@@ -290,10 +290,10 @@ class RoutingCore:
 
     def queue_stats(self, now: float) -> list[QueueStats]:
         """Every queue of the policy, as :mod:`read_model` computes them."""
-        offered: dict[str, int] = dict.fromkeys(self._queues, 0)
+        ringing: dict[str, list[ContactRecord]] = {name: [] for name in self._queues}
         for c in self._contacts.values():
             if c.status == OFFERED:
-                offered[c.queue] += 1
+                ringing[c.queue].append(c)
         stats = []
         for name, counts in self._queues.items():
             line = self._waiting[name]
@@ -302,7 +302,7 @@ class RoutingCore:
                     name,
                     counts,
                     (self._contacts[c] for _, _, c in line),
-                    offered[name],
+                    ringing[name],
                     now,
                     estimated_wait=self._estimate(name, len(line) + 1),
                     staffed_agents=self._staffed(name),
@@ -325,7 +325,9 @@ class RoutingCore:
             position=position,
             estimated_wait=self._estimate(contact.queue, position) if position else 0.0,
             agent_id=contact.agent,
-            waited=now - contact.enqueued_at,
+            # the wait ends when an agent takes the contact (a transfer starts it again)
+            waited=(contact.assigned_at if contact.status == ASSIGNED else now)
+            - contact.enqueued_at,
             channel=Channel(contact.channel),
         )
 

@@ -87,17 +87,20 @@ def queue_stats(
     queue: str,
     counts: QueueCounts,
     waiting: Iterable[ContactRecord],
-    offered: int,
+    ringing: Iterable[ContactRecord],
     now: float,
     estimated_wait: float,
     staffed_agents: int,
 ) -> QueueStats:
+    """``ringing``: contacts with an offer out. The customer still waits for a voice, so
+    they count in the longest wait (a call ringing for 5 minutes showed 0 s)."""
     enqueued = [c.enqueued_at for c in waiting]
+    offered = [c.enqueued_at for c in ringing]
     return QueueStats(
         queue=queue,
         waiting=len(enqueued),
-        offered=offered,
-        longest_wait=max((now - t for t in enqueued), default=0.0),
+        offered=len(offered),
+        longest_wait=max((now - t for t in (*enqueued, *offered)), default=0.0),
         service_level=service_level(counts.answered_within, counts.answered, counts.abandoned_late),
         answered=counts.answered,
         answered_within=counts.answered_within,

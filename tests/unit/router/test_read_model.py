@@ -87,3 +87,17 @@ async def test_router_admin_and_the_exported_gauge_agree_queue_by_queue() -> Non
     assert math.isnan(gauge("vip"))
     assert len(admin["vip"]) == 2
     assert all(math.isnan(v) for v in admin["vip"])
+
+
+def test_a_ringing_contact_counts_in_the_longest_wait_and_the_wait_stops_at_assignment() -> None:
+    """A call ringing for minutes showed a longest wait of 0 s; a contact's `waited` kept
+    growing after an agent took it."""
+    core = RoutingCore(policy(offer_timeout_s=600))
+    core.apply(call("c1"), T0)
+    core.apply(agent("a1"), T0 + 60)  # offered at once: ringing from now on
+    [stats] = [s for s in core.queue_stats(T0 + 300) if s.queue == "billing"]
+    assert (stats.waiting, stats.offered, stats.longest_wait) == (0, 1, 300.0)
+    core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 70)
+    view = core.contact_view("c1", T0 + 500)
+    assert view is not None
+    assert view.waited == 70.0
