@@ -123,15 +123,12 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         partition's next transaction) and a tombstone on ``escalations`` for every
         escalation forgotten with its case."""
         out = list(super().drain_changelog(partition))
-        for domain, core in list(self.states.items()):
-            if self.states.partition_of.get(domain) == partition:
-                out.extend(self.emit_changes(core.take_restore_changes()))
-                out.extend(
-                    OutboundRecord(
-                        self.topics.escalations, value=None, key=e.escalation_id.encode()
-                    )
-                    for e in core.take_retired()
-                )
+        for _, core in self.states.on_partition(partition):
+            out.extend(self.emit_changes(core.take_restore_changes()))
+            out.extend(
+                OutboundRecord(self.topics.escalations, value=None, key=e.escalation_id.encode())
+                for e in core.take_retired()
+            )
         return out
 
     async def on_revoked(self, partitions: set[int]) -> None:

@@ -36,22 +36,11 @@ def envelope_to_input(envelope: Envelope) -> m.Input | None:
             m.Priority(arrival.priority),
             e.reopened,
         )
-    if kind == "contact_held":
-        held = contract.pause(envelope.contact_held, kind)
-        return m.ContactHeld(
-            held.contact_id,
-            m.PauseReason(held.reason),
-            held.expected_s,
-            envelope.contact_held.agent_id,
-        )
-    if kind == "contact_paused":
-        paused = contract.pause(envelope.contact_paused, kind)
-        return m.ContactPaused(
-            paused.contact_id,
-            m.PauseReason(paused.reason),
-            paused.expected_s,
-            envelope.contact_paused.agent_id,
-        )
+    if kind in ("contact_held", "contact_paused"):
+        event = envelope.contact_held if kind == "contact_held" else envelope.contact_paused
+        pause = contract.pause(event, kind)
+        make = m.ContactHeld if kind == "contact_held" else m.ContactPaused
+        return make(pause.contact_id, m.PauseReason(pause.reason), pause.expected_s, event.agent_id)
     if kind == "contact_resumed":
         r = envelope.contact_resumed
         return m.ContactResumed(contract.required(r.contact_id, f"{kind}.contact_id"), r.agent_id)

@@ -327,3 +327,11 @@ def test_an_erasure_removes_the_customer_and_rejects_what_was_not_yet_delivered(
     assert "cust-1" not in snapshot
     with pytest.raises(InvalidInput, match="customer_id: empty"):
         core.apply(CustomerErased(""), "erase-2", T0 + 2)
+
+
+def test_a_closed_contact_and_its_customer_are_deleted_from_the_changelog() -> None:
+    """docs/data-map.md: the notifier keeps a customer's details only while the contact is on."""
+    core = core_with()
+    assert core.take_changes()["contact:c1"] is not None
+    core.apply(ContactClosed("c1"), "close", T0 + 5)
+    assert core.take_changes()["contact:c1"] is None

@@ -474,3 +474,23 @@ def test_an_agent_logging_in_takes_a_contact_whose_overflow_step_opened_its_queu
     assert offers(early.apply(agent("a1"), T0 + 29)) == []  # the step has not opened yet
     core.tick(T0 + 30)
     assert offers(core.apply(agent("a1"), T0 + 31)) == [("c1", "a1")]
+
+
+def test_a_closed_contact_is_deleted_from_the_changelog() -> None:
+    """docs/data-map.md: the router keeps a contact (and its customer id) only while it is in
+    the system; closing writes a deletion."""
+    core = RoutingCore(policy())
+    core.apply(agent("a1"), T0)
+    core.apply(call("c1"), T0)
+    core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 1)
+    assert core.take_changes()["contact:c1"] is not None
+    core.apply(ContactEnded("c1"), T0 + 60)
+    assert core.take_changes()["contact:c1"] is None
+
+
+def test_a_capacity_list_sets_every_channel_it_does_not_name_to_zero() -> None:
+    """README: a login's `capacity` names channels; every other channel gets 0."""
+    core = RoutingCore(policy())
+    core.apply(agent("a1", voice=1), T0)  # names voice only
+    assert offers(core.apply(call("c1", channel=Channel.CHAT), T0 + 1)) == []
+    assert offers(core.apply(call("c2"), T0 + 2)) != []
