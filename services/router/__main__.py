@@ -14,6 +14,8 @@ from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.router.adapters.grpc import RouterAdminServicer
 from services.router.adapters.kafka import RouterHandler
+from services.router.adapters.view import AdminView, AdminViewMetrics
+from services.router.domain.domains_view import DomainsView
 from services.router.metrics import RouterMetrics
 from services.router.settings import RouterSettings
 
@@ -45,14 +47,29 @@ async def build_and_run(
         metrics=RuntimeMetrics.create(registry),
     )
 
+    # Every domain, from the changelog: any replica answers RouterAdmin for all of them.
+    admin_view = AdminView(
+        settings.kafka,
+        topics.changelog("router"),
+        DomainsView(settings.policy(), settings.admin_view.limits()),
+        ready_wait_s=settings.admin_view.ready_wait_s,
+        metrics=AdminViewMetrics.create(registry),
+    )
+
     def register(server: grpc.aio.Server) -> Sequence[str]:
         router_admin_pb2_grpc.add_RouterAdminServicer_to_server(
-            RouterAdminServicer(handler.states, handler.clock), server
+            RouterAdminServicer(handler.states, handler.clock, admin_view), server
         )
         return ["switchboard.v1.RouterAdmin"]
 
     await run_service(
-        "router", settings, loop, register, on_started=on_started, handle_signals=handle_signals
+        "router",
+        settings,
+        loop,
+        register,
+        extra_tasks=[admin_view.run],
+        on_started=on_started,
+        handle_signals=handle_signals,
     )
 
 

@@ -9,13 +9,40 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import GrpcSettings, MetricsSettings, ServiceSettings
 from services.common.errors import ConfigError
 from services.router.domain import PolicyError, RoutingPolicy
+from services.router.domain.domains_view import ViewLimits
 
-__all__ = ["RouterSettings"]
+__all__ = ["AdminViewSettings", "RouterSettings"]
+
+
+class AdminViewSettings(BaseModel):
+    """The read view of every domain that lets any replica answer RouterAdmin
+    (``services/router/domain/domains_view.py``): read from the router changelog."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Most domains held; a domain past it is left out and calls needing it are refused.
+    max_domains: int = Field(default=100_000, ge=1, le=10_000_000)
+    #: Most bytes of stored snapshots held (all domains), likewise.
+    max_bytes: int = Field(default=128 * 1024 * 1024, ge=1024 * 1024)
+    #: Domains whose rebuilt state is kept between calls (least recently asked out).
+    max_cached_cores: int = Field(default=256, ge=1, le=1_000_000)
+    #: A changing domain's state is rebuilt for a call at most this often.
+    rebuild_after_s: float = Field(default=0.5, ge=0, le=60)
+    #: How long a call waits for the view to read the changelog at start (then UNAVAILABLE).
+    ready_wait_s: float = Field(default=10.0, gt=0, le=300)
+
+    def limits(self) -> ViewLimits:
+        return ViewLimits(
+            max_domains=self.max_domains,
+            max_bytes=self.max_bytes,
+            max_cores=self.max_cached_cores,
+            rebuild_after_s=self.rebuild_after_s,
+        )
 
 
 class RouterSettings(ServiceSettings):
@@ -24,6 +51,7 @@ class RouterSettings(ServiceSettings):
     grpc: GrpcSettings = GrpcSettings(port=50051)
     metrics: MetricsSettings = MetricsSettings(port=9401)
     routing: dict[str, Any] = Field(default_factory=dict)
+    admin_view: AdminViewSettings = AdminViewSettings()
 
     @model_validator(mode="after")
     def _policy_is_valid(self) -> RouterSettings:
