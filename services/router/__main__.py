@@ -14,6 +14,7 @@ from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.router.adapters.grpc import RouterAdminServicer
 from services.router.adapters.kafka import RouterHandler
+from services.router.metric_labels import DomainLabels
 from services.router.metrics import RouterMetrics
 from services.router.settings import RouterSettings
 
@@ -36,6 +37,7 @@ async def build_and_run(
         kafka=settings.kafka,
         metrics=RouterMetrics.create(registry),
         instance=settings.instance,
+        labels=DomainLabels(settings.metrics.label_policy()),
     )
     loop = ConsumeLoop(
         service="router",
