@@ -68,7 +68,8 @@ class QueueStats:
     abandoned: int
     abandoned_late: int
     arrived: int
-    estimated_wait: float
+    #: For a new arrival; ``None`` when no logged-in agent could take one.
+    estimated_wait: float | None
     staffed_agents: int
 
 
@@ -94,7 +95,8 @@ class ContactView:
     queue: str
     status: ContactStatus
     position: int
-    estimated_wait: float
+    #: When waiting; ``None`` when no logged-in agent could take it now (no estimate).
+    estimated_wait: float | None
     agent_id: str
     waited: float
     channel: Channel
@@ -106,7 +108,7 @@ def queue_stats(
     waiting: Iterable[ContactRecord],
     ringing: Iterable[ContactRecord],
     now: float,
-    estimated_wait: float,
+    estimated_wait: float | None,
     staffed_agents: int,
 ) -> QueueStats:
     """``ringing``: contacts with an offer out. The customer still waits for a voice, so
