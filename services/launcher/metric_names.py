@@ -40,19 +40,27 @@ _LIST = (
     # Router.
     MetricName("switchboard_router_restore_problems_total", "counter", (), "router"),
     MetricName(
-        "switchboard_router_contacts_arrived_total", "counter", ("queue", "channel"), "router"
+        "switchboard_router_contacts_arrived_total",
+        "counter",
+        ("domain", "queue", "channel"),
+        "router",
     ),
-    MetricName("switchboard_router_contacts_waiting", "gauge", ("queue",), "router"),
-    MetricName("switchboard_router_longest_wait_seconds", "gauge", ("queue",), "router"),
-    MetricName("switchboard_router_contacts_abandoned_total", "counter", ("queue",), "router"),
+    MetricName("switchboard_router_contacts_waiting", "gauge", ("domain", "queue"), "router"),
+    MetricName("switchboard_router_longest_wait_seconds", "gauge", ("domain", "queue"), "router"),
     MetricName(
-        "switchboard_router_contacts_answered_total", "counter", ("queue", "within_sl"), "router"
+        "switchboard_router_contacts_abandoned_total", "counter", ("domain", "queue"), "router"
     ),
-    MetricName("switchboard_router_wait_seconds", "histogram", ("queue",), "router"),
-    MetricName("switchboard_router_service_level", "gauge", ("queue",), "router"),
-    MetricName("switchboard_router_agents", "gauge", ("state",), "router"),
-    MetricName("switchboard_router_occupancy", "gauge", (), "router"),
-    MetricName("switchboard_router_offers_total", "counter", ("outcome",), "router"),
+    MetricName(
+        "switchboard_router_contacts_answered_total",
+        "counter",
+        ("domain", "queue", "within_sl"),
+        "router",
+    ),
+    MetricName("switchboard_router_wait_seconds", "histogram", ("domain", "queue"), "router"),
+    MetricName("switchboard_router_service_level", "gauge", ("domain", "queue"), "router"),
+    MetricName("switchboard_router_agents", "gauge", ("domain", "state"), "router"),
+    MetricName("switchboard_router_occupancy", "gauge", ("domain",), "router"),
+    MetricName("switchboard_router_offers_total", "counter", ("domain", "outcome"), "router"),
     MetricName("switchboard_router_decision_seconds", "histogram", (), "router"),
     # Escalation.
     MetricName("switchboard_escalation_restore_problems_total", "counter", (), "escalation"),

@@ -3,6 +3,14 @@
 Pure: :func:`summarize` turns parsed samples into an :class:`OpsSummary`, :func:`render`
 turns that into lines. Label values are normalised (``TIER_MANAGER`` and ``manager`` read
 the same) so the summary does not depend on how a service spells an enum.
+
+One row per queue and ``domain`` label (the router labels its busiest tenants, the rest
+are "other"); a domain label with no agents and no queue activity is left out, and the
+DOMAIN column shows only when more than one is left. The numbers are the router's, not
+recomputed: the service level is the router's gauge (the core's
+:func:`~services.router.domain.read_model.service_level`; its input, the late abandons,
+is not exported), and abandonment is the core's
+:func:`~services.router.domain.read_model.abandonment` of the exported counters.
 """
 
 from __future__ import annotations
@@ -11,6 +19,8 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+from services.router.domain.read_model import abandonment
 
 __all__ = [
     "OpsSummary",
@@ -58,9 +68,10 @@ def _norm(value: str) -> str:
 
 @dataclass
 class QueueRow:
-    """One queue's line."""
+    """One queue's line (of one ``domain`` label; "" from a router without the label)."""
 
     queue: str
+    domain: str = ""
     waiting: float = 0.0
     longest_wait: float = 0.0
     service_level: float | None = None
@@ -71,8 +82,13 @@ class QueueRow:
     @property
     def abandonment(self) -> float | None:
         """Abandoned / (answered + abandoned): the share of leavers who hung up."""
-        left = self.answered + self.abandoned
-        return None if left <= 0 else self.abandoned / left
+        return abandonment(self.abandoned, self.answered)
+
+    @property
+    def idle(self) -> bool:
+        """Nothing arrived, waits, was answered or abandoned, and no service level."""
+        counts = (self.waiting, self.arrived, self.answered, self.abandoned)
+        return not any(counts) and self.service_level is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,11 +108,30 @@ class OpsSummary:
 
     queues: list[QueueRow] = field(default_factory=list)
     agents: dict[str, float] = field(default_factory=dict)
-    occupancy: float | None = None
+    #: Occupancy per ``domain`` label; see :attr:`occupancy`.
+    occupancies: dict[str, float] = field(default_factory=dict)
     escalations_open: dict[str, float] = field(default_factory=dict)
     escalations_raised: float = 0.0
     notifications: dict[str, float] = field(default_factory=dict)
     services: list[ServiceHealth] = field(default_factory=list)
+
+    @property
+    def domains(self) -> list[str]:
+        """The domain labels the queue rows show."""
+        return sorted({q.domain for q in self.queues})
+
+    @property
+    def occupancy_shown(self) -> dict[str, float]:
+        """Occupancy of the domain labels the rows show (all of them if none matches):
+        shares of different teams are not averaged into one."""
+        shown = {d: v for d, v in self.occupancies.items() if d in self.domains}
+        return shown or dict(self.occupancies)
+
+    @property
+    def occupancy(self) -> float | None:
+        """The occupancy, when one domain label is shown (else see :attr:`occupancy_shown`)."""
+        shown = self.occupancy_shown
+        return next(iter(shown.values())) if len(shown) == 1 else None
 
     @property
     def notifications_sent(self) -> float:
@@ -120,14 +155,16 @@ def summarize(
     """Build the summary from each service's samples (``None`` = its endpoint did not answer)."""
     errors = errors or {}
     summary = OpsSummary()
-    queues: dict[str, QueueRow] = {}
+    queues: dict[tuple[str, str], QueueRow] = {}
 
-    def row(queue: str) -> QueueRow:
-        return queues.setdefault(queue, QueueRow(queue))
+    def row(sample: Sample) -> QueueRow:
+        queue, domain = sample.labels.get("queue", "?"), sample.labels.get("domain", "")
+        return queues.setdefault((domain, queue), QueueRow(queue, domain))
 
     agents: dict[str, float] = defaultdict(float)
     tiers: dict[str, float] = defaultdict(float)
     outcomes: dict[str, float] = defaultdict(float)
+    staffed: set[str] = set()  # domain labels with agents
     for service, samples in scrapes.items():
         if samples is None:
             summary.services.append(ServiceHealth(service, up=False, error=errors.get(service, "")))
@@ -137,30 +174,37 @@ def summarize(
         dead = sum(s.value for s in grouped.get("switchboard_events_dead_lettered_total", ()))
         summary.services.append(ServiceHealth(service, up=True, lag=lag, dead_letters=dead))
         for s in grouped.get("switchboard_router_contacts_waiting", ()):
-            row(s.labels.get("queue", "?")).waiting = s.value
+            row(s).waiting = s.value
         for s in grouped.get("switchboard_router_longest_wait_seconds", ()):
-            row(s.labels.get("queue", "?")).longest_wait = s.value
+            row(s).longest_wait = s.value
         for s in grouped.get("switchboard_router_service_level", ()):
-            queue_row = row(s.labels.get("queue", "?"))
+            queue_row = row(s)
             if not math.isnan(s.value):  # NaN: the queue has served no one yet
                 queue_row.service_level = s.value
         for s in grouped.get("switchboard_router_contacts_answered_total", ()):
-            row(s.labels.get("queue", "?")).answered += s.value
+            row(s).answered += s.value
         for s in grouped.get("switchboard_router_contacts_abandoned_total", ()):
-            row(s.labels.get("queue", "?")).abandoned += s.value
+            row(s).abandoned += s.value
         for s in grouped.get("switchboard_router_contacts_arrived_total", ()):
-            row(s.labels.get("queue", "?")).arrived += s.value
+            row(s).arrived += s.value
         for s in grouped.get("switchboard_router_agents", ()):
             agents[_norm(s.labels.get("state", "?"))] += s.value
+            if s.value > 0:
+                staffed.add(s.labels.get("domain", ""))
         for s in grouped.get("switchboard_router_occupancy", ()):
-            summary.occupancy = s.value
+            summary.occupancies[s.labels.get("domain", "")] = s.value
         for s in grouped.get("switchboard_escalation_open", ()):
             tiers[_norm(s.labels.get("tier", "?"))] += s.value
         for s in grouped.get("switchboard_escalation_raised_total", ()):
             summary.escalations_raised += s.value
         for s in grouped.get("switchboard_notifier_notifications_total", ()):
             outcomes[_norm(s.labels.get("outcome", "?"))] += s.value
-    summary.queues = sorted(queues.values(), key=lambda q: q.queue)
+    # a domain label with agents or any queue activity; if none has, every label
+    active = {d for (d, _), q in queues.items() if d in staffed or not q.idle}
+    active = active or {d for d, _ in queues}
+    summary.queues = sorted(
+        (q for (d, _), q in queues.items() if d in active), key=lambda q: (q.domain, q.queue)
+    )
     summary.agents = dict(agents)
     summary.escalations_open = dict(tiers)
     summary.notifications = dict(outcomes)
@@ -190,23 +234,31 @@ def render(
 ) -> list[str]:
     """The summary as text lines (no colour codes: the caller decides how to draw them)."""
     lines = [header] if header else []
+    by_domain = len(summary.domains) > 1
+    domain_head = f"{'DOMAIN':<14}" if by_domain else ""
     lines.append(
-        f"{'QUEUE':<16}{'WAITING':>8}{'LONGEST':>9}{'SERVICE LVL':>13}"
+        f"{domain_head}{'QUEUE':<16}{'WAITING':>8}{'LONGEST':>9}{'SERVICE LVL':>13}"
         f"{'ANSWERED':>10}{'ABANDONED':>11}{'ABANDON%':>10}"
     )
     if not summary.queues:
         lines.append("  (no queue metrics yet)")
     for q in summary.queues:
         below = q.service_level is not None and q.service_level < service_level_target
+        domain = f"{q.domain[:13]:<14}" if by_domain else ""
         lines.append(
-            f"{q.queue:<16}{q.waiting:>8.0f}{_seconds(q.longest_wait):>9}"
+            f"{domain}{q.queue:<16}{q.waiting:>8.0f}{_seconds(q.longest_wait):>9}"
             f"{_percent(q.service_level) + ('!' if below else ' '):>13}"
             f"{q.answered:>10.0f}{q.abandoned:>11.0f}{_percent(q.abandonment):>10}"
         )
     agents = " · ".join(
         f"{k.replace('_', '-')} {v:.0f}" for k, v in _ordered(summary.agents, _AGENT_ORDER)
     )
-    lines.append(f"Agents: {agents}   occupancy {_percent(summary.occupancy)}")
+    shown = summary.occupancy_shown
+    if len(shown) > 1:
+        occupancy = " · ".join(f"{d} {_percent(v)}" for d, v in sorted(shown.items()))
+    else:
+        occupancy = _percent(summary.occupancy)
+    lines.append(f"Agents: {agents}   occupancy {occupancy}")
     tiers = " · ".join(
         f"{k.replace('_', ' ')} {v:.0f}" for k, v in _ordered(summary.escalations_open, _TIER_ORDER)
     )

@@ -16,6 +16,7 @@ from services.router.adapters.grpc import RouterAdminServicer
 from services.router.adapters.kafka import RouterHandler
 from services.router.adapters.view import AdminView, AdminViewMetrics
 from services.router.domain.domains_view import DomainsView
+from services.router.metric_labels import DomainLabels
 from services.router.metrics import RouterMetrics
 from services.router.settings import RouterSettings
 
@@ -38,6 +39,7 @@ async def build_and_run(
         kafka=settings.kafka,
         metrics=RouterMetrics.create(registry),
         instance=settings.instance,
+        labels=DomainLabels(settings.metrics.label_policy()),
     )
     loop = ConsumeLoop(
         service="router",

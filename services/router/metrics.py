@@ -1,4 +1,8 @@
-"""The router's Prometheus metrics: what an operations lead reads per queue and per agent."""
+"""The router's Prometheus metrics: what an operations lead reads per queue and per agent.
+
+Every per-queue and per-agent series carries ``domain``: the routing domain (tenant) when
+it has its own label, else "other" (:mod:`services.router.metric_labels` bounds the set).
+"""
 
 from __future__ import annotations
 
@@ -37,61 +41,64 @@ class RouterMetrics:
             arrived=Counter(
                 "switchboard_router_contacts_arrived_total",
                 "Contacts that entered a queue.",
-                ["queue", "channel"],
+                ["domain", "queue", "channel"],
                 registry=registry,
             ),
             waiting=Gauge(
                 "switchboard_router_contacts_waiting",
                 "Contacts waiting (not yet assigned), per queue.",
-                ["queue"],
+                ["domain", "queue"],
                 registry=registry,
             ),
             longest_wait=Gauge(
                 "switchboard_router_longest_wait_seconds",
                 "Longest current wait, per queue.",
-                ["queue"],
+                ["domain", "queue"],
                 registry=registry,
             ),
             abandoned=Counter(
                 "switchboard_router_contacts_abandoned_total",
                 "Contacts whose customer gave up before being answered.",
-                ["queue"],
+                ["domain", "queue"],
                 registry=registry,
             ),
             answered=Counter(
                 "switchboard_router_contacts_answered_total",
                 "Contacts assigned to an agent, by whether within the service-level threshold.",
-                ["queue", "within_sl"],
+                ["domain", "queue", "within_sl"],
                 registry=registry,
             ),
             wait_seconds=Histogram(
                 "switchboard_router_wait_seconds",
                 "Time from arrival to assignment (speed of answer).",
-                ["queue"],
+                ["domain", "queue"],
                 buckets=WAIT_BUCKETS,
                 registry=registry,
             ),
             service_level=Gauge(
                 "switchboard_router_service_level",
-                "Share of recent contacts answered within the queue's threshold (0-1).",
-                ["queue"],
+                "Answered within the threshold / (answered + abandoned after it), since the "
+                "counters began (0-1; NaN while the queue handled no one). "
+                "services.router.domain.read_model.service_level computes it.",
+                ["domain", "queue"],
                 registry=registry,
             ),
             agents=Gauge(
                 "switchboard_router_agents",
                 "Logged-in agents by state.",
-                ["state"],
+                ["domain", "state"],
                 registry=registry,
             ),
             occupancy=Gauge(
                 "switchboard_router_occupancy",
                 "Share of logged-in, not-away agents handling or reserved for a contact (0-1).",
+                ["domain"],
                 registry=registry,
             ),
             offers=Counter(
                 "switchboard_router_offers_total",
                 "Offer outcomes: made, accepted, rejected, timed_out, withdrawn.",
-                ["outcome"],
+                ["domain", "outcome"],
                 registry=registry,
             ),
             decision_seconds=Histogram(

@@ -15,8 +15,29 @@ from services.common.config import GrpcSettings, MetricsSettings, ServiceSetting
 from services.common.errors import ConfigError
 from services.router.domain import PolicyError, RoutingPolicy
 from services.router.domain.domains_view import ViewLimits
+from services.router.metric_labels import MAX_LABELLED, LabelPolicy
 
-__all__ = ["AdminViewSettings", "RouterSettings"]
+__all__ = ["AdminViewSettings", "RouterMetricsSettings", "RouterSettings"]
+
+
+class RouterMetricsSettings(MetricsSettings):
+    """The Prometheus endpoint, and which domains label their own series (the rest are
+    "other"; see :mod:`services.router.metric_labels`)."""
+
+    #: Domains that always have their own ``domain`` label.
+    domains: list[str] = Field(default_factory=list, max_length=MAX_LABELLED)
+    #: Up to this many more: the first domains whose traffic reaches ``top_domains_min_events``.
+    top_domains: int = Field(default=10, ge=0, le=MAX_LABELLED)
+    top_domains_min_events: int = Field(default=100, ge=1)
+
+    @model_validator(mode="after")
+    def _labels_are_valid(self) -> RouterMetricsSettings:
+        self.label_policy()
+        return self
+
+    def label_policy(self) -> LabelPolicy:
+        """The rule's settings (a ValueError names the bad field)."""
+        return LabelPolicy(frozenset(self.domains), self.top_domains, self.top_domains_min_events)
 
 
 class AdminViewSettings(BaseModel):
@@ -49,7 +70,7 @@ class RouterSettings(ServiceSettings):
     """Everything ``python -m services.router`` needs."""
 
     grpc: GrpcSettings = GrpcSettings(port=50051)
-    metrics: MetricsSettings = MetricsSettings(port=9401)
+    metrics: RouterMetricsSettings = RouterMetricsSettings(port=9401)
     routing: dict[str, Any] = Field(default_factory=dict)
     admin_view: AdminViewSettings = AdminViewSettings()
 

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 
-from services.router.domain import RoutingCore, RoutingPolicy
+from services.router.domain import RoutingCore, RoutingPolicy, read_model
 from services.router.domain.model import (
     AgentLoggedIn,
     Channel,
@@ -112,28 +112,34 @@ class Staffing:
 
 @dataclass
 class QueueReport:
+    """One queue's day, counted over the customers who arrived after the warm-up (so not
+    the core's own counts, which include the warm-up); the ratios are the router's."""
+
     queue: str
     offered: int = 0
     answered: int = 0
     answered_within: int = 0
     abandoned: int = 0
+    #: Abandoned after waiting longer than the threshold (these count against the SL).
+    abandoned_late: int = 0
     total_wait_s: float = 0.0
 
     @property
-    def service_level(self) -> float:
-        """Answered within the threshold / (answered + abandoned): every abandon counts
-        against the queue, stricter than the router (which counts only abandons after the
-        threshold); without patience both agree, which is what Erlang C is checked on."""
-        handled = self.answered + self.abandoned
-        return self.answered_within / handled if handled else 1.0
+    def service_level(self) -> float | None:
+        """The router's rule, :func:`read_model.service_level`: answered within the
+        threshold / (answered + abandoned after it); ``None`` if nobody was handled."""
+        return read_model.service_level(self.answered_within, self.answered, self.abandoned_late)
 
     @property
     def asa_s(self) -> float:
+        """Average speed of answer: total wait of the answered / answered (the exported
+        ``switchboard_router_wait_seconds`` histogram's ``_sum / _count``)."""
         return self.total_wait_s / self.answered if self.answered else 0.0
 
     @property
-    def abandonment(self) -> float:
-        return self.abandoned / self.offered if self.offered else 0.0
+    def abandonment(self) -> float | None:
+        """The router's rule, :func:`read_model.abandonment`."""
+        return read_model.abandonment(self.abandoned, self.answered)
 
 
 @dataclass
@@ -292,7 +298,10 @@ class _Day:
         decisions = self.core.apply(ContactAbandoned(contact), self.clock)
         closed = any(isinstance(d, ContactClosed) and d.abandoned for d in decisions)
         if closed and self.arrived_at[contact] >= self.start_stats:
-            self.reports[self.queue_of[contact]].abandoned += 1
+            report = self.reports[self.queue_of[contact]]
+            report.abandoned += 1
+            waited = self.clock - self.arrived_at[contact]
+            report.abandoned_late += waited > self.by_queue[report.queue].service_level_s
         self._react_all(decisions)
 
     def _handle_time(self, load: QueueLoad) -> float:
@@ -318,13 +327,17 @@ def simulate(
 # --- command line ---------------------------------------------------------------------
 
 
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
 def _print(result: SimulationResult, loads: Sequence[QueueLoad]) -> None:
     print(f"{'QUEUE':<14}{'OFFERED':>9}{'ANSWERED':>10}{'SL':>9}{'ASA':>9}{'ABANDON':>9}")
     for load in loads:
         r = result.queues[load.queue]
         print(
-            f"{r.queue:<14}{r.offered:>9}{r.answered:>10}{r.service_level:>9.1%}"
-            f"{r.asa_s:>8.1f}s{r.abandonment:>9.1%}"
+            f"{r.queue:<14}{r.offered:>9}{r.answered:>10}{_percent(r.service_level):>9}"
+            f"{r.asa_s:>8.1f}s{_percent(r.abandonment):>9}"
         )
     print(f"occupancy {result.occupancy:.1%} over {result.hours:g} simulated hours")
 

@@ -62,7 +62,11 @@ async def start_gateway(grpc_server: Callable[..., Any], gateway: ReferenceGatew
 
 @asynccontextmanager
 async def notifier(
-    kafka: KafkaBroker, topics: Topics, gateway_port: int, **env: str
+    kafka: KafkaBroker,
+    topics: Topics,
+    gateway_port: int,
+    registry: CollectorRegistry | None = None,
+    **env: str,
 ) -> AsyncIterator[int]:
     settings = NotifierSettings.from_env(
         identity_env("notifier")
@@ -80,7 +84,9 @@ async def notifier(
     )
     started: list[RunningService] = []
     task = asyncio.create_task(
-        build_and_run(settings, CollectorRegistry(), started.append, handle_signals=False)
+        build_and_run(
+            settings, registry or CollectorRegistry(), started.append, handle_signals=False
+        )
     )
     await until(lambda: bool(started) or task.done())
     try:
@@ -112,6 +118,34 @@ async def test_a_hold_yields_exactly_one_message_with_reason_and_duration(
     assert message.to == "Anna"
     assert record.notification.notification_id == "hold-c1:hold_started"
     assert record.outcome == 1  # DELIVERED
+
+
+async def test_a_place_in_line_without_an_estimate_is_told_without_a_wait(
+    kafka: KafkaBroker, grpc_server: Callable[..., Any]
+) -> None:
+    """The router has no estimate for a contact nobody logged in could take; the
+    customer must not read a made-up wait."""
+    topics = await kafka.fresh_topics()
+    gateway = ReferenceGateway()
+    server = await start_gateway(grpc_server, gateway)
+    position = new_envelope("acme", "router", event_id="position-c1")
+    q = position.queue_position_updated
+    q.contact_id, q.queue, q.position, q.estimated_wait_unknown = "c1", "billing-pl", 2, True
+    registry = CollectorRegistry()
+    consumed = {"topic": topics.contact_events, "payload": "contact_arrived"}
+    async with notifier(kafka, topics, server.port, registry):
+        await kafka.produce(topics.contact_events, [arrived("c1")], key=b"acme")
+        # the two topics are read independently: tell the position once the arrival is in
+        await until(
+            lambda: registry.get_sample_value("switchboard_events_consumed_total", consumed) == 1,
+            what="the arrival consumed",
+        )
+        await kafka.produce(topics.routing_decisions, [encode_envelope(position)], key=b"acme")
+        await until(lambda: len(gateway.delivered) == 1, what="the position notice")
+    [message] = gateway.delivered
+    assert "number 2 in line" in message.body
+    assert "cannot estimate the wait" in message.body
+    assert "minute" not in message.body
 
 
 async def test_a_restart_in_the_middle_of_retries_neither_loses_nor_duplicates(

@@ -9,6 +9,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -104,7 +105,9 @@ def offers(decisions: list[Envelope]) -> list[tuple[str, str, str]]:
 
 
 @asynccontextmanager
-async def router_in_process(kafka: KafkaBroker, topics: Topics) -> AsyncIterator[int]:
+async def router_in_process(
+    kafka: KafkaBroker, topics: Topics, registry: CollectorRegistry | None = None
+) -> AsyncIterator[int]:
     """A router in this process; yields its gRPC (RouterAdmin) port."""
     settings = RouterSettings.from_env(
         identity_env("router")
@@ -119,7 +122,9 @@ async def router_in_process(kafka: KafkaBroker, topics: Topics) -> AsyncIterator
     )
     started: list[RunningService] = []
     task = asyncio.create_task(
-        build_and_run(settings, CollectorRegistry(), started.append, handle_signals=False)
+        build_and_run(
+            settings, registry or CollectorRegistry(), started.append, handle_signals=False
+        )
     )
     await until(lambda: bool(started) or task.done())
     try:
@@ -218,6 +223,48 @@ async def test_router_admin_shows_statuses_contacts_in_hand_and_no_service_level
                 with pytest.raises(grpc.aio.AioRpcError) as caught:
                     await refused.ListAgents(router_admin_pb2.ListAgentsRequest())
                 assert caught.value.code() == code
+
+
+async def test_a_contact_nobody_can_take_gets_no_estimate_and_acme_its_own_metrics_label(
+    kafka: KafkaBroker,
+) -> None:
+    """Nobody speaks Polish: the contact's positions say the wait is unknown (it used to
+    be told 30 s), on the wire and in RouterAdmin. acme is named in router.toml's
+    metrics.domains, so its series carry domain="acme"."""
+    topics = await kafka.fresh_topics()
+    decisions = Decisions(kafka, topics)
+    registry = CollectorRegistry()
+    async with (
+        router_in_process(kafka, topics, registry) as port,
+        channel_as(port, bearer("ops", "router", "operator", domains=["acme"])) as channel,
+    ):
+        await wait_serving(port)
+        admin = router_admin_pb2_grpc.RouterAdminStub(channel)
+        await kafka.produce(topics.agent_events, [login("a1")], key=b"acme")
+        await kafka.produce(topics.contact_events, [arrive("c1", "billing-pl")], key=b"acme")
+
+        def positions(ds: list[Envelope]) -> list[Any]:
+            return [d.queue_position_updated for d in ds if d.HasField("queue_position_updated")]
+
+        seen = await decisions.wait_for(lambda ds: bool(positions(ds)))
+        assert any(d.HasField("contact_unroutable") for d in seen)
+        (told,) = positions(seen)
+        assert (told.contact_id, told.position, told.estimated_wait_unknown) == ("c1", 1, True)
+        assert not told.HasField("estimated_wait")
+        view = await admin.GetContact(router_admin_pb2.GetContactRequest(contact_id="c1"))
+        assert (view.position, view.estimated_wait_unknown) == (1, True)
+        stats = {
+            q.queue: q
+            for q in (
+                await admin.GetQueueStats(
+                    router_admin_pb2.GetQueueStatsRequest(queues=["billing-pl", "billing-en"])
+                )
+            ).queues
+        }
+        assert stats["billing-pl"].estimated_wait_unknown
+        assert not stats["billing-en"].estimated_wait_unknown
+        arrived = {"domain": "acme", "queue": "billing-pl", "channel": "voice"}
+        assert registry.get_sample_value("switchboard_router_contacts_arrived_total", arrived) == 1
 
 
 async def test_bad_events_are_dead_lettered_and_routing_goes_on(kafka: KafkaBroker) -> None:

@@ -101,7 +101,10 @@ def envelope_to_input(envelope: Envelope) -> n.Input | None:
         return n.QueuePositionUpdated(
             contract.required(q.contact_id, f"{kind}.contact_id"),
             q.position,
-            contract.duration_s(q.estimated_wait, f"{kind}.estimated_wait"),
+            # no estimate (nobody logged in could take the contact): never read it as 0 s
+            None
+            if q.estimated_wait_unknown
+            else contract.duration_s(q.estimated_wait, f"{kind}.estimated_wait"),
         )
     if kind == "contact_assigned":
         return n.ContactAssigned(

@@ -137,7 +137,9 @@ class ContactAbandoned:
 class QueuePositionUpdated:
     contact_id: str
     position: int
-    wait_s: float
+    #: ``None``: the router has no estimate (nobody logged in could take the contact);
+    #: the customer is told their place and that there is no estimate, never "0 s".
+    wait_s: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +193,11 @@ def _refuse_unwordable(event: Input) -> None:
     the core changes anything: a refused event must leave no half-made pause behind."""
     if isinstance(event, ContactPaused) and not math.isfinite(event.expected_s):
         raise InvalidInput(f"expected_s: must be finite, got {event.expected_s}")
-    if isinstance(event, QueuePositionUpdated) and not math.isfinite(event.wait_s):
+    if (
+        isinstance(event, QueuePositionUpdated)
+        and event.wait_s is not None
+        and not math.isfinite(event.wait_s)
+    ):
         raise InvalidInput(f"wait_s: must be finite, got {event.wait_s}")
 
 
@@ -230,6 +236,13 @@ class FailedAttempt:
     step: NextStep
     pending: Pending
 
+
+#: ``_Contact.deferred_wait_s`` of a held-back position without an estimate (a value, not
+#: a new field, so the previous version still reads the snapshot; waits are never < 0).
+_NO_ESTIMATE = -1.0
+#: The template of a queue-position notice without an estimate (the kind stays
+#: "queue_position").
+_POSITION_NO_ESTIMATE = "queue_position_no_estimate"
 
 #: Timer kinds, keyed ``(kind, contact id)``: at most one of each per contact.
 _OVERRUN = "overrun"
@@ -373,7 +386,11 @@ class NotifierCore:
         """A long wait gets one callback offer; a new position is told at once, or held
         back (the latest one kept) until ``position_min_interval_s`` has passed since the
         last one told."""
-        if event.wait_s >= self.policy.callback_offer_after_s and not contact.callback_offered:
+        if (
+            event.wait_s is not None  # no estimate: no "the wait is about ..." either
+            and event.wait_s >= self.policy.callback_offer_after_s
+            and not contact.callback_offered
+        ):
             contact.callback_offered = True
             self._decide_once(
                 out, cause_id, "callback_offer", event.contact_id, contact, now, wait_s=event.wait_s
@@ -384,7 +401,8 @@ class NotifierCore:
         if now - contact.position_sent_at < self.policy.position_min_interval_s:
             if contact.deferred_position:
                 self.coalesced += 1  # the held-back update is replaced by this one
-            contact.deferred_position, contact.deferred_wait_s = event.position, event.wait_s
+            contact.deferred_position = event.position
+            contact.deferred_wait_s = _NO_ESTIMATE if event.wait_s is None else event.wait_s
             contact.deferred_cause = cause_id
             self._timers.set(
                 (_POSITION, event.contact_id),
@@ -402,11 +420,12 @@ class NotifierCore:
         contact_id: str,
         contact: _Contact,
         position: int,
-        wait_s: float,
+        wait_s: float | None,
         now: float,
     ) -> None:
         """Decide a queue-position notice, unless the contact had ``rate_limit_count``
-        of them within ``rate_limit_window_s``."""
+        of them within ``rate_limit_window_s``; without an estimate (``wait_s`` None) it
+        is worded by the ``queue_position_no_estimate`` template."""
         window = self.policy.rate_limit_window_s
         contact.recent = [t for t in contact.recent if now - t < window]
         if len(contact.recent) >= self.policy.rate_limit_count:
@@ -415,6 +434,18 @@ class NotifierCore:
         contact.recent.append(now)
         contact.position_sent, contact.position_sent_at = position, now
         contact.deferred_position = 0
+        if wait_s is None:
+            self._decide_once(
+                out,
+                cause_id,
+                "queue_position",
+                contact_id,
+                contact,
+                now,
+                template=_POSITION_NO_ESTIMATE,
+                position=position,
+            )
+            return
         self._decide_once(
             out,
             cause_id,
@@ -464,7 +495,7 @@ class NotifierCore:
                     contact_id,
                     contact,
                     contact.deferred_position,
-                    contact.deferred_wait_s,
+                    None if contact.deferred_wait_s == _NO_ESTIMATE else contact.deferred_wait_s,
                     now,
                 )
         while self._settled:
@@ -499,9 +530,11 @@ class NotifierCore:
         now: float,
         *,
         body: str = "",
+        template: str = "",
         **values: Any,
     ) -> None:
-        """Word a ``kind`` notice for the contact and add it to the pending set, unless
+        """Word a ``kind`` notice (with the ``template`` of that name, by default the
+        kind's) for the contact and add it to the pending set, unless
         ``<cause_id>:<kind>`` was decided before (a replayed event)."""
         notification_id = f"{cause_id}:{kind}"
         if notification_id in self._settled or notification_id in self._pending:
@@ -512,7 +545,7 @@ class NotifierCore:
             subject, text = "", body
         else:
             message = self.catalog.render(
-                kind, style, language, name=contact.customer.name, **values
+                template or kind, style, language, name=contact.customer.name, **values
             )
             subject, text = message.subject, message.body
         note = Notification(

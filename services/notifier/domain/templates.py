@@ -25,12 +25,16 @@ __all__ = [
     "validate_language",
 ]
 
+#: The message tables every language must have: one per notification kind, plus
+#: ``queue_position_no_estimate``, the wording of a "queue_position" notice when the
+#: router has no estimate (nobody logged in could take the contact).
 KINDS = (
     "hold_started",
     "pause_started",
     "pause_overrun",
     "resumed",
     "queue_position",
+    "queue_position_no_estimate",
     "callback_offer",
     "no_agent_available",
     "closed",

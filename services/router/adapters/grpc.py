@@ -109,7 +109,10 @@ class RouterAdminServicer(router_admin_pb2_grpc.RouterAdminServicer):
                     staffed_agents=s.staffed_agents,
                 )
                 set_duration_s(q.longest_wait, s.longest_wait)
-                set_duration_s(q.estimated_wait, s.estimated_wait)
+                if s.estimated_wait is None:  # nobody logged in could take a new arrival
+                    q.estimated_wait_unknown = True
+                else:
+                    set_duration_s(q.estimated_wait, s.estimated_wait)
         return reply
 
     async def ListAgents(
@@ -160,7 +163,10 @@ class RouterAdminServicer(router_admin_pb2_grpc.RouterAdminServicer):
             agent_id=view.agent_id,
             channel=common_pb2.Channel.ValueType(int(view.channel)),
         )
-        set_duration_s(reply.estimated_wait, view.estimated_wait)
+        if view.estimated_wait is None:  # nobody logged in could take it now
+            reply.estimated_wait_unknown = True
+        else:
+            set_duration_s(reply.estimated_wait, view.estimated_wait)
         set_duration_s(reply.waited, view.waited)
         return reply
 

@@ -26,6 +26,7 @@ from services.router.adapters.mapping import decision_to_envelope, envelope_to_i
 from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
 from services.router.domain import model as m
 from services.router.domain.read_model import service_level
+from services.router.metric_labels import DomainLabels
 from services.router.metrics import RouterMetrics
 
 __all__ = ["RouterHandler"]
@@ -48,6 +49,8 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
     #: Names this instance in every decision's ``Envelope.source`` ("router/<instance>"),
     #: so operators (and the failover test) can tell which instance decided.
     instance: str = ""
+    #: The ``domain`` label of each domain's series (a bounded set, see metric_labels).
+    labels: DomainLabels = field(default_factory=DomainLabels)
     states: DomainStates[RoutingCore] = field(init=False)
     _tick_seq: int = 0
     _gauges_at: float = 0.0
@@ -78,8 +81,11 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             raise RejectedEvent(exc.reason) from None
         finally:
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
+        self.labels.observe(envelope.domain)
         if isinstance(event, m.ContactArrived) and decisions is not None:
-            self.metrics.arrived.labels(event.queue, event.channel.name.lower()).inc()
+            self.metrics.arrived.labels(
+                self.labels.label(envelope.domain), event.queue, event.channel.name.lower()
+            ).inc()
         return self._publish(envelope.domain, envelope.event_id, decisions)
 
     def on_refused(
@@ -147,8 +153,9 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         self, domain: str, cause: str, decisions: Sequence[m.Decision]
     ) -> list[OutboundRecord]:
         out = []
+        label = self.labels.label(domain)
         for n, decision in enumerate(decisions):
-            self._count(decision)
+            self._count(label, decision)
             envelope = new_envelope(
                 domain,
                 f"{SOURCE}/{self.instance}" if self.instance else SOURCE,
@@ -165,65 +172,84 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             log.debug("decided", decisions=[type(d).__name__ for d in decisions])
         return out
 
-    def _count(self, decision: m.Decision) -> None:
+    def _count(self, label: str, decision: m.Decision) -> None:
+        """Count a decision under its domain's ``label``."""
         metrics = self.metrics
         match decision:
             case m.OfferMade():
-                metrics.offers.labels("made").inc()
+                metrics.offers.labels(label, "made").inc()
             case m.ContactAssigned():
-                metrics.offers.labels("accepted").inc()
+                metrics.offers.labels(label, "accepted").inc()
                 metrics.answered.labels(
-                    decision.queue, str(decision.within_service_level).lower()
+                    label, decision.queue, str(decision.within_service_level).lower()
                 ).inc()
-                metrics.wait_seconds.labels(decision.queue).observe(decision.waited)
+                metrics.wait_seconds.labels(label, decision.queue).observe(decision.waited)
             case m.OfferTimedOut():
-                metrics.offers.labels("timed_out").inc()
+                metrics.offers.labels(label, "timed_out").inc()
             case m.ContactRequeued() if decision.reason == m.RequeueReason.REJECTED:
-                metrics.offers.labels("rejected").inc()
+                metrics.offers.labels(label, "rejected").inc()
             case m.ContactRequeued() if decision.reason == m.RequeueReason.AGENT_UNAVAILABLE:
-                metrics.offers.labels("withdrawn").inc()
+                metrics.offers.labels(label, "withdrawn").inc()
             case m.ContactClosed() if decision.abandoned:
-                metrics.abandoned.labels(decision.queue).inc()
+                metrics.abandoned.labels(label, decision.queue).inc()
             case _:
                 pass
 
     def _update_gauges(self) -> None:
+        """Per (label, queue): waiting, longest wait and the service level; per label:
+        agents by state and occupancy. A label's service level is
+        :func:`~services.router.domain.read_model.service_level` of its domains' summed
+        counts, so one label holding one domain shows exactly what RouterAdmin shows."""
         now = self.clock.now()
         if now - self._gauges_at < GAUGE_INTERVAL_S:
             return
         self._gauges_at = now
-        waiting: dict[str, int] = dict.fromkeys(self.policy.queues, 0)
-        longest: dict[str, float] = dict.fromkeys(self.policy.queues, 0.0)
-        # (answered within, answered, abandoned late), summed over domains
-        counts: dict[str, tuple[int, int, int]] = dict.fromkeys(self.policy.queues, (0, 0, 0))
-        states: dict[str, int] = {s.name.lower(): 0 for s in m.AgentState}
-        busy = present = 0
-        for _, core in self.states.items():
+        queues = list(self.policy.queues)
+        waiting: dict[tuple[str, str], int] = {}
+        longest: dict[tuple[str, str], float] = {}
+        # (answered within, answered, abandoned late), summed over the label's domains
+        counts: dict[tuple[str, str], tuple[int, int, int]] = {}
+        states: dict[str, dict[str, int]] = {}
+        busy: dict[str, int] = {}
+        present: dict[str, int] = {}
+        for label in self.labels.values():
+            for queue in queues:
+                waiting[label, queue], longest[label, queue] = 0, 0.0
+                counts[label, queue] = (0, 0, 0)
+            states[label] = {s.name.lower(): 0 for s in m.AgentState}
+            busy[label] = present[label] = 0
+        for domain, core in self.states.items():
+            label = self.labels.label(domain)
             for stats in core.queue_stats(now):
-                waiting[stats.queue] += stats.waiting + stats.offered
-                longest[stats.queue] = max(longest[stats.queue], stats.longest_wait)
-                within, answered, late = counts[stats.queue]
-                counts[stats.queue] = (
+                key = (label, stats.queue)
+                waiting[key] += stats.waiting + stats.offered
+                longest[key] = max(longest[key], stats.longest_wait)
+                within, answered, late = counts[key]
+                counts[key] = (
                     within + stats.answered_within,
                     answered + stats.answered,
                     late + stats.abandoned_late,
                 )
             for agent in core.agent_views():
-                states[agent.state.name.lower()] += 1
+                states[label][agent.state.name.lower()] += 1
                 if agent.state not in (m.AgentState.AWAY, m.AgentState.LOGGED_OUT):
-                    present += 1
-                    busy += agent.state in (
+                    present[label] += 1
+                    busy[label] += agent.state in (
                         m.AgentState.BUSY,
                         m.AgentState.RESERVED,
                         m.AgentState.WRAP_UP,
                     )
-        for queue in self.policy.queues:
-            self.metrics.waiting.labels(queue).set(waiting[queue])
-            self.metrics.longest_wait.labels(queue).set(longest[queue])
-            level = service_level(*counts[queue])
+        for (label, queue), count in waiting.items():
+            self.metrics.waiting.labels(label, queue).set(count)
+            self.metrics.longest_wait.labels(label, queue).set(longest[label, queue])
+            level = service_level(*counts[label, queue])
             # None renders as NaN: a dashboard shows a gap, the "below target" alert
             # does not fire on a queue that has answered or failed no one.
-            self.metrics.service_level.labels(queue).set(math.nan if level is None else level)
-        for state, count in states.items():
-            self.metrics.agents.labels(state).set(count)
-        self.metrics.occupancy.set(busy / present if present else 0.0)
+            self.metrics.service_level.labels(label, queue).set(
+                math.nan if level is None else level
+            )
+        for label, by_state in states.items():
+            for state, n in by_state.items():
+                self.metrics.agents.labels(label, state).set(n)
+            people = present[label]
+            self.metrics.occupancy.labels(label).set(busy[label] / people if people else 0.0)

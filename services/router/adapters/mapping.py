@@ -179,7 +179,10 @@ def decision_to_envelope(decision: m.Decision, envelope: Envelope) -> Envelope:
                 decision.queue,
                 decision.position,
             )
-            contract.set_duration_s(q.estimated_wait, decision.estimated_wait)
+            if decision.estimated_wait is None:
+                q.estimated_wait_unknown = True  # and estimated_wait is left unset
+            else:
+                contract.set_duration_s(q.estimated_wait, decision.estimated_wait)
             contract.set_duration_s(q.waited, decision.waited)
         case m.ContactUnroutable():
             envelope.contact_unroutable.CopyFrom(

@@ -85,7 +85,7 @@ from services.router.domain.model import (
 )
 from services.router.domain.policy import QueuePolicy, RoutingPolicy
 from services.router.domain.read_model import AgentView, ContactView, QueueStats
-from services.router.domain.records import AgentRecord, ContactRecord, QueueCounts
+from services.router.domain.records import TOLD_UNKNOWN, AgentRecord, ContactRecord, QueueCounts
 from services.router.domain.states import ASSIGNED, OFFERED, WAITING
 
 __all__ = ["AgentView", "ContactView", "QueueStats", "RoutingCore"]
@@ -304,7 +304,11 @@ class RoutingCore:
                     (self._contacts[c] for _, _, c in line),
                     ringing[name],
                     now,
-                    estimated_wait=self._estimate(name, len(line) + 1),
+                    estimated_wait=(
+                        self._estimate(name, len(line) + 1)
+                        if self._could_be_taken(self._probe(name))
+                        else None
+                    ),
                     staffed_agents=self._staffed(name),
                 )
             )
@@ -323,7 +327,11 @@ class RoutingCore:
             queue=contact.queue,
             status=contact.status,
             position=position,
-            estimated_wait=self._estimate(contact.queue, position) if position else 0.0,
+            estimated_wait=(
+                (self._estimate(contact.queue, position) if self._could_be_taken(contact) else None)
+                if position
+                else 0.0
+            ),
             agent_id=contact.agent,
             # the wait ends when an agent takes the contact (a transfer starts it again)
             waited=(contact.assigned_at if contact.status == ASSIGNED else now)
@@ -893,20 +901,9 @@ class RoutingCore:
 
     def _check_routable(self, contact: ContactRecord, out: list[Decision]) -> None:
         """Say once if no logged-in agent could take the contact even fully relaxed."""
-        if contact.unroutable_reported:
+        if contact.unroutable_reported or self._could_be_taken(contact):
             return
-        qp = self.policy.queues[contact.queue]
-        saved_step = contact.step
-        contact.step = len(qp.steps)
-        skills, language, _ = self._requirements(contact)
-        contact.step = saved_step
-        lang = language or ANY
-        if all(self._staff.at_least(lang, s, lvl) > 0 for s, lvl in skills.items()):
-            return  # each skill is covered (combinations are checked when offering)
-        for queue in self._queues_open_to(contact)[1:]:
-            oq = self.policy.queues[queue]
-            if all(self._staff.at_least(oq.language or ANY, s, 1) > 0 for s, _ in oq.skills):
-                return
+        skills, language = self._fully_relaxed(contact)
         needs = ", ".join(f"{s}>={p}" for s, p in sorted(skills.items())) or "any skill"
         contact.unroutable_reported = True
         self._persist_contact(contact.contact_id)
@@ -917,6 +914,45 @@ class RoutingCore:
                 f"no logged-in agent speaks {language or 'any language'} with {needs}",
             )
         )
+
+    def _probe(self, queue: str) -> ContactRecord:
+        """A new arrival with ``queue``'s own requirements (for the queue's estimate)."""
+        qp = self.policy.queues[queue]
+        return ContactRecord(
+            contact_id="",
+            queue=queue,
+            channel=0,
+            required=dict(qp.skills),
+            optional=dict(qp.optional_skills),
+            language=qp.language,
+            priority=0,
+            preferred_agent="",
+            customer_id="",
+            enqueued_at=0.0,
+            seq=0,
+        )
+
+    def _fully_relaxed(self, contact: ContactRecord) -> tuple[dict[str, int], str]:
+        """The contact's skills and language once every step of its queue has applied."""
+        saved_step = contact.step
+        contact.step = len(self.policy.queues[contact.queue].steps)
+        skills, language, _ = self._requirements(contact)
+        contact.step = saved_step
+        return skills, language
+
+    def _could_be_taken(self, contact: ContactRecord) -> bool:
+        """Whether a logged-in agent has each skill (fully relaxed) in the contact's
+        language, or the skills of a queue it may overflow to now. False: the contact is
+        unroutable, and its wait cannot be estimated (the rule behind both)."""
+        skills, language = self._fully_relaxed(contact)
+        lang = language or ANY
+        if all(self._staff.at_least(lang, s, lvl) > 0 for s, lvl in skills.items()):
+            return True  # each skill is covered (combinations are checked when offering)
+        for queue in self._queues_open_to(contact)[1:]:
+            oq = self.policy.queues[queue]
+            if all(self._staff.at_least(oq.language or ANY, s, 1) > 0 for s, _ in oq.skills):
+                return True
+        return False
 
     # ------------------------------------------------------------------ positions, estimates
 
@@ -945,10 +981,23 @@ class RoutingCore:
             staffed = self._staffed(queue)
             for index, (_, _, contact_id) in enumerate(lst, start=1):
                 contact = self._contacts[contact_id]
+                if not self._could_be_taken(contact):  # no estimate: say so, not a number
+                    if contact.sent_position == index and contact.sent_estimate == TOLD_UNKNOWN:
+                        continue
+                    contact.sent_position, contact.sent_estimate = index, TOLD_UNKNOWN
+                    self._persist_contact(contact.contact_id)
+                    out.append(
+                        QueuePositionUpdated(
+                            contact_id, queue, index, None, now - contact.enqueued_at
+                        )
+                    )
+                    continue
                 estimate = index * handle / max(1, staffed)
                 moved = abs(estimate - contact.sent_estimate)
-                if contact.sent_position == index and (
-                    moved
+                if (
+                    contact.sent_position == index
+                    and contact.sent_estimate != TOLD_UNKNOWN
+                    and moved
                     < max(ESTIMATE_MIN_CHANGE_S, ESTIMATE_CHANGE_SHARE * contact.sent_estimate)
                 ):
                     continue

@@ -230,7 +230,8 @@ class QueuePositionUpdated:
     contact_id: str
     queue: str
     position: int
-    estimated_wait: float
+    #: ``None``: no logged-in agent could take the contact now, so there is no estimate.
+    estimated_wait: float | None
     waited: float
 
 

@@ -1,9 +1,16 @@
 """What the router shows of its state: queue statistics, agents and contacts.
 
-The rules behind the numbers live here once; adapters (RouterAdmin, the Prometheus
-gauges) only render them. In particular :func:`service_level` is the one place that
-turns counts into a service level, so summing counts across domains and calling it is
-rendering, not a second rule.
+The rules behind the numbers live here once; everything else renders them:
+
+- :func:`service_level` is the one definition of a service level: answered within the
+  queue's threshold / (answered + abandoned after the threshold), ``None`` while that
+  denominator is 0. The core counts (``QueueCounts``; an abandon is late when the
+  customer waited longer than ``service_level_s``), :func:`queue_stats` applies it for
+  RouterAdmin, the router's ``switchboard_router_service_level`` gauge applies it to the
+  counts summed over the domains sharing a ``domain`` label, the launcher's summary shows
+  that gauge, and ``simulate`` applies it to its post-warm-up counts.
+- :func:`abandonment` (abandoned / (answered + abandoned)) is used by the summary and
+  ``simulate``; the alert and the dashboard write the same ratio in PromQL.
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ __all__ = [
     "AgentView",
     "ContactView",
     "QueueStats",
+    "abandonment",
     "agent_view",
     "queue_stats",
     "service_level",
@@ -37,6 +45,15 @@ def service_level(answered_within: int, answered: int, abandoned_late: int) -> f
     return answered_within / handled if handled else None
 
 
+def abandonment(abandoned: float, answered: float) -> float | None:
+    """Abandoned / (answered + abandoned): the share of the customers who left the queue
+    (answered or hung up) that hung up, early or late; ``None`` while nobody left it.
+    Contacts still waiting are in neither count. The alert and the dashboard compute the
+    same ratio in PromQL from the exported counters (over 15 minutes)."""
+    left = answered + abandoned
+    return abandoned / left if left > 0 else None
+
+
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     """One queue of one domain, now. Counts are cumulative since the counters began."""
@@ -51,7 +68,8 @@ class QueueStats:
     abandoned: int
     abandoned_late: int
     arrived: int
-    estimated_wait: float
+    #: For a new arrival; ``None`` when no logged-in agent could take one.
+    estimated_wait: float | None
     staffed_agents: int
 
 
@@ -77,7 +95,8 @@ class ContactView:
     queue: str
     status: ContactStatus
     position: int
-    estimated_wait: float
+    #: When waiting; ``None`` when no logged-in agent could take it now (no estimate).
+    estimated_wait: float | None
     agent_id: str
     waited: float
     channel: Channel
@@ -89,7 +108,7 @@ def queue_stats(
     waiting: Iterable[ContactRecord],
     ringing: Iterable[ContactRecord],
     now: float,
-    estimated_wait: float,
+    estimated_wait: float | None,
     staffed_agents: int,
 ) -> QueueStats:
     """``ringing``: contacts with an offer out. The customer still waits for a voice, so

@@ -22,7 +22,11 @@ from services.router.domain.states import (
     contact_moves,
 )
 
-__all__ = ["AgentRecord", "ContactRecord", "QueueCounts"]
+__all__ = ["NOT_SENT", "TOLD_UNKNOWN", "AgentRecord", "ContactRecord", "QueueCounts"]
+
+#: ``ContactRecord.sent_estimate``: no position told yet / the last one told had no estimate.
+NOT_SENT = -1.0
+TOLD_UNKNOWN = -2.0
 
 _AVAILABLE = AgentState.AVAILABLE
 _VOICE = Channel.VOICE
@@ -162,7 +166,9 @@ class ContactRecord:
     declined: list[str] = field(default_factory=list)
     unroutable_reported: bool = False
     sent_position: int = 0
-    sent_estimate: float = -1.0
+    #: The estimate last told: NOT_SENT, or TOLD_UNKNOWN when it said there is none
+    #: (values, not a new field, so snapshots stay readable by the previous version).
+    sent_estimate: float = NOT_SENT
     assigned_at: float = 0.0
 
     def move_to(self, status: ContactStatus) -> None:

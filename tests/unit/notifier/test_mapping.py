@@ -100,6 +100,13 @@ def test_a_queue_position_reads_its_estimate_with_the_contract_duration() -> Non
     assert reason(e) == "queue_position_updated.estimated_wait: must not be negative, got -1.0 s"
 
 
+def test_a_queue_position_without_an_estimate_is_read_as_none_not_zero() -> None:
+    e = new_envelope("acme", "router", event_id="e-4")
+    q = e.queue_position_updated
+    q.contact_id, q.position, q.estimated_wait_unknown = "c-1", 3, True
+    assert envelope_to_input(e) == n.QueuePositionUpdated("c-1", 3, None)
+
+
 def test_every_id_the_notifier_reads_is_required() -> None:
     for kind in ("contact_resumed", "contact_abandoned", "contact_assigned", "contact_closed"):
         e = new_envelope("acme", "test", event_id="e-5")

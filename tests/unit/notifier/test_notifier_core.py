@@ -139,6 +139,43 @@ def test_a_long_wait_offers_a_callback_once() -> None:
     assert update.kind == "queue_position"
 
 
+@pytest.mark.parametrize(
+    ("language", "channel", "expected"),
+    [
+        ("en", SMS, "We cannot estimate the wait yet"),
+        ("en", VOICE, "We cannot estimate the wait yet"),
+        ("ru", CHAT, "время ожидания пока не оценить"),
+        ("pl", EMAIL, "Nie możemy jeszcze oszacować czasu oczekiwania"),
+    ],
+)
+def test_a_place_in_line_without_an_estimate_names_no_wait(
+    language: str, channel: int, expected: str
+) -> None:
+    """The router has no estimate when nobody logged in could take the contact; the
+    customer used to read "Estimated wait: less than a minute" (a 30 s guess, or 0)."""
+    core = core_with(language=language, channel=channel)
+    [note] = core.apply(QueuePositionUpdated("c1", 3, None), "p1", T0)
+    assert note.kind == "queue_position"
+    assert expected in note.body
+    assert "3" in note.body
+    for phrase in ("less than a minute", "меньше минуты", "mniej niż minuta", "minute"):
+        assert phrase not in note.body
+
+
+def test_no_estimate_offers_no_callback_and_a_held_back_one_stays_without_a_wait() -> None:
+    core = core_with(callback_offer_after_s=300, position_min_interval_s=60)
+    [first] = core.apply(QueuePositionUpdated("c1", 5, None), "p1", T0)
+    assert first.kind == "queue_position"  # not a callback offer "the wait is about ..."
+    assert core.apply(QueuePositionUpdated("c1", 4, None), "p2", T0 + 10) == []  # held back
+    restored = NotifierCore.restore(
+        core.policy, CATALOG, {k: v for k, v in core.take_changes().items() if v}
+    )
+    [later] = restored.tick(T0 + 60)
+    assert "number 4" in later.body
+    assert "cannot estimate" in later.body
+    assert "less than a minute" not in later.body
+
+
 def test_the_rate_limit_protects_the_customer_from_floods() -> None:
     core = core_with(position_min_interval_s=1, rate_limit_count=3, rate_limit_window_s=600)
     sent = [

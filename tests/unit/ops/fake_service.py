@@ -24,26 +24,30 @@ async def main() -> int:
         print("fake service: broken configuration", flush=True)
         return int(os.environ["FAKE_EXIT_AT_START"])
     registry = CollectorRegistry()
-    Gauge("switchboard_router_contacts_waiting", "w", ["queue"], registry=registry).labels(
-        "billing-en"
+    per_queue = ["domain", "queue"]
+    Gauge("switchboard_router_contacts_waiting", "w", per_queue, registry=registry).labels(
+        "acme", "billing-en"
     ).set(3)
-    Gauge("switchboard_router_longest_wait_seconds", "l", ["queue"], registry=registry).labels(
-        "billing-en"
+    Gauge("switchboard_router_longest_wait_seconds", "l", per_queue, registry=registry).labels(
+        "acme", "billing-en"
     ).set(42)
-    Gauge("switchboard_router_service_level", "s", ["queue"], registry=registry).labels(
-        "billing-en"
+    Gauge("switchboard_router_service_level", "s", per_queue, registry=registry).labels(
+        "acme", "billing-en"
     ).set(0.75)
     answered = Counter(
-        "switchboard_router_contacts_answered_total", "a", ["queue", "within_sl"], registry=registry
+        "switchboard_router_contacts_answered_total",
+        "a",
+        [*per_queue, "within_sl"],
+        registry=registry,
     )
-    answered.labels("billing-en", "true").inc(30)
-    answered.labels("billing-en", "false").inc(10)
+    answered.labels("acme", "billing-en", "true").inc(30)
+    answered.labels("acme", "billing-en", "false").inc(10)
     Counter(
-        "switchboard_router_contacts_abandoned_total", "b", ["queue"], registry=registry
-    ).labels("billing-en").inc(10)
-    agents = Gauge("switchboard_router_agents", "g", ["state"], registry=registry)
-    agents.labels("AGENT_STATE_AVAILABLE").set(4)
-    agents.labels("busy").set(2)
+        "switchboard_router_contacts_abandoned_total", "b", per_queue, registry=registry
+    ).labels("acme", "billing-en").inc(10)
+    agents = Gauge("switchboard_router_agents", "g", ["domain", "state"], registry=registry)
+    agents.labels("acme", "AGENT_STATE_AVAILABLE").set(4)
+    agents.labels("acme", "busy").set(2)
     Gauge("switchboard_escalation_open", "e", ["tier"], registry=registry).labels(
         "TIER_MANAGER"
     ).set(1)

@@ -37,3 +37,20 @@ def test_each_service_exports_the_metrics_it_agreed_to(exporter: str) -> None:
     agreed = {m.name for m in AGREED_METRICS.values() if m.exporter == exporter}
     missing = agreed - exported_by(exporter)
     assert not missing, f"{exporter} does not export {sorted(missing)}"
+
+
+@pytest.mark.parametrize("exporter", ["runtime", "router", "escalation", "notifier"])
+def test_each_metric_carries_the_labels_it_agreed_to(exporter: str) -> None:
+    """A dashboard query ``sum by (domain, queue)`` is only right if the labels are."""
+    registry = CollectorRegistry()
+    RuntimeMetrics.create(registry)
+    if exporter != "runtime":
+        module, name = SERVICE_METRICS[exporter]
+        getattr(importlib.import_module(module), name).create(registry)
+    exported = {
+        base_metric_name(c._name + ("_total" if c._type == "counter" else "")): c._labelnames  # type: ignore[attr-defined]
+        for c in registry._collector_to_names  # type: ignore[attr-defined]
+    }
+    for metric in AGREED_METRICS.values():
+        if metric.exporter == exporter:
+            assert exported[metric.name] == metric.labels, metric.name

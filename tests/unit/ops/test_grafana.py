@@ -86,6 +86,24 @@ def test_the_panels_an_operations_lead_reads_are_there(metric: str) -> None:
     assert any(metric in metric_names(expr) for expr in _exprs()), metric
 
 
+@pytest.mark.parametrize("expr", _exprs())
+def test_every_query_of_a_per_domain_metric_follows_the_domain_variable(expr: str) -> None:
+    """The router labels its series by domain (tenant); a panel never mixes the tenants
+    the Domain drop-down left out."""
+    per_domain = {m for m, spec in AGREED_METRICS.items() if "domain" in spec.labels}
+    names = {n.removesuffix("_bucket") for n in metric_names(expr)}
+    if names & per_domain:
+        assert 'domain=~"$domain"' in expr, expr
+
+
+def test_the_dashboard_has_a_domain_variable() -> None:
+    variables = {v["name"]: v for v in _dashboard()["templating"]["list"]}
+    assert "label_values(switchboard_router_contacts_waiting, domain)" in json.dumps(
+        variables["domain"]["query"]
+    )
+    assert variables["domain"]["includeAll"]
+
+
 def test_decision_latency_is_a_histogram_quantile() -> None:
     latency = [e for e in _exprs() if "switchboard_router_decision_seconds_bucket" in e]
     assert latency
@@ -110,7 +128,10 @@ def test_every_agreed_router_metric_appears_somewhere() -> None:
 def test_every_panel_query_is_valid_promql(tmp_path: Path) -> None:
     """promtool parses each query as a recording rule (dashboard variables substituted)."""
     rules = [
-        {"record": f"switchboard:dashboard_query_{i}", "expr": e.replace("$queue", ".*")}
+        {
+            "record": f"switchboard:dashboard_query_{i}",
+            "expr": e.replace("$queue", ".*").replace("$domain", ".*"),
+        }
         for i, e in enumerate(_exprs())
     ]
     path = tmp_path / "dashboard_rules.yml"

@@ -74,3 +74,47 @@ def test_a_service_whose_metrics_do_not_answer_is_shown_down() -> None:
     text = "\n".join(render(summary))
     assert "router DOWN (ConnectionRefusedError)" in text
     assert "(no queue metrics yet)" in text
+
+
+PER_DOMAIN = """
+switchboard_router_contacts_waiting{domain="acme",queue="billing-en"} 4
+switchboard_router_contacts_waiting{domain="beta",queue="billing-en"} 1
+switchboard_router_contacts_waiting{domain="other",queue="billing-en"} 0
+switchboard_router_service_level{domain="acme",queue="billing-en"} 0.9
+switchboard_router_service_level{domain="beta",queue="billing-en"} 0.5
+switchboard_router_service_level{domain="other",queue="billing-en"} NaN
+switchboard_router_agents{domain="acme",state="available"} 3
+switchboard_router_agents{domain="beta",state="busy"} 1
+switchboard_router_agents{domain="other",state="available"} 0
+switchboard_router_occupancy{domain="acme"} 0.25
+switchboard_router_occupancy{domain="beta"} 1
+switchboard_router_occupancy{domain="other"} 0
+"""
+
+
+def test_several_domains_get_a_row_each_and_an_idle_label_is_left_out() -> None:
+    summary = summarize({"router": parse_metrics_text(PER_DOMAIN)})
+    rows = {(q.domain, q.queue): q for q in summary.queues}
+    assert set(rows) == {("acme", "billing-en"), ("beta", "billing-en")}  # "other" is idle
+    assert (rows["acme", "billing-en"].service_level, rows["beta", "billing-en"].waiting) == (
+        0.9,
+        1,
+    )
+    assert summary.agents == {"available": 3, "busy": 1}
+    assert summary.occupancy is None  # two teams' shares are not averaged
+    lines = render(summary)
+    assert lines[0].startswith("DOMAIN")
+    assert any(line.startswith("acme") and "90.0%" in line for line in lines)
+    assert any(line.startswith("beta") and "50.0%!" in line for line in lines)
+    assert any("occupancy acme 25.0% · beta 100.0%" in line for line in lines)
+
+
+def test_one_active_domain_shows_the_table_as_before() -> None:
+    """`make run`: the demo domain has its own label; "other" exists but is idle."""
+    text = "\n".join(line for line in PER_DOMAIN.splitlines() if 'domain="beta"' not in line)
+    summary = summarize({"router": parse_metrics_text(text)})
+    assert [(q.domain, q.queue) for q in summary.queues] == [("acme", "billing-en")]
+    assert summary.occupancy == 0.25
+    lines = render(summary)
+    assert lines[0].startswith("QUEUE")
+    assert any("occupancy 25.0%" in line for line in lines)

@@ -134,6 +134,18 @@ def test_a_negative_wait_is_written_as_zero_so_consumers_can_read_it() -> None:
     assert (out.contact_closed.waited.seconds, out.contact_closed.waited.nanos) == (0, 0)
 
 
+def test_a_position_without_an_estimate_says_so_and_carries_no_wait() -> None:
+    unknown = m.QueuePositionUpdated("c-1", "billing-pl", 2, None, 12.0)
+    out = decision_to_envelope(unknown, new_envelope("acme", "router", event_id="d-2"))
+    q = out.queue_position_updated
+    assert (q.position, q.estimated_wait_unknown, q.HasField("estimated_wait")) == (2, True, False)
+    known = m.QueuePositionUpdated("c-1", "billing-en", 2, 45.0, 12.0)
+    q = decision_to_envelope(
+        known, new_envelope("acme", "router", event_id="d-3")
+    ).queue_position_updated
+    assert (q.estimated_wait.seconds, q.estimated_wait_unknown) == (45, False)
+
+
 def test_an_accept_without_its_offer_id_is_refused_not_ignored() -> None:
     """It cannot be matched to an offer; ignoring it let the offer time out and the agent
     go AWAY. Refused, it is dead-lettered and answered on routing.decisions."""

@@ -5,17 +5,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 from switchboard.v1 import router_admin_pb2
 
 from services.common.clock import FakeClock
 from services.common.identity import Caller, Role, calling_as
 from services.common.topics import Topics
+from services.launcher.summary import parse_metrics_text, summarize
 from services.router.adapters.grpc import RouterAdminServicer
 from services.router.adapters.kafka import RouterHandler
 from services.router.domain import RoutingCore
 from services.router.domain.model import ContactAbandoned, OfferAccepted
 from services.router.domain.read_model import service_level
+from services.router.metric_labels import DomainLabels, LabelPolicy
 from services.router.metrics import RouterMetrics
 from services.router.settings import RouterSettings
 from tests.unit.router.test_routing_core import T0, agent, call, policy
@@ -45,9 +47,11 @@ def test_a_queue_that_has_handled_no_one_has_no_service_level_in_the_core() -> N
     assert stats["billing"].answered_within == 1
 
 
-async def test_router_admin_and_the_exported_gauge_agree_queue_by_queue() -> None:
-    """Two domains: 'billing' answered one customer in time in d1 and failed one in d2 (1/2);
-    'vip' handled no one anywhere (no service level: NaN in both renderings)."""
+async def test_router_admin_the_exported_gauge_and_the_summary_agree_with_the_rule() -> None:
+    """One scenario, every rendering. 'billing': d1 (its own label) answered one customer
+    in time (1/1); d2 answered one in time and lost one after the 20 s threshold (1/2);
+    d3 answered one in time (1/1); d2 and d3 share the label "other": (1+1)/(2+1).
+    'vip' handled no one anywhere: no service level (NaN, None), never 100 %."""
     clock = FakeClock(T0)
     registry = CollectorRegistry()
     settings = RouterSettings.from_env(
@@ -57,15 +61,21 @@ async def test_router_admin_and_the_exported_gauge_agree_queue_by_queue() -> Non
         }
     )
     handler = RouterHandler(
-        policy(), Topics(""), settings.kafka, RouterMetrics.create(registry), clock
+        policy(),
+        Topics(""),
+        settings.kafka,
+        RouterMetrics.create(registry),
+        clock,
+        labels=DomainLabels(LabelPolicy(named=frozenset({"d1"}))),
     )
-    d1 = handler.states.core_for("d1", 0)
-    d1.apply(agent("a1"), T0)
-    d1.apply(call("c1"), T0)
-    d1.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 1)
+    for domain, n in (("d1", 1), ("d2", 2), ("d3", 3)):
+        core = handler.states.core_for(domain, 0)
+        core.apply(agent(f"a{n}"), T0)
+        core.apply(call(f"c{n}"), T0)
+        core.apply(OfferAccepted(f"a{n}", f"c{n}", f"c{n}#1"), T0 + 1)
     d2 = handler.states.core_for("d2", 0)
-    d2.apply(call("c2"), T0)
-    d2.apply(ContactAbandoned("c2"), T0 + 30)  # after the 20 s threshold: a failure
+    d2.apply(call("late"), T0)
+    d2.apply(ContactAbandoned("late"), T0 + 30)  # after the 20 s threshold: a failure
     clock.current = T0 + 31
     handler.drain_changelog(0)  # updates the gauges
     operator = Caller("ops", frozenset({Role.OPERATOR}), domains=frozenset({"*"}))
@@ -73,20 +83,41 @@ async def test_router_admin_and_the_exported_gauge_agree_queue_by_queue() -> Non
         reply = await RouterAdminServicer(handler.states, clock).GetQueueStats(
             router_admin_pb2.GetQueueStatsRequest(), context=None
         )
-    admin: dict[str, list[float]] = {}
-    for q in reply.queues:
-        admin.setdefault(q.queue, []).append(q.service_level)
+    admin = {(q.domain, q.queue): q.service_level for q in reply.queues}
 
-    def gauge(queue: str) -> float:
-        value = registry.get_sample_value("switchboard_router_service_level", {"queue": queue})
+    def gauge(domain: str, queue: str) -> float:
+        labels = {"domain": domain, "queue": queue}
+        value = registry.get_sample_value("switchboard_router_service_level", labels)
         assert value is not None
         return value
 
-    assert gauge("billing") == 0.5  # summed counts across domains: 1 within / 2 handled
-    assert sorted(admin["billing"]) == [0.0, 1.0]  # per domain
-    assert math.isnan(gauge("vip"))
-    assert len(admin["vip"]) == 2
-    assert all(math.isnan(v) for v in admin["vip"])
+    def rule(domains: tuple[str, ...], queue: str) -> float | None:
+        stats = [
+            s
+            for d in domains
+            for s in handler.states.core_for(d, 0).queue_stats(T0 + 31)
+            if s.queue == queue
+        ]
+        within, answered, late = (sum(getattr(s, f) for s in stats) for f in _COUNTS)
+        return service_level(within, answered, late)
+
+    summary = summarize({"router": parse_metrics_text(generate_latest(registry).decode())})
+    shown = {(q.domain, q.queue): q.service_level for q in summary.queues}
+
+    assert admin["d1", "billing"] == gauge("d1", "billing") == rule(("d1",), "billing") == 1.0
+    assert shown["d1", "billing"] == 1.0
+    assert (admin["d2", "billing"], admin["d3", "billing"]) == (0.5, 1.0)
+    other = rule(("d2", "d3"), "billing")
+    assert gauge("other", "billing") == shown["other", "billing"] == other == 2 / 3
+    assert all(math.isnan(admin[d, "vip"]) for d in ("d1", "d2", "d3"))
+    assert math.isnan(gauge("d1", "vip"))
+    assert math.isnan(gauge("other", "vip"))
+    assert rule(("d1", "d2", "d3"), "vip") is None
+    assert shown["d1", "vip"] is None
+    assert shown["other", "vip"] is None
+
+
+_COUNTS = ("answered_within", "answered", "abandoned_late")
 
 
 def test_a_ringing_contact_counts_in_the_longest_wait_and_the_wait_stops_at_assignment() -> None:

@@ -333,6 +333,43 @@ def test_positions_and_estimates_are_published_when_they_change() -> None:
     assert [(u.contact_id, u.position) for u in moved] == [("c2", 1)]
 
 
+def test_a_contact_nobody_logged_in_can_take_gets_no_estimate_not_a_made_up_one() -> None:
+    """It used to be told position x average handle time (30 s by default) although no
+    agent could ever take it; now the wait is unknown until someone who could logs in."""
+    core = RoutingCore(policy())
+    core.apply(agent("a1"), T0)
+    core.apply(call("c0"), T0)  # takes a1
+    core.apply(call("c1"), T0)  # English: a1 could take it once free
+    core.apply(call("c2", language="pl"), T0)  # nobody speaks Polish
+    first = {u.contact_id: u for u in of(QueuePositionUpdated, core.tick(T0 + 1))}
+    assert (first["c1"].position, first["c2"].position) == (1, 2)
+    assert first["c1"].estimated_wait is not None
+    assert first["c1"].estimated_wait > 0
+    assert first["c2"].estimated_wait is None
+    view = core.contact_view("c2", T0 + 1)
+    assert view is not None
+    assert (view.position, view.estimated_wait) == (2, None)
+    assert of(QueuePositionUpdated, core.tick(T0 + 5)) == []  # "unknown" is told once
+    # a Polish speaker logs in (chat only, so the call still waits): now it has an estimate
+    core.apply(agent("pl-1", languages=("pl",), voice=0, chat=1), T0 + 6)
+    again = {u.contact_id: u for u in of(QueuePositionUpdated, core.tick(T0 + 8))}
+    assert again["c2"].position == 2
+    assert again["c2"].estimated_wait is not None
+    # and loses it again when they leave
+    core.apply(AgentLoggedOut("pl-1"), T0 + 9)
+    gone = {u.contact_id: u for u in of(QueuePositionUpdated, core.tick(T0 + 11))}
+    assert gone["c2"].estimated_wait is None
+
+
+def test_a_queue_nobody_logged_in_can_serve_has_no_estimate_for_a_new_arrival() -> None:
+    core = RoutingCore(policy())
+    stats = {s.queue: s for s in core.queue_stats(T0)}
+    assert stats["billing"].estimated_wait is None  # was 30 s with nobody logged in
+    core.apply(agent("a1"), T0)
+    stats = {s.queue: s for s in core.queue_stats(T0)}
+    assert stats["billing"].estimated_wait is not None
+
+
 def test_unknown_queue_is_rejected_and_duplicates_are_ignored() -> None:
     core = RoutingCore(policy())
     with pytest.raises(UnknownQueue):

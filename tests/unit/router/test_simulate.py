@@ -8,6 +8,7 @@ import statistics
 
 import pytest
 
+from services.router.domain.read_model import service_level
 from services.router.simulate import (
     QueueLoad,
     Staffing,
@@ -18,6 +19,13 @@ from services.router.simulate import (
 )
 
 AGENTS, AHT, THRESHOLD = 10, 120.0, 20.0
+
+
+def level(value: float | None) -> float:
+    assert value is not None
+    return value
+
+
 RATE = 7.0 / AHT  # 7 Erlangs on 10 agents: 70 % occupancy
 LOAD = QueueLoad("billing-en", "billing", RATE, AHT, service_level_s=THRESHOLD)
 STAFF = [Staffing(AGENTS, (("billing", 5),), ("en",))]
@@ -49,7 +57,7 @@ def test_the_simulated_router_agrees_with_erlang_c() -> None:
     error of the mean SL is about 0.5 points and of ASA about 4 %; we allow ~4 standard
     errors (2 points SL, 15 % ASA) so the test fails on a real bias, not on noise."""
     runs = [simulate([LOAD], STAFF, hours=120, seed=seed) for seed in (11, 12, 13)]
-    sl = statistics.mean(r.queues["billing-en"].service_level for r in runs)
+    sl = statistics.mean(level(r.queues["billing-en"].service_level) for r in runs)
     asa = statistics.mean(r.queues["billing-en"].asa_s for r in runs)
     assert sl == pytest.approx(erlang_c_service_level(AGENTS, RATE, AHT, THRESHOLD), abs=0.02)
     assert asa == pytest.approx(erlang_c_asa(AGENTS, RATE, AHT), rel=0.15)
@@ -62,16 +70,30 @@ def test_same_seed_same_day_and_more_agents_never_hurt() -> None:
     again = simulate([LOAD], STAFF, hours=10, seed=5)
     assert first.queues == again.queues
     more = simulate([LOAD], [Staffing(AGENTS + 3, (("billing", 5),), ("en",))], hours=10, seed=5)
-    assert more.queues["billing-en"].service_level >= first.queues["billing-en"].service_level
+    assert level(more.queues["billing-en"].service_level) >= level(
+        first.queues["billing-en"].service_level
+    )
 
 
 def test_impatient_customers_abandon_and_count_against_the_service_level() -> None:
     impatient = QueueLoad("billing-en", "billing", 12 / AHT, AHT, patience_s=30)
     result = simulate([impatient], STAFF, hours=10, seed=3)
     report = result.queues["billing-en"]
-    assert report.abandoned > 0
+    assert 0 < report.abandoned_late < report.abandoned  # some hung up before 20 s
     assert report.answered + report.abandoned <= report.offered
-    assert report.service_level < 1
+    # the router's rule: only abandons after the threshold count against the queue
+    assert report.service_level == service_level(
+        report.answered_within, report.answered, report.abandoned_late
+    )
+    assert level(report.service_level) < 1
+    assert report.abandonment == report.abandoned / (report.answered + report.abandoned)
+
+
+def test_a_queue_that_handled_no_one_has_no_service_level_in_the_simulation_either() -> None:
+    polish = QueueLoad("billing-pl", "billing", RATE, AHT, language="pl")
+    report = simulate([polish], STAFF, hours=1, seed=1).queues["billing-pl"]
+    assert report.offered > 0
+    assert (report.service_level, report.abandonment) == (None, None)  # not 100 %
 
 
 def test_agents_without_the_language_do_not_take_the_queue() -> None:
