@@ -113,7 +113,7 @@ async def test_a_breach_reaches_only_the_right_manager_and_ack_stops_re_escalati
         assert not any(r.escalation.contact_id == "c1" for r in english)
 
     records = await kafka.read_all(topics.escalations, expect=2)
-    kinds = [decode_envelope(r.value).escalation_record.kind for r in records]
+    kinds = [decode_envelope(r.value, r.headers).escalation_record.kind for r in records]
     assert kinds == [
         escalation_pb2.ESCALATION_CHANGE_KIND_RAISED,
         escalation_pb2.ESCALATION_CHANGE_KIND_ACKNOWLEDGED,
@@ -194,7 +194,7 @@ async def test_a_restart_keeps_open_escalations_and_raises_nothing_twice(
             await kafka.produce(topics.contact_events, [arrived("c2", "billing-pl")], key=b"acme")
             await kafka.read_all(topics.escalations, expect=2)
     records = await kafka.read_all(topics.escalations, expect=2)
-    raised = [decode_envelope(r.value).escalation_record for r in records]
+    raised = [decode_envelope(r.value, r.headers).escalation_record for r in records]
     assert sorted(
         r.escalation.contact_id
         for r in raised
@@ -236,7 +236,7 @@ async def test_a_team_removed_from_config_while_its_escalation_is_open_does_not_
                 metadata=hugo,
             )
     records = await kafka.read_all(topics.escalations, expect=3)
-    kinds = [decode_envelope(r.value).escalation_record.kind for r in records]
+    kinds = [decode_envelope(r.value, r.headers).escalation_record.kind for r in records]
     assert kinds == [
         escalation_pb2.ESCALATION_CHANGE_KIND_RAISED,
         escalation_pb2.ESCALATION_CHANGE_KIND_UPDATED,  # the re-homing, published
