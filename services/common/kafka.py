@@ -17,8 +17,10 @@ The exactly-once argument, in one place (Kafka Streams is the model):
   resumes after its partitions moved is refused by the broker on its next write: it
   drops that partition's state and commits nothing for it.
 - **One cycle**: poll a batch; decode each record (bad ones go to ``<topic>.dlq`` with
-  the reason in headers); skip an ``event_id`` its domain has applied before (the window
-  lives in the domain's changelog state, so restarts and failovers keep it); hand the
+  the reason in headers, as do an event on another topic than its payload's and a
+  domain on the wrong partition; the handler's ``on_refused`` may answer each); skip
+  an ``event_id`` its domain has applied before (the window lives in the domain's
+  changelog state, so restarts and failovers keep it); hand the
   envelope to the :class:`EventHandler` (a thin adapter over a pure core that applies an
   event wholly or not at all); fire due timers of caught-up partitions; run queued
   commands (e.g. a manager's Acknowledge); collect the changelog; then, per partition,

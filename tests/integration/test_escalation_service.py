@@ -178,14 +178,22 @@ async def test_no_or_unknown_token_is_unauthenticated_and_other_teams_are_refuse
             assert list((await stub.ListOpen(own, metadata=PIOTR)).escalations) == []
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("protobuf", "protobuf"), ("json", "protobuf")],  # the topic is read back in both formats
+)
 async def test_a_restart_keeps_open_escalations_and_raises_nothing_twice(
-    kafka: KafkaBroker,
+    kafka: KafkaBroker, before: str, after: str
 ) -> None:
     topics = await kafka.fresh_topics()
-    async with escalation(kafka, topics) as port:
+    async with escalation(kafka, topics, SWITCHBOARD_KAFKA__OUTPUT_FORMAT=before) as port:
         await kafka.produce(topics.contact_events, [arrived("c1", "billing-pl")], key=b"acme")
-        await kafka.read_all(topics.escalations, expect=1)
-    async with escalation(kafka, topics) as port:
+        [first] = await kafka.read_all(topics.escalations, expect=1)
+        assert (
+            dict(first.headers)["content-type"]
+            == f"application/{before}".replace("protobuf", "x-protobuf").encode()
+        )
+    async with escalation(kafka, topics, SWITCHBOARD_KAFKA__OUTPUT_FORMAT=after) as port:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = escalation_pb2_grpc.EscalationServiceStub(channel)
             reply = await stub.ListOpen(escalation_pb2.ListOpenRequest(), metadata=PIOTR)
