@@ -393,15 +393,17 @@ class Watcher:
                 now = time.monotonic()
                 for records in batches.values():
                     for record in records:
-                        self._see(record.topic, record.value, now)
+                        self._see(record.topic, record.value, record.headers, now)
         finally:
             await consumer.stop()
 
-    def _see(self, topic: str, value: bytes | None, now: float) -> None:
+    def _see(
+        self, topic: str, value: bytes | None, headers: Sequence[tuple[str, bytes]], now: float
+    ) -> None:
         if self.step is None or value is None:
             return
         if topic == self.topics.routing_decisions:
-            envelope = decode_envelope(value)
+            envelope = decode_envelope(value, headers)
             if envelope.HasField("offer_made"):
                 sent = self.arrival_sent.pop(envelope.offer_made.contact_id, None)
                 if sent is not None:
@@ -409,7 +411,7 @@ class Watcher:
                     decided_at = envelope.occurred_at.seconds + envelope.occurred_at.nanos / 1e9
                     self.step.decided.append(decided_at - sent[1])
         else:
-            envelope = decode_envelope(value)
+            envelope = decode_envelope(value, headers)
             record = envelope.notification_record
             if record.outcome == 1 and record.notification.kind == 1:  # delivered hold
                 sent = self.hold_sent.pop(record.notification.contact_id, None)

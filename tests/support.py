@@ -434,7 +434,7 @@ class PrivateBroker(KafkaBroker):
 async def committed(kafka: KafkaBroker, topic: str) -> list[Envelope]:
     """Every committed record of ``topic``, decoded."""
     records = await kafka.read_all(topic, expect=10**9, timeout=0.5)
-    return [decode_envelope(r.value) for r in records]
+    return [decode_envelope(r.value, r.headers) for r in records]
 
 
 async def wait_for(

@@ -4,12 +4,19 @@ A producer that sets the record header ``content-type: application/json`` may se
 JSON mapping of :class:`Envelope`, so a telephony system can publish with any Kafka
 client (even ``kcat``). Everything that is not a well-formed envelope raises
 :class:`DecodeError` with a reason fit for a dead-letter header.
+
+Services write their output topics as :func:`encode_record` says for their
+``kafka.output_format``: binary protobuf (the default) or that same JSON mapping (field
+names in camelCase, enums by name, fields at their default value included, one compact
+line), each record with its ``content-type`` header, so a consumer needs no guessing.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
+from typing import Literal
 
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError as ProtobufDecodeError
@@ -22,8 +29,11 @@ __all__ = [
     "CONTENT_TYPE_HEADER",
     "JSON_CONTENT_TYPE",
     "PROTOBUF_CONTENT_TYPE",
+    "OutputFormat",
     "decode_envelope",
     "encode_envelope",
+    "encode_json",
+    "encode_record",
     "new_envelope",
     "set_timestamp",
 ]
@@ -33,6 +43,13 @@ JSON_CONTENT_TYPE = "application/json"
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 #: Larger than any legitimate event; bigger records are rejected before parsing.
 MAX_ENVELOPE_BYTES = 1_000_000
+
+#: How a service writes its output topics (``kafka.output_format``).
+OutputFormat = Literal["protobuf", "json"]
+_HEADERS: dict[str, tuple[tuple[str, bytes], ...]] = {
+    "protobuf": ((CONTENT_TYPE_HEADER, PROTOBUF_CONTENT_TYPE.encode()),),
+    "json": ((CONTENT_TYPE_HEADER, JSON_CONTENT_TYPE.encode()),),
+}
 
 
 def _content_type(headers: Sequence[tuple[str, bytes]]) -> str:
@@ -72,8 +89,23 @@ def decode_envelope(value: bytes | None, headers: Sequence[tuple[str, bytes]] = 
 
 
 def encode_envelope(envelope: Envelope) -> bytes:
-    """Binary protobuf: what every Switchboard service writes."""
+    """Binary protobuf (a record without a ``content-type`` header is read as this)."""
     return envelope.SerializeToString()
+
+
+def encode_json(envelope: Envelope) -> bytes:
+    """The protobuf JSON mapping on one line: ``{"eventId":"...","offerMade":{...}}``."""
+    mapped = json_format.MessageToDict(envelope, always_print_fields_with_no_presence=True)
+    return json.dumps(mapped, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def encode_record(
+    envelope: Envelope, output_format: OutputFormat = "protobuf"
+) -> tuple[bytes, tuple[tuple[str, bytes], ...]]:
+    """A record's value and headers for ``envelope`` in ``output_format``."""
+    if output_format == "json":
+        return encode_json(envelope), _HEADERS["json"]
+    return envelope.SerializeToString(), _HEADERS["protobuf"]
 
 
 def new_envelope(

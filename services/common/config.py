@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from services.common.codec import OutputFormat
 from services.common.errors import ConfigError
 
 __all__ = [
@@ -60,6 +61,13 @@ class KafkaSettings(_Strict):
     topic_prefix: str = ""
     #: Consumer group; services default it to their own name.
     group_id: str = ""
+    #: How the service writes its output topic (router: routing.decisions, escalation:
+    #: escalations, notifier: notifications): "protobuf" (binary, the default) or "json"
+    #: (the protobuf JSON mapping, camelCase names, enums by name, one line per record).
+    #: Either way each record carries ``content-type: application/x-protobuf`` or
+    #: ``application/json``, and every service reads both. Changelogs stay binary (they
+    #: are internal state); a dead letter keeps the bytes and headers it came with.
+    output_format: OutputFormat = "protobuf"
     #: Largest record the services produce (key, value and headers); a bigger one becomes
     #: a dead letter cut to fit. Keep it under the broker's ``message.max.bytes``.
     max_record_bytes: int = Field(default=1_000_000, ge=10_000, le=100_000_000)

@@ -44,6 +44,7 @@ from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
 from switchboard.v1 import agent_events_pb2, common_pb2, contact_events_pb2
+from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.errors import RejectedEvent
 
@@ -60,6 +61,7 @@ __all__ = [
     "duration_s",
     "enum_value",
     "erased_customer",
+    "home_topic",
     "pause",
     "pause_reason",
     "priority",
@@ -120,6 +122,29 @@ def within_bounds(message: Message, path: str = "", depth: int = 0) -> None:
         elif field.type == _MESSAGE:
             for item in items:
                 within_bounds(item, name, depth + 1)
+
+
+#: Envelope payload field numbers (see envelope.proto) -> the topic those events belong on.
+_HOME_TOPICS = (
+    (range(10, 30), "contact.events"),
+    (range(30, 50), "agent.events"),
+    (range(50, 70), "routing.decisions"),
+    (range(70, 80), "escalations"),
+    (range(80, 90), "notifications"),
+)
+
+
+@functools.cache
+def home_topic(payload: str) -> str | None:
+    """The topic (unprefixed) an event with this payload belongs on, e.g. "agent.events"
+    for ``offer_accepted``; None for a name the envelope does not have."""
+    field = Envelope.DESCRIPTOR.fields_by_name.get(payload)
+    if field is None or field.containing_oneof is None:
+        return None
+    for numbers, topic in _HOME_TOPICS:
+        if field.number in numbers:
+            return topic
+    return None
 
 
 def erased_customer(event: contact_events_pb2.CustomerErasureRequested) -> str:

@@ -17,8 +17,10 @@ The exactly-once argument, in one place (Kafka Streams is the model):
   resumes after its partitions moved is refused by the broker on its next write: it
   drops that partition's state and commits nothing for it.
 - **One cycle**: poll a batch; decode each record (bad ones go to ``<topic>.dlq`` with
-  the reason in headers); skip an ``event_id`` its domain has applied before (the window
-  lives in the domain's changelog state, so restarts and failovers keep it); hand the
+  the reason in headers, as do an event on another topic than its payload's and a
+  domain on the wrong partition; the handler's ``on_refused`` may answer each); skip
+  an ``event_id`` its domain has applied before (the window lives in the domain's
+  changelog state, so restarts and failovers keep it); hand the
   envelope to the :class:`EventHandler` (a thin adapter over a pure core that applies an
   event wholly or not at all); fire due timers of caught-up partitions; run queued
   commands (e.g. a manager's Acknowledge); collect the changelog; then, per partition,
@@ -72,7 +74,7 @@ from switchboard.v1.envelope_pb2 import Envelope
 from services.common.clock import Clock, SystemClock
 from services.common.codec import decode_envelope
 from services.common.config import KafkaSettings
-from services.common.contract import DEFAULT_TEXT_CHARS, within_bounds
+from services.common.contract import DEFAULT_TEXT_CHARS, home_topic, within_bounds
 from services.common.errors import ConfigError, DecodeError, RejectedEvent
 from services.common.kafka_connection import connection_options
 from services.common.metrics import RuntimeMetrics
@@ -95,6 +97,10 @@ RETRY_BACKOFF_MS = 2
 BUSY_POLL_MS = 2
 #: Room left for a dead letter's headers when its value is cut to fit.
 DEAD_LETTER_HEADROOM = 16 * 1024
+#: The topics whose events :func:`wrong_topic_reason` checks (unprefixed).
+_OWN_TOPICS = frozenset(
+    {"contact.events", "agent.events", "routing.decisions", "escalations", "notifications"}
+)
 
 __all__ = [
     "ConsumeLoop",
@@ -109,14 +115,18 @@ __all__ = [
     "make_transactional_producer",
     "oversized_dead_letter",
     "read_changelog",
+    "read_latest_records",
     "record_size",
     "transient",
+    "wrong_partition_reason",
+    "wrong_topic_reason",
 ]
 
 log = structlog.get_logger("kafka")
 
 Headers = tuple[tuple[str, bytes], ...]
 _Result = TypeVar("_Result")
+_Kept = TypeVar("_Kept")
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +210,32 @@ def event_id_in(value: bytes | None) -> str:
     return found[:128] if isinstance(found, str) else ""
 
 
+def wrong_topic_reason(payload: str, topic: str) -> str | None:
+    """Why an event with ``payload`` must not be read from ``topic`` (unprefixed), or None
+    when it belongs there (or the topic is none of Switchboard's own)."""
+    home = home_topic(payload)
+    if home is None or home == topic or topic not in _OWN_TOPICS:
+        return None
+    return f"{payload} belongs on {home}, not {topic}: publish it there"
+
+
+def wrong_partition_reason(domain: str, key: bytes | None, home: int, partition: int) -> str:
+    """One line an integrator can act on: where the domain belongs and how to get it there."""
+    where = (
+        f"domain {domain!r} hashes to partition {home} with murmur2 (the Java client's "
+        f"default) but arrived on partition {partition}"
+    )
+    librdkafka = "librdkafka clients (kcat, confluent-kafka) must set partitioner=murmur2_random"
+    if key == domain.encode():
+        return f"{where}; {librdkafka}"
+    keyed = (
+        "the record has no key"
+        if key is None
+        else f"its key is {key[:64].decode('utf-8', 'replace')!r}, not the domain"
+    )
+    return f"{where}; {keyed}: key each record by its domain ({librdkafka})"
+
+
 def dead_letter_headers(
     record: InboundRecord, reason: str, error: str, service: str, event_id: str = ""
 ) -> Headers:
@@ -247,6 +283,8 @@ def dead_letter_of_output(
             ("dlq.service", service.encode()),
             ("dlq.original.topic", out.topic.encode()),
             ("dlq.event_id", event_id.encode()),
+            # its own headers (content-type: the value is read as it was written)
+            *(h for h in out.headers if not h[0].startswith("dlq.")),
         ),
     )
 
@@ -350,8 +388,30 @@ async def read_changelog(
     end, so the state read is the real end and not a stale prefix; past that it logs and
     restores what is committed.
     """
+    return await _read_latest(
+        settings, topic, partitions, wait_in_doubt_s, lambda rec: (rec.partition, rec.value)
+    )
+
+
+async def read_latest_records(
+    settings: KafkaSettings, topic: str, partitions: Iterable[int]
+) -> dict[bytes, tuple[bytes, Headers]]:
+    """As :func:`read_changelog`, for a compacted topic written in either output format:
+    {key: (value, headers)}, so the value is decoded by its ``content-type``."""
+    return await _read_latest(
+        settings, topic, partitions, 0.0, lambda rec: (rec.value, tuple(rec.headers or ()))
+    )
+
+
+async def _read_latest(
+    settings: KafkaSettings,
+    topic: str,
+    partitions: Iterable[int],
+    wait_in_doubt_s: float,
+    keep: Callable[[Any], _Kept],
+) -> dict[bytes, _Kept]:
     wanted = [TopicPartition(topic, p) for p in partitions]
-    state: dict[bytes, tuple[int, bytes]] = {}
+    state: dict[bytes, _Kept] = {}
     if not wanted:
         return state
     consumer = AIOKafkaConsumer(
@@ -372,14 +432,14 @@ async def read_changelog(
         remaining = {tp for tp in wanted if ends[tp] > 0}
         while remaining:
             batch = await consumer.getmany(*remaining, timeout_ms=200, max_records=10_000)
-            for tp, records in batch.items():
+            for records in batch.values():
                 for rec in records:
                     if rec.key is None:
                         continue
                     if rec.value is None:
                         state.pop(rec.key, None)
                     else:
-                        state[rec.key] = (tp.partition, rec.value)
+                        state[rec.key] = keep(rec)
             for tp in list(remaining):
                 if await consumer.position(tp) >= ends[tp]:
                     remaining.discard(tp)
@@ -992,14 +1052,13 @@ class ConsumeLoop:
         domain = envelope.domain
         structlog.contextvars.bind_contextvars(event_id=envelope.event_id, domain=domain)
         self.metrics.consumed.labels(record.topic, payload).inc()
+        misplaced = wrong_topic_reason(payload, record.topic.removeprefix(self._topics.prefix))
+        if misplaced is not None:
+            letter = self._dead_letter(record, misplaced, "wrong_topic", envelope.event_id)
+            return [letter, *self._answer_refusal(envelope, record, misplaced)]
         home = self.partition_of(domain) if domain else record.partition
         if home != record.partition:
-            reason = (
-                f"domain {domain!r} belongs on partition {home} (murmur2 of the domain, the "
-                f"Java client's default), but this record is on partition {record.partition}: "
-                "publish with the domain as key and the murmur2 partitioner "
-                "(kcat/librdkafka: -X partitioner=murmur2_random)"
-            )
+            reason = wrong_partition_reason(domain, record.key, home, record.partition)
             letter = self._dead_letter(record, reason, "partition", envelope.event_id)
             return [letter, *self._answer_refusal(envelope, record, reason)]
         if self.handler.seen_before(domain, envelope.event_id):

@@ -40,7 +40,9 @@ async def _run(settings: SimulatorSettings) -> int:
     sim = Simulation(scenario, seed=settings.seed, start=clock.now(), run_id=uuid.uuid4().hex[:6])
     publisher = KafkaPublisher(settings.bootstrap_servers)
     decisions = KafkaDecisions(settings.bootstrap_servers, topics.routing_decisions)
-    runner = SimulationRunner(sim, publisher, decisions, clock, topics, domain)
+    runner = SimulationRunner(
+        sim, publisher, decisions, clock, topics, domain, output_format=settings.output_format
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

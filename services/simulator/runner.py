@@ -15,7 +15,7 @@ from collections.abc import Iterable
 import structlog
 
 from services.common.clock import Clock
-from services.common.codec import encode_envelope
+from services.common.codec import OutputFormat, encode_record
 from services.common.topics import Topics
 from services.simulator.adapters.kafka import DecisionStream, EventPublisher, Record
 from services.simulator.adapters.wire import decision_from_envelope, to_envelope
@@ -44,6 +44,7 @@ class SimulationRunner:
         *,
         progress_every: float = 15.0,
         flush_timeout: float = 10.0,
+        output_format: OutputFormat = "protobuf",
     ) -> None:
         self.sim = sim
         self.publisher = publisher
@@ -54,6 +55,7 @@ class SimulationRunner:
         self.key = domain.encode()
         self.progress_every = progress_every
         self.flush_timeout = flush_timeout
+        self.output_format: OutputFormat = output_format
         self.published = 0
 
     def emit(self, events: Iterable[SimEvent]) -> None:
@@ -62,8 +64,8 @@ class SimulationRunner:
             topic = (
                 self.topics.contact_events if event.topic == "contact" else self.topics.agent_events
             )
-            value = encode_envelope(to_envelope(event, self.domain))
-            self.publisher.enqueue(Record(topic=topic, key=self.key, value=value))
+            value, headers = encode_record(to_envelope(event, self.domain), self.output_format)
+            self.publisher.enqueue(Record(topic=topic, key=self.key, value=value, headers=headers))
             self.published += 1
 
     async def _tick(self, stop: asyncio.Event) -> None:

@@ -10,7 +10,9 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast, get_args
 
+from services.common.codec import OutputFormat
 from services.common.config import KafkaSettings
 from services.common.errors import ConfigError
 
@@ -31,6 +33,8 @@ class SimulatorSettings:
     seed: int
     report: Path | None
     log_format: str
+    #: How events are written: as the services write their outputs (``kafka.output_format``).
+    output_format: OutputFormat = "protobuf"
 
     @classmethod
     def from_args(cls, argv: Sequence[str] | None, env: Mapping[str, str]) -> SimulatorSettings:
@@ -67,7 +71,16 @@ class SimulatorSettings:
             choices=("auto", "json", "console"),
             default=env.get("SWITCHBOARD_LOG__FORMAT", "auto"),
         )
+        parser.add_argument(
+            "--output-format",
+            default=env.get(f"{env_kafka}OUTPUT_FORMAT", "protobuf"),
+            help="protobuf (default) or json (the protobuf JSON mapping, content-type header)",
+        )
         args = parser.parse_args(argv)
+        if args.output_format not in get_args(OutputFormat):
+            raise ConfigError(
+                f"--output-format: expected protobuf or json, got {args.output_format!r}"
+            )
         # Same validation as the services, so a typo fails the same way everywhere.
         try:
             KafkaSettings(bootstrap_servers=args.bootstrap_servers)
@@ -87,4 +100,5 @@ class SimulatorSettings:
             seed=args.seed,
             report=args.report,
             log_format=args.log_format,
+            output_format=cast(OutputFormat, args.output_format),
         )

@@ -113,7 +113,7 @@ def event(kind: str, event_id: str, **fields: object) -> bytes:
 
 async def decisions(stack: Stack) -> list[Envelope]:
     records = await stack.kafka.read_all(stack.topics.routing_decisions, expect=10**9, timeout=0.3)
-    return [decode_envelope(r.value) for r in records]
+    return [decode_envelope(r.value, r.headers) for r in records]
 
 
 async def wait_for_decision(stack: Stack, payload: str, contact_id: str) -> Envelope:
@@ -173,7 +173,7 @@ async def test_the_story_of_a_day(stack: Stack) -> None:
     hold.contact_held.expected_duration.FromSeconds(180)
     await kafka.produce(topics.contact_events, [encode_envelope(hold)], key=b"acme")
     told = await kafka.read_all(topics.notifications, expect=1, timeout=60)
-    note = decode_envelope(told[0].value).notification_record
+    note = decode_envelope(told[0].value, told[0].headers).notification_record
     assert note.outcome == 1
     # What the customer read is the gateway's to know; the topic says only that it went.
     assert note.notification.body == ""
@@ -216,7 +216,9 @@ async def test_the_story_of_a_day(stack: Stack) -> None:
     await wait_for_decision(stack, "contact_closed", "c2")
 
     told = await kafka.read_all(topics.notifications, expect=4, timeout=30)
-    kinds = sorted(decode_envelope(r.value).notification_record.notification.kind for r in told)
+    kinds = sorted(
+        decode_envelope(r.value, r.headers).notification_record.notification.kind for r in told
+    )
     report = await audit_topics(kafka.bootstrap_servers, topics)
     assert report.ok, report.summary()
     assert (report.arrived, report.assigned, report.abandoned) == (2, 1, 1)

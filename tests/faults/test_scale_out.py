@@ -294,7 +294,7 @@ class ContactCenter:
             batch = await self._consumer.getmany(timeout_ms=50)
             for _, records in sorted(batch.items()):
                 for record in records:
-                    self._on_decision(decode_envelope(record.value))
+                    self._on_decision(decode_envelope(record.value, record.headers))
             await self._send_due()
 
     def _later(self, delay: float, topic: str, domain: str, value: bytes) -> None:

@@ -5,6 +5,7 @@ their state, from the live values of every changelog and from the escalations to
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from switchboard.v1 import common_pb2
@@ -37,12 +38,17 @@ def erasure(customer_id: str) -> bytes:
     return encode_envelope(e)
 
 
+async def live_records(kafka: KafkaBroker, topic: str) -> dict[bytes, Any]:
+    """What a compacted topic holds for good: the latest record of every key."""
+    latest: dict[bytes, Any] = {}
+    for record in await kafka.read_all(topic, expect=10**9, timeout=1.0):
+        latest[record.key or b""] = record
+    return {key: record for key, record in latest.items() if record.value is not None}
+
+
 async def live_values(kafka: KafkaBroker, topic: str) -> dict[bytes, bytes]:
     """What a compacted topic holds for good: the latest value of every key."""
-    latest: dict[bytes, bytes | None] = {}
-    for record in await kafka.read_all(topic, expect=10**9, timeout=1.0):
-        latest[record.key or b""] = record.value
-    return {key: value for key, value in latest.items() if value is not None}
+    return {key: record.value for key, record in (await live_records(kafka, topic)).items()}
 
 
 def holding_personal_data(values: dict[bytes, bytes]) -> list[str]:
@@ -112,8 +118,8 @@ async def test_an_erasure_request_removes_the_customer_from_every_live_store(
         for process in processes:
             await process.stop()
     escalated = [
-        decode_envelope(value).escalation_record.escalation
-        for value in (await live_values(kafka, topics.escalations)).values()
+        decode_envelope(record.value, record.headers).escalation_record.escalation
+        for record in (await live_records(kafka, topics.escalations)).values()
     ]
     assert escalated
     assert all(e.customer.name == "" and e.customer.language in ("en", "pl") for e in escalated)

@@ -113,7 +113,7 @@ async def test_a_breach_reaches_only_the_right_manager_and_ack_stops_re_escalati
         assert not any(r.escalation.contact_id == "c1" for r in english)
 
     records = await kafka.read_all(topics.escalations, expect=2)
-    kinds = [decode_envelope(r.value).escalation_record.kind for r in records]
+    kinds = [decode_envelope(r.value, r.headers).escalation_record.kind for r in records]
     assert kinds == [
         escalation_pb2.ESCALATION_CHANGE_KIND_RAISED,
         escalation_pb2.ESCALATION_CHANGE_KIND_ACKNOWLEDGED,
@@ -178,14 +178,22 @@ async def test_no_or_unknown_token_is_unauthenticated_and_other_teams_are_refuse
             assert list((await stub.ListOpen(own, metadata=PIOTR)).escalations) == []
 
 
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("protobuf", "protobuf"), ("json", "protobuf")],  # the topic is read back in both formats
+)
 async def test_a_restart_keeps_open_escalations_and_raises_nothing_twice(
-    kafka: KafkaBroker,
+    kafka: KafkaBroker, before: str, after: str
 ) -> None:
     topics = await kafka.fresh_topics()
-    async with escalation(kafka, topics) as port:
+    async with escalation(kafka, topics, SWITCHBOARD_KAFKA__OUTPUT_FORMAT=before) as port:
         await kafka.produce(topics.contact_events, [arrived("c1", "billing-pl")], key=b"acme")
-        await kafka.read_all(topics.escalations, expect=1)
-    async with escalation(kafka, topics) as port:
+        [first] = await kafka.read_all(topics.escalations, expect=1)
+        assert (
+            dict(first.headers)["content-type"]
+            == f"application/{before}".replace("protobuf", "x-protobuf").encode()
+        )
+    async with escalation(kafka, topics, SWITCHBOARD_KAFKA__OUTPUT_FORMAT=after) as port:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = escalation_pb2_grpc.EscalationServiceStub(channel)
             reply = await stub.ListOpen(escalation_pb2.ListOpenRequest(), metadata=PIOTR)
@@ -194,7 +202,7 @@ async def test_a_restart_keeps_open_escalations_and_raises_nothing_twice(
             await kafka.produce(topics.contact_events, [arrived("c2", "billing-pl")], key=b"acme")
             await kafka.read_all(topics.escalations, expect=2)
     records = await kafka.read_all(topics.escalations, expect=2)
-    raised = [decode_envelope(r.value).escalation_record for r in records]
+    raised = [decode_envelope(r.value, r.headers).escalation_record for r in records]
     assert sorted(
         r.escalation.contact_id
         for r in raised
@@ -236,7 +244,7 @@ async def test_a_team_removed_from_config_while_its_escalation_is_open_does_not_
                 metadata=hugo,
             )
     records = await kafka.read_all(topics.escalations, expect=3)
-    kinds = [decode_envelope(r.value).escalation_record.kind for r in records]
+    kinds = [decode_envelope(r.value, r.headers).escalation_record.kind for r in records]
     assert kinds == [
         escalation_pb2.ESCALATION_CHANGE_KIND_RAISED,
         escalation_pb2.ESCALATION_CHANGE_KIND_UPDATED,  # the re-homing, published

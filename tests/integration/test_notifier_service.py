@@ -99,7 +99,7 @@ async def notifier(
 
 async def delivered_records(kafka: KafkaBroker, topics: Topics, expect: int) -> list[Any]:
     records = await kafka.read_all(topics.notifications, expect=expect, timeout=5)
-    return [decode_envelope(r.value).notification_record for r in records]
+    return [decode_envelope(r.value, r.headers).notification_record for r in records]
 
 
 async def test_a_hold_yields_exactly_one_message_with_reason_and_duration(

@@ -82,7 +82,7 @@ class Decisions:
         records = await self.kafka.read_all(
             self.topics.routing_decisions, expect=10**9, timeout=0.5
         )
-        return [decode_envelope(r.value) for r in records]
+        return [decode_envelope(r.value, r.headers) for r in records]
 
     async def wait_for(self, predicate, timeout: float = 30.0) -> list[Envelope]:  # type: ignore[no-untyped-def]
         loop = asyncio.get_running_loop()

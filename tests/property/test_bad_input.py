@@ -81,7 +81,7 @@ class Harness:
             if out.topic.endswith(".dlq"):
                 error = dict(out.headers or ())["dlq.error"].decode()
                 reason = dict(out.headers or ())["dlq.reason"].decode()
-                assert error in ("decode", "rejected", "too_large"), (
+                assert error in ("decode", "rejected", "wrong_topic", "too_large"), (
                     f"{self.service} crashed: {reason}"
                 )
                 assert reason, "a dead letter must say why"

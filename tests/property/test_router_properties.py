@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.domain import RoutingCore, RoutingPolicy
+from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
 from services.router.domain.model import (
     AgentLoggedIn,
     AgentLoggedOut,
@@ -86,6 +86,17 @@ step = st.one_of(
 )
 
 
+def applied_or_refused(core: RoutingCore, event: Any, now: float) -> list[Any]:
+    """The decisions, or none if the core refused the event (an agent not logged in, a
+    contact not known): then it must have changed nothing."""
+    before = core.snapshot()
+    try:
+        return core.apply(event, now)
+    except RoutingError:
+        assert core.snapshot() == before, f"refused {event} but changed state"
+        return []
+
+
 @settings(max_examples=500, deadline=None)
 @given(st.lists(step, max_size=60))
 def test_routing_invariants_hold_for_any_interleaving(steps: list[tuple[Any, ...]]) -> None:
@@ -136,13 +147,10 @@ def test_routing_invariants_hold_for_any_interleaving(steps: list[tuple[Any, ...
         elif kind == "login":
             decisions = core.apply(AGENTS[item[1]], now)
         elif kind == "logout":
-            decisions = core.apply(AgentLoggedOut(item[1]), now)
+            decisions = applied_or_refused(core, AgentLoggedOut(item[1]), now)
         elif kind in ("away", "ready"):
             state = AgentState.AWAY if kind == "away" else AgentState.AVAILABLE
-            try:
-                decisions = core.apply(AgentStateChanged(item[1], state, "break"), now)
-            except Exception:  # noqa: BLE001 - an agent not logged in: rejected, state intact
-                decisions = []
+            decisions = applied_or_refused(core, AgentStateChanged(item[1], state, "break"), now)
         elif kind in ("accept", "reject") and outstanding:
             contact_id, (offer_id, agent_id) = sorted(outstanding.items())[
                 item[1] % len(outstanding)
@@ -152,9 +160,9 @@ def test_routing_invariants_hold_for_any_interleaving(steps: list[tuple[Any, ...
             )
             decisions = core.apply(event, now)
         elif kind == "end":
-            decisions = core.apply(ContactEnded(item[1]), now)
+            decisions = applied_or_refused(core, ContactEnded(item[1]), now)
         elif kind == "abandon":
-            decisions = core.apply(ContactAbandoned(item[1]), now)
+            decisions = applied_or_refused(core, ContactAbandoned(item[1]), now)
         elif kind == "wait":
             now += item[1]
             decisions = core.tick(now)

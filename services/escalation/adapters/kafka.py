@@ -20,10 +20,10 @@ from switchboard.v1 import escalation_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.clock import Clock, SystemClock
-from services.common.codec import decode_envelope, encode_envelope, new_envelope
+from services.common.codec import decode_envelope, encode_record, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import DecodeError, RejectedEvent
-from services.common.kafka import InboundRecord, OutboundRecord, read_changelog
+from services.common.kafka import InboundRecord, OutboundRecord, read_latest_records
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics, load_topic_specs
 from services.escalation.adapters.mapping import (
@@ -139,11 +139,11 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         """Keep the latest record of every escalation on the topic in ``_restored``, by
         domain; records that do not decode or map are skipped, logged and counted."""
         topic = self.topics.escalations
-        entries = await read_changelog(self.kafka, topic, range(self._partition_count(topic)))
+        entries = await read_latest_records(self.kafka, topic, range(self._partition_count(topic)))
         by_domain: dict[str, list[m.Escalation]] = defaultdict(list)
-        for _, value in entries.values():
+        for value, headers in entries.values():
             try:
-                envelope = decode_envelope(value)
+                envelope = decode_envelope(value, headers)
                 escalation = escalation_from_proto(envelope.escalation_record.escalation)
             except (DecodeError, ValueError) as exc:
                 log.warning("restore: unreadable escalation record skipped", error=str(exc))
@@ -179,9 +179,10 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
                 occurred_at=self.clock.now(),
             )
             envelope.escalation_record.CopyFrom(record)
+            value, headers = encode_record(envelope, self.kafka.output_format)
             out.append(
                 OutboundRecord(
-                    self.topics.escalations, encode_envelope(envelope), e.escalation_id.encode()
+                    self.topics.escalations, value, e.escalation_id.encode(), headers=headers
                 )
             )
             self._count(change)

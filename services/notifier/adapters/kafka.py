@@ -16,7 +16,7 @@ from switchboard.v1 import notification_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.clock import Clock, SystemClock
-from services.common.codec import encode_envelope, new_envelope
+from services.common.codec import encode_record, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import RejectedEvent
 from services.common.kafka import (
@@ -133,9 +133,10 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
             domain, "notifier", event_id=f"{note.notification_id}:outcome", occurred_at=now
         )
         envelope.notification_record.CopyFrom(record)
+        value, headers = encode_record(envelope, self.kafka.output_format)
         out = [
             OutboundRecord(
-                self.topics.notifications, encode_envelope(envelope), note.contact_id.encode()
+                self.topics.notifications, value, note.contact_id.encode(), headers=headers
             )
         ]
         if outcome == DEAD_LETTERED:

@@ -16,7 +16,7 @@ import structlog
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.clock import Clock, SystemClock
-from services.common.codec import encode_envelope, new_envelope
+from services.common.codec import encode_record, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import RejectedEvent
 from services.common.kafka import InboundRecord, OutboundRecord
@@ -102,11 +102,7 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         rejected = answer.event_rejected
         rejected.event_id, rejected.reason, rejected.topic = envelope.event_id, reason, record.topic
         rejected.payload = envelope.WhichOneof("payload") or ""
-        return [
-            OutboundRecord(
-                self.topics.routing_decisions, encode_envelope(answer), envelope.domain.encode()
-            )
-        ]
+        return [self._record(envelope.domain, answer)]
 
     def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         out: list[OutboundRecord] = []
@@ -163,14 +159,17 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
                 occurred_at=self.clock.now(),
             )
             decision_to_envelope(decision, envelope)
-            out.append(
-                OutboundRecord(
-                    self.topics.routing_decisions, encode_envelope(envelope), domain.encode()
-                )
-            )
+            out.append(self._record(domain, envelope))
         if decisions:
             log.debug("decided", decisions=[type(d).__name__ for d in decisions])
         return out
+
+    def _record(self, domain: str, envelope: Envelope) -> OutboundRecord:
+        """A decision on ``routing.decisions``, keyed by domain, in the configured format."""
+        value, headers = encode_record(envelope, self.kafka.output_format)
+        return OutboundRecord(
+            self.topics.routing_decisions, value, domain.encode(), headers=headers
+        )
 
     def _count(self, label: str, decision: m.Decision) -> None:
         """Count a decision under its domain's ``label``."""

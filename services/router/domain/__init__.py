@@ -5,7 +5,10 @@ from services.router.domain.errors import (
     InvalidTransition,
     PolicyError,
     RoutingError,
+    StaleOffer,
     UnknownAgent,
+    UnknownContact,
+    UnknownOffer,
     UnknownQueue,
     UnknownSkill,
 )
@@ -22,8 +25,11 @@ __all__ = [
     "RoutingCore",
     "RoutingError",
     "RoutingPolicy",
+    "StaleOffer",
     "Strategy",
     "UnknownAgent",
+    "UnknownContact",
+    "UnknownOffer",
     "UnknownQueue",
     "UnknownSkill",
 ]

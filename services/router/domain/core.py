@@ -52,7 +52,10 @@ from services.common.deadlines import Deadlines
 from services.router.domain import read_model
 from services.router.domain.errors import (
     InvalidTransition,
+    StaleOffer,
     UnknownAgent,
+    UnknownContact,
+    UnknownOffer,
     UnknownQueue,
     UnknownSkill,
 )
@@ -379,9 +382,7 @@ class RoutingCore:
         self._dispatch_contact(contact, now, out)
 
     def _abandon(self, contact_id: str, now: float, out: list[Decision]) -> None:
-        contact = self._contacts.get(contact_id)
-        if contact is None:
-            return
+        contact = self._known_contact(contact_id)
         if contact.status == ASSIGNED:
             self._end(contact_id, now, out)  # hung up while talking: handled, not abandoned
             return
@@ -400,9 +401,7 @@ class RoutingCore:
             self._dispatch_agent(freed, now, out)
 
     def _end(self, contact_id: str, now: float, out: list[Decision]) -> None:
-        contact = self._contacts.get(contact_id)
-        if contact is None:
-            return
+        contact = self._known_contact(contact_id)
         freed = self._agents.get(contact.agent) if contact.status == OFFERED else None
         if contact.status == OFFERED:
             self._withdraw_offer(contact, freed, now, out)
@@ -427,9 +426,7 @@ class RoutingCore:
             self._dispatch_agent(freed, now, out)
 
     def _transfer(self, event: ContactTransferred, now: float, out: list[Decision]) -> None:
-        contact = self._contacts.get(event.contact_id)
-        if contact is None:
-            return
+        contact = self._known_contact(event.contact_id)
         target = event.to_queue or contact.queue
         qp = self.policy.queues.get(target)
         if qp is None:
@@ -438,6 +435,7 @@ class RoutingCore:
         freed = self._agents.get(contact.agent) if contact.status == OFFERED else None
         if contact.status == OFFERED:
             self._withdraw_offer(contact, freed, now, out)
+            contact.offer_outcome = "it was withdrawn when the contact was transferred"
         elif contact.status == ASSIGNED:
             agent = self._agents.get(contact.agent)
             if agent is not None:
@@ -501,7 +499,7 @@ class RoutingCore:
     def _logout(self, agent_id: str, now: float, out: list[Decision]) -> None:
         agent = self._agents.get(agent_id)
         if agent is None or agent.state == AgentState.LOGGED_OUT:
-            return
+            raise UnknownAgent(f"agent {agent_id!r} is not logged in")
         agent.move_to(AgentState.LOGGED_OUT, "")
         self._staff.add(agent, -1)
         self._release_offers(agent, now, out)
@@ -553,16 +551,11 @@ class RoutingCore:
         self._dispatch_agent(agent, now, out)
 
     def _accept(self, event: OfferAccepted, now: float, out: list[Decision]) -> None:
-        contact = self._contacts.get(event.contact_id)
-        if contact is None or contact.offer_id != event.offer_id or contact.status != OFFERED:
-            return  # late answer to an offer that timed out, was withdrawn or closed
-        if contact.agent != event.agent_id:
-            raise InvalidTransition(
-                f"offer {event.offer_id} was made to {contact.agent}, not {event.agent_id}"
-            )
+        contact = self._open_offer(event.contact_id, event.offer_id, event.agent_id)
         agent = self._agents[contact.agent]
         agent.offers.pop(contact.offer_id, None)
         contact.move_to(ASSIGNED)
+        contact.offer_outcome = f"{agent.agent_id!r} accepted it"
         contact.assigned_at = now
         waited = now - contact.enqueued_at
         qp = self.policy.queues[contact.queue]
@@ -582,13 +575,7 @@ class RoutingCore:
         self._dispatch_agent(agent, now, out)
 
     def _reject(self, event: OfferRejected, now: float, out: list[Decision]) -> None:
-        contact = self._contacts.get(event.contact_id)
-        if contact is None or contact.offer_id != event.offer_id or contact.status != OFFERED:
-            return
-        if contact.agent != event.agent_id:
-            raise InvalidTransition(
-                f"offer {event.offer_id} was made to {contact.agent}, not {event.agent_id}"
-            )
+        contact = self._open_offer(event.contact_id, event.offer_id, event.agent_id)
         agent = self._agents[contact.agent]
         contact.declined.append(agent.agent_id)
         self._requeue(contact, agent, RequeueReason.REJECTED, now, out)
@@ -606,6 +593,10 @@ class RoutingCore:
             return
         agent = self._agents.get(contact.agent)
         out.append(OfferTimedOut(contact.offer_id, contact_id, contact.agent))
+        contact.offer_outcome = (
+            f"it timed out unanswered by {contact.agent!r} after "
+            f"{self.policy.queues[contact.queue].offer_timeout_s:g} s"
+        )
         if agent is not None:
             contact.declined.append(agent.agent_id)
             self._requeue(contact, agent, RequeueReason.TIMED_OUT, now, out)
@@ -648,6 +639,46 @@ class RoutingCore:
         if contact.status == WAITING:
             self._check_routable(contact, out)
             self._dispatch_contact(contact, now, out)
+
+    # ------------------------------------------------------------------ lookups
+
+    def _known_contact(self, contact_id: str) -> ContactRecord:
+        contact = self._contacts.get(contact_id)
+        if contact is None:
+            raise UnknownContact(
+                f"contact {contact_id!r} is unknown (it never arrived, or it has closed)"
+            )
+        return contact
+
+    def _open_offer(self, contact_id: str, offer_id: str, agent_id: str) -> ContactRecord:
+        """The contact whose open offer ``offer_id`` is, made to ``agent_id``; otherwise
+        the error says which offer it was and what became of it."""
+        contact = self._contacts.get(contact_id)
+        if contact is None:
+            raise UnknownContact(
+                f"offer {offer_id!r} is not open: contact {contact_id!r} is unknown "
+                "(it never arrived, or it has closed)"
+            )
+        if contact.status == OFFERED and contact.offer_id == offer_id:
+            if contact.agent != agent_id:
+                raise InvalidTransition(
+                    f"offer {offer_id!r} was made to {contact.agent!r}, not {agent_id!r}"
+                )
+            return contact
+        prefix, _, number = offer_id.rpartition("#")
+        attempt = int(number) if prefix == contact_id and number.isdigit() else 0
+        if not 1 <= attempt <= contact.attempt:
+            open_now = (
+                f" (its open offer is {contact.offer_id!r})" if contact.status == OFFERED else ""
+            )
+            raise UnknownOffer(
+                f"offer {offer_id!r} was never made for contact {contact_id!r}{open_now}"
+            )
+        if attempt < contact.attempt:
+            what = f"offer '{contact_id}#{contact.attempt}' was made after it"
+        else:
+            what = contact.offer_outcome or "it has ended"
+        raise StaleOffer(f"offer {offer_id!r} is no longer open: {what}")
 
     # ------------------------------------------------------------------ routing
 
@@ -820,6 +851,10 @@ class RoutingCore:
         out: list[Decision],
     ) -> None:
         """Back to its original place in line: the sort key never changed."""
+        if reason == RequeueReason.REJECTED:
+            contact.offer_outcome = f"{agent.agent_id!r} rejected it"
+        elif reason == RequeueReason.AGENT_UNAVAILABLE:
+            contact.offer_outcome = f"it was withdrawn when {agent.agent_id!r} became unavailable"
         agent.active.pop(contact.contact_id, None)
         agent.offers.pop(contact.offer_id, None)
         contact.move_to(WAITING)

@@ -4,7 +4,12 @@ Hierarchy::
 
     RoutingError            an input the core cannot apply (the adapter dead-letters it)
     ├── PolicyError         the routing policy is invalid (fails at start, names the field)
-    ├── UnknownAgent        an agent event for an agent that never logged in
+    ├── UnknownAgent        an agent event for an agent that is not logged in
+    ├── UnknownContact      a contact event for a contact the core does not know (it never
+    │                       arrived, or it has closed)
+    ├── UnknownOffer        an answer naming an offer never made for that contact
+    ├── StaleOffer          an answer to an offer that is no longer open (it timed out,
+    │                       was rejected, withdrawn or already accepted)
     ├── UnknownQueue        a contact for a queue the policy does not define
     ├── UnknownSkill        a contact requires a skill no queue of the policy configures
     └── InvalidTransition   an event that contradicts the contact's or agent's state
@@ -13,9 +18,11 @@ Hierarchy::
                             (``states.py``) forbids, a bug; the consume loop fails rather
                             than dead-letter the event that exposed it
 
-Inputs that are merely late or repeated (a second arrival of a known contact, an answer
-to an offer that already timed out) are not errors: the core ignores them and returns no
-decisions, as a real platform must when events race.
+Every input the core cannot act on is an error, so its producer is told (the adapter
+answers it with an ``EventRejected`` and dead-letters it), even one that merely raced
+(an accept that arrived after its offer timed out). Only repeats that change nothing and
+need no answer are ignored: a second arrival of a contact being routed, a second login of
+a logged-in agent.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ __all__ = [
     "InvalidTransition",
     "PolicyError",
     "RoutingError",
+    "StaleOffer",
     "UnknownAgent",
+    "UnknownContact",
+    "UnknownOffer",
     "UnknownQueue",
     "UnknownSkill",
 ]
@@ -45,6 +55,18 @@ class PolicyError(RoutingError):
 
 class UnknownAgent(RoutingError):
     """No agent with this id is known."""
+
+
+class UnknownContact(RoutingError):
+    """No contact with this id is routing (never arrived, or already closed)."""
+
+
+class UnknownOffer(RoutingError):
+    """The offer id names no offer ever made for the contact."""
+
+
+class StaleOffer(RoutingError):
+    """The offer was made but is no longer open; ``reason`` says what became of it."""
 
 
 class UnknownQueue(RoutingError):

@@ -170,6 +170,9 @@ class ContactRecord:
     #: (values, not a new field, so snapshots stay readable by the previous version).
     sent_estimate: float = NOT_SENT
     assigned_at: float = 0.0
+    #: What became of the latest offer once it closed ("it timed out ...", "'a1' rejected
+    #: it"), to tell a late answer to it why it was refused.
+    offer_outcome: str = ""
 
     def move_to(self, status: ContactStatus) -> None:
         """Change status as ``states.CONTACT_TRANSITIONS`` allows."""
@@ -182,7 +185,7 @@ class ContactRecord:
         return (self.enqueued_at - boost, self.seq)
 
     def snapshot(self) -> dict[str, Any]:
-        return {
+        snap = {
             "queue": self.queue,
             "channel": self.channel,
             "required": self.required,
@@ -205,6 +208,9 @@ class ContactRecord:
             "sent_estimate": self.sent_estimate,
             "assigned_at": self.assigned_at,
         }
+        if self.offer_outcome:  # only once an offer has closed: older snapshots lack it
+            snap["offer_outcome"] = self.offer_outcome
+        return snap
 
     @classmethod
     def from_snapshot(cls, contact_id: str, snap: Mapping[str, Any]) -> ContactRecord:

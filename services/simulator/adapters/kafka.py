@@ -49,6 +49,7 @@ class Record:
     topic: str
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 class EventPublisher(Protocol):
@@ -174,7 +175,10 @@ class KafkaPublisher:
         """Send ``batch`` in order; return how many from its start were acknowledged."""
         producer = await self._ensure_producer()
         futures = [
-            await producer.send(record.topic, record.value, key=record.key) for record in batch
+            await producer.send(
+                record.topic, record.value, key=record.key, headers=list(record.headers)
+            )
+            for record in batch
         ]
         results = await asyncio.gather(*futures, return_exceptions=True)
         for index, result in enumerate(results):

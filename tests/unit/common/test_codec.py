@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 from switchboard.v1.common_pb2 import CHANNEL_CHAT
 from switchboard.v1.envelope_pb2 import Envelope
 
-from services.common.codec import decode_envelope, encode_envelope, new_envelope, set_timestamp
+from services.common.codec import (
+    decode_envelope,
+    encode_envelope,
+    encode_record,
+    new_envelope,
+    set_timestamp,
+)
 from services.common.errors import DecodeError
 
 JSON = (("content-type", b"application/json"),)
@@ -38,6 +46,35 @@ def test_json_mapping_is_accepted_with_the_content_type_header() -> None:
 def test_handwritten_json_as_kcat_would_send_it() -> None:
     text = b'{"eventId": "e-9", "domain": "acme", "contactAbandoned": {"contactId": "c-9"}}'
     assert decode_envelope(text, JSON).contact_abandoned.contact_id == "c-9"
+
+
+def test_output_records_say_their_content_type_and_read_back_as_written() -> None:
+    original = _arrived()
+    for output_format, content_type in (
+        ("protobuf", b"application/x-protobuf"),
+        ("json", b"application/json"),
+    ):
+        value, headers = encode_record(original, output_format)  # type: ignore[arg-type]
+        assert headers == (("content-type", content_type),)
+        assert decode_envelope(value, headers) == original
+
+
+def test_json_output_is_the_mapping_an_integrator_types_on_one_line() -> None:
+    offer = new_envelope("acme", "router", event_id="e-2", occurred_at=1_700_000_000.25)
+    offer.offer_made.offer_id, offer.offer_made.contact_id = "c-1#1", "c-1"
+    offer.offer_made.agent_id, offer.offer_made.queue = "a-1", "billing"
+    offer.offer_made.channel = CHANNEL_CHAT
+    offer.offer_made.expires_at.FromSeconds(1_700_000_008)
+    offer.offer_made.waited.FromSeconds(2)
+    offer.offer_made.attempt = 1
+    value, _ = encode_record(offer, "json")
+    assert value == (
+        b'{"eventId":"e-2","occurredAt":"2023-11-14T22:13:20.250Z","domain":"acme",'
+        b'"source":"router","offerMade":{"offerId":"c-1#1","contactId":"c-1","agentId":"a-1",'
+        b'"queue":"billing","channel":"CHANNEL_CHAT","expiresAt":"2023-11-14T22:13:28Z",'
+        b'"waited":"2s","attempt":1,"relaxationStep":0}}'
+    )
+    assert json.loads(value)["offerMade"]["offerId"] == "c-1#1"
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,7 @@ def test_env_overrides_toml(tmp_path: Path) -> None:
         ({"SWITCHBOARD_LOG__LEVEL": "loud"}, "log.level"),
         ({"SWITCHBOARD_KAFKA__MAX_BATCH": "zero"}, "kafka.max_batch"),
         ({"SWITCHBOARD_KAFKA__BOGUS": "1"}, "kafka.bogus"),
+        ({"SWITCHBOARD_KAFKA__OUTPUT_FORMAT": "xml"}, "kafka.output_format"),
     ],
 )
 def test_a_wrong_value_fails_naming_the_field(env: dict[str, str], field: str) -> None:
@@ -51,3 +52,18 @@ def test_invalid_toml_is_reported(tmp_path: Path) -> None:
     config.write_text("[kafka\n")
     with pytest.raises(ConfigError, match="not valid TOML"):
         ServiceSettings.from_env({"SWITCHBOARD_CONFIG": str(config)})
+
+
+def test_output_format_is_protobuf_unless_json_is_asked_for(tmp_path: Path) -> None:
+    assert ServiceSettings.from_env({}).kafka.output_format == "protobuf"
+    config = tmp_path / "svc.toml"
+    config.write_text('[kafka]\noutput_format = "json"\n')
+    assert ServiceSettings.from_env({"SWITCHBOARD_CONFIG": str(config)}).kafka.output_format == (
+        "json"
+    )
+    assert (
+        ServiceSettings.from_env(
+            {"SWITCHBOARD_CONFIG": str(config), "SWITCHBOARD_KAFKA__OUTPUT_FORMAT": "protobuf"}
+        ).kafka.output_format
+        == "protobuf"
+    )

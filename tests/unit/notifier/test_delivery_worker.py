@@ -60,7 +60,7 @@ class Rig:
     def outcome(self) -> Any:
         [record] = self.records(TOPICS.notifications)
         assert record.value is not None
-        envelope: Envelope = decode_envelope(record.value)
+        envelope: Envelope = decode_envelope(record.value, record.headers)
         return envelope.notification_record
 
     def metric(self, name: str, **labels: str) -> float:
@@ -180,6 +180,7 @@ async def test_an_exhausted_budget_is_dead_lettered_with_the_shared_headers() ->
         "dlq.service": b"notifier",
         "dlq.original.topic": TOPICS.notifications.encode(),
         "dlq.event_id": NID.encode(),
+        "content-type": b"application/x-protobuf",  # the original's, so it reads as written
     }
     assert rig.metric("switchboard_notifier_dead_lettered_total") == 1
 

@@ -10,7 +10,9 @@ from services.router.domain import (
     PolicyError,
     RoutingCore,
     RoutingPolicy,
+    StaleOffer,
     UnknownAgent,
+    UnknownContact,
     UnknownQueue,
     UnknownSkill,
 )
@@ -220,12 +222,18 @@ def test_a_missed_offer_times_out_requeues_and_sets_the_agent_away() -> None:
     assert of(OfferMade, out)[0].offer_id == "c1#2"
 
 
-def test_a_late_accept_after_timeout_changes_nothing() -> None:
+def test_a_late_accept_after_timeout_is_refused_saying_the_offer_timed_out() -> None:
     core = RoutingCore(policy())
     core.apply(agent("a1"), T0)
     core.apply(call("c1"), T0)
     core.tick(T0 + 16)
-    assert core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 17) == []
+    before = core.snapshot()
+    with pytest.raises(StaleOffer) as late:
+        core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 17)
+    assert late.value.reason == (
+        "offer 'c1#1' is no longer open: it timed out unanswered by 'a1' after 15 s"
+    )
+    assert core.snapshot() == before
     assert core.contact_view("c1", T0 + 17).status == "waiting"  # type: ignore[union-attr]
 
 
@@ -248,7 +256,11 @@ def test_going_away_while_ringing_withdraws_and_no_new_offers_come() -> None:
     ]
     assert core.contact_view("c1", T0 + 1).status == "waiting"  # type: ignore[union-attr]
     assert core.waiting_ids("billing") == ["c1"]
-    assert core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 2) == []  # withdrawn: too late
+    with pytest.raises(StaleOffer) as late:  # withdrawn: too late
+        core.apply(OfferAccepted("a1", "c1", "c1#1"), T0 + 2)
+    assert late.value.reason == (
+        "offer 'c1#1' is no longer open: it was withdrawn when 'a1' became unavailable"
+    )
     assert offers(core.apply(call("c2"), T0 + 2)) == []
 
 
@@ -271,7 +283,9 @@ def test_abandon_while_waiting_or_ringing_closes_once_and_frees_the_agent() -> N
     out = core.apply(ContactAbandoned("c1"), T0 + 2)  # c1 was ringing at a1
     assert of(ContactClosed, out)[0].abandoned
     assert offers(out) == [("c2", "a1")]
-    assert core.apply(ContactAbandoned("c1"), T0 + 3) == []
+    with pytest.raises(UnknownContact) as again:  # closed: the repeat is answered, not applied
+        core.apply(ContactAbandoned("c1"), T0 + 3)
+    assert again.value.reason == "contact 'c1' is unknown (it never arrived, or it has closed)"
 
 
 def test_relaxation_lowers_proficiency_after_the_configured_wait() -> None:

@@ -11,6 +11,7 @@ from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.clock import FakeClock
 from services.common.codec import decode_envelope, encode_envelope, new_envelope
+from services.common.errors import ConfigError
 from services.common.topics import Topics
 from services.simulator import events as ev
 from services.simulator.adapters.kafka import FakeDecisions, FakePublisher
@@ -18,6 +19,7 @@ from services.simulator.adapters.wire import decision_from_envelope, to_envelope
 from services.simulator.core import Simulation
 from services.simulator.runner import SimulationRunner
 from services.simulator.scenario import Behaviour, Span, load_scenario
+from services.simulator.settings import SimulatorSettings
 from tests.support import until
 from tests.unit.simulator.routing_double import FakeRouter, drive
 
@@ -154,7 +156,7 @@ async def test_runner_publishes_logins_answers_offers_and_logs_out_on_stop() -> 
     agents = sum(group.count for group in scenario.agents)
 
     def published(kind: str) -> list[Envelope]:
-        envelopes = [decode_envelope(r.value) for r in publisher.sent]
+        envelopes = [decode_envelope(r.value, r.headers) for r in publisher.sent]
         return [e for e in envelopes if e.WhichOneof("payload") == kind]
 
     stop = asyncio.Event()
@@ -177,3 +179,35 @@ async def test_runner_publishes_logins_answers_offers_and_logs_out_on_stop() -> 
     stats = await task
     assert len(published("agent_logged_out")) == agents
     assert stats.counts["agent_logins"] == agents
+
+
+@pytest.mark.timeout(30)
+async def test_runner_writes_json_events_with_their_content_type_when_asked() -> None:
+    scenario = load_scenario("quiet-day").with_rate(0.0)
+    clock = FakeClock(START)
+    sim = Simulation(scenario, seed=1, start=START, run_id="j")
+    publisher, decisions = FakePublisher(), FakeDecisions()
+    runner = SimulationRunner(
+        sim, publisher, decisions, clock, Topics(), "acme", output_format="json"
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    clock.advance(5)
+    await until(lambda: bool(publisher.sent), 10, "something published")
+    stop.set()
+    await task
+    for record in publisher.sent:
+        assert record.headers == (("content-type", b"application/json"),)
+        assert record.value.startswith(b'{"eventId":"')
+        assert decode_envelope(record.value, record.headers).domain == "acme"
+
+
+def test_the_simulator_writes_as_the_services_do_and_refuses_an_unknown_format() -> None:
+    env = {"SWITCHBOARD_KAFKA__OUTPUT_FORMAT": "json"}
+    assert SimulatorSettings.from_args([], {}).output_format == "protobuf"
+    assert SimulatorSettings.from_args([], env).output_format == "json"
+    assert SimulatorSettings.from_args(["--output-format", "protobuf"], env).output_format == (
+        "protobuf"
+    )
+    with pytest.raises(ConfigError, match="--output-format: expected protobuf or json"):
+        SimulatorSettings.from_args(["--output-format", "xml"], {})
