@@ -11,7 +11,8 @@ Watch and ListOpen answer from this instance's read view of every domain
 Resolve are checked against the view here (an escalation committed before the call is
 in it: the view is brought up to date first when it does not show the id), then sent to
 the instance owning the escalation's domain, which checks the caller again, applies the
-command in its transaction and answers; the reply comes once that is committed.
+command in its transaction and answers; the reply comes once that is committed, with the
+escalation as this instance's view then shows it.
 """
 
 from __future__ import annotations
@@ -188,12 +189,21 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             await _abort(context, grpc.StatusCode.DEADLINE_EXCEEDED, str(exc))
         except ViewUnavailable as exc:
             await _abort(context, grpc.StatusCode.UNAVAILABLE, str(exc))
-        if outcome.status is not c.CommandStatus.OK or outcome.escalation is None:
+        if outcome.status is not c.CommandStatus.OK:
             code = _STATUS.get(outcome.status, grpc.StatusCode.UNKNOWN)
             await _abort(context, code, outcome.message or not_found)
-        done = outcome.escalation
-        # The caller's next read on this instance shows the change (committed already).
-        await model.showing(esc_id, done.version, self._budget(context, limit))
+        # Committed: answer with the escalation as the view shows it at the new version
+        # (so the caller's next read on this instance shows the change too).
+        budget = self._budget(context, limit)
+        shown = await model.showing(esc_id, outcome.version, budget)
+        done = model.view.get(esc_id)
+        if not shown or done is None:
+            await _abort(
+                context,
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"the command on {esc_id!r} was applied, but this instance's view did not "
+                f"show the result within {budget:.1f} s; ListOpen shows it shortly",
+            )
         return done
 
     async def Acknowledge(

@@ -124,7 +124,9 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
             event_id=f"{envelope.event_id}/result",
             occurred_at=self.clock.now(),
         )
-        answer.escalation_command_result.CopyFrom(outcome_to_proto(envelope.event_id, outcome))
+        answer.escalation_command_result.CopyFrom(
+            outcome_to_proto(envelope.event_id, outcome.answer())
+        )
         return OutboundRecord(
             self.topics.name(REPLIES_TOPIC), encode_envelope(answer), envelope.domain.encode()
         )

@@ -226,19 +226,17 @@ def command_from_proto(
 
 
 def outcome_to_proto(
-    command_id: str, outcome: c.CommandOutcome
+    command_id: str, answer: c.CommandAnswer
 ) -> escalation_pb2.EscalationCommandResult:
-    proto = escalation_pb2.EscalationCommandResult(
+    return escalation_pb2.EscalationCommandResult(
         command_id=command_id,
-        status=escalation_pb2.EscalationCommandStatus.ValueType(outcome.status.value),
-        message=outcome.message,
+        status=escalation_pb2.EscalationCommandStatus.ValueType(answer.status.value),
+        message=answer.message,
+        escalation_id=answer.escalation_id,
+        version=answer.version,
     )
-    if outcome.escalation is not None:
-        proto.escalation.CopyFrom(escalation_to_proto(outcome.escalation))
-    return proto
 
 
-def outcome_from_proto(p: escalation_pb2.EscalationCommandResult) -> c.CommandOutcome:
-    """The owner's answer (ValueError for a status or escalation this build cannot read)."""
-    escalation = escalation_from_proto(p.escalation) if p.HasField("escalation") else None
-    return c.CommandOutcome(c.CommandStatus(p.status), p.message, escalation)
+def outcome_from_proto(p: escalation_pb2.EscalationCommandResult) -> c.CommandAnswer:
+    """The owner's answer (ValueError for a status this build does not know)."""
+    return c.CommandAnswer(c.CommandStatus(p.status), p.message, p.escalation_id, p.version)

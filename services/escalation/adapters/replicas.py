@@ -12,10 +12,11 @@ Commands. :class:`CommandSender` writes a manager's Acknowledge, AddNote or Reso
 domain's partition, and the instance owning that partition reads it in its consume loop,
 in order with the domain's events, and applies it in that partition's transaction,
 together with an ``EscalationCommandResult`` on ``escalation.replies``. The sender
-follows ``escalation.replies`` (from its end at start) and answers the caller when the
-result with its command id arrives: read_committed, so the change is committed too. It
-then waits (briefly) until its own read view shows the change, so the caller's next
-ListOpen on this instance sees it. No answer by the command's deadline is a timeout, and
+follows ``escalation.replies`` (from its end at start) and learns the outcome when the
+result with its command id arrives: read_committed, so the change is committed too. The
+result names the escalation's new version (no customer data on that topic); the caller
+gets the escalation once this instance's read view shows that version, so their next
+ListOpen here sees it. No answer by the command's deadline is a timeout, and
 the owner does not apply a command it reads after that deadline.
 """
 
@@ -89,7 +90,7 @@ class CommandSender:
     max_in_flight: int = 1_000
     clock: Clock = field(default_factory=SystemClock)
     _producer: AIOKafkaProducer | None = None
-    _pending: dict[str, asyncio.Future[c.CommandOutcome]] = field(default_factory=dict)
+    _pending: dict[str, asyncio.Future[c.CommandAnswer]] = field(default_factory=dict)
 
     @property
     def topic(self) -> str:
@@ -123,7 +124,7 @@ class CommandSender:
         command: c.ManagerCommand,
         requester: c.Requester,
         wait_s: float,
-    ) -> c.CommandOutcome:
+    ) -> c.CommandAnswer:
         """Send ``command`` to the owner of ``domain`` and return its committed answer.
 
         Raises :class:`TooManyCommands`, :class:`CommandTimedOut` (nothing came within
@@ -142,7 +143,7 @@ class CommandSender:
         now = self.clock.now()
         envelope = new_envelope(domain, "escalation", event_id=command_id, occurred_at=now)
         envelope.escalation_command.CopyFrom(command_to_proto(command, requester, now + wait_s))
-        answer: asyncio.Future[c.CommandOutcome] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[c.CommandAnswer] = asyncio.get_running_loop().create_future()
         self._pending[command_id] = answer
         self.metrics.commands_waiting.set(len(self._pending))
         started = time.monotonic()

@@ -28,6 +28,7 @@ __all__ = [
     "MANAGER",
     "Acknowledge",
     "AddNote",
+    "CommandAnswer",
     "CommandOutcome",
     "CommandStatus",
     "ManagerCommand",
@@ -106,13 +107,32 @@ class CommandStatus(IntEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CommandAnswer:
+    """What the instance that took the call learns from the owner: the status and, when
+    OK, the escalation's version after the command (it answers with the escalation as
+    its read view shows it at that version)."""
+
+    status: CommandStatus
+    message: str = ""
+    escalation_id: str = ""
+    version: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class CommandOutcome:
-    """What the owner answers, and the changes to publish with the answer."""
+    """What the owner decided: the escalation after the command and the changes to
+    publish with the answer."""
 
     status: CommandStatus
     message: str = ""
     escalation: Escalation | None = None
     changes: tuple[EscalationChange, ...] = ()
+
+    def answer(self) -> CommandAnswer:
+        e = self.escalation
+        if e is None:
+            return CommandAnswer(self.status, self.message)
+        return CommandAnswer(self.status, self.message, e.escalation_id, e.version)
 
 
 def not_found(escalation_id: str) -> CommandOutcome:
