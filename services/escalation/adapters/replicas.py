@@ -309,9 +309,7 @@ class ReadModel:
             try:
                 envelope = decode_envelope(record.value, record.headers)
                 proto = envelope.escalation_record
-                change = m.EscalationChange(
-                    m.EscalationChangeKind(proto.kind), escalation_from_proto(proto.escalation)
-                )
+                escalation = escalation_from_proto(proto.escalation)
             except (DecodeError, ValueError) as exc:
                 log.warning(
                     "read view: unreadable escalation record skipped",
@@ -321,6 +319,7 @@ class ReadModel:
                 )
                 self.metrics.view_refused.labels("unreadable").inc()
                 return
+            change = m.EscalationChange(_kind(proto.kind), escalation)
         try:
             applied = self.view.apply(escalation_id, change)
         except ReadViewFull as exc:
@@ -342,3 +341,12 @@ class ReadModel:
         for version, waiting in self._versions.get(escalation_id, ()):
             if not waiting.done() and self.view.has_version(escalation_id, version):
                 waiting.set_result(None)
+
+
+def _kind(number: int) -> m.EscalationChangeKind:
+    """The change's kind; one this build does not know is streamed as an update (the
+    state is the escalation, as a restore reads it, whatever the kind)."""
+    try:
+        return m.EscalationChangeKind(number)
+    except ValueError:
+        return m.EscalationChangeKind.UPDATED
