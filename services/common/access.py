@@ -40,8 +40,10 @@ ACCESS: dict[str, ServiceAccess] = {
             "routing.decisions",
             "escalations",
             "escalation.changelog",
+            "escalation.commands",
+            "escalation.replies",
         ),
-        writes=("escalations", "escalation.changelog"),
+        writes=("escalations", "escalation.changelog", "escalation.commands", "escalation.replies"),
     ),
     "notifier": ServiceAccess(
         reads=("contact.events", "routing.decisions", "notifier.changelog"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 
 import grpc
@@ -14,7 +15,9 @@ from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.escalation.adapters.grpc import EscalationServicer
 from services.escalation.adapters.kafka import EscalationHandler
+from services.escalation.adapters.replicas import COMMANDS_TOPIC, CommandSender, ReadModel
 from services.escalation.adapters.watchers import Watchers
+from services.escalation.domain.read_view import EscalationReadView
 from services.escalation.metrics import EscalationMetrics
 from services.escalation.settings import EscalationSettings
 
@@ -30,35 +33,55 @@ async def build_and_run(
 ) -> None:
     registry = registry or CollectorRegistry()
     topics = Topics(settings.kafka.topic_prefix)
-    handler = EscalationHandler(
-        policy=settings.policy(),
-        topics=topics,
-        kafka=settings.kafka,
-        metrics=EscalationMetrics.create(registry),
-        watchers=Watchers(settings.watch.max_streams, settings.watch.queue_size),
-    )
+    metrics = EscalationMetrics.create(registry)
+    policy = settings.policy()
+    handler = EscalationHandler(policy=policy, topics=topics, kafka=settings.kafka, metrics=metrics)
     loop = ConsumeLoop(
         service="escalation",
         settings=settings.kafka,
-        input_topics=[topics.contact_events, topics.agent_events, topics.routing_decisions],
+        # Managers' commands are one more input, co-partitioned by domain: each is applied
+        # by the domain's owner, in order with the domain's events, in its transaction.
+        input_topics=[
+            topics.contact_events,
+            topics.agent_events,
+            topics.routing_decisions,
+            topics.name(COMMANDS_TOPIC),
+        ],
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
+    )
+    model = ReadModel(
+        topics=topics,
+        kafka=settings.kafka,
+        metrics=metrics,
+        commands=CommandSender(
+            topics, settings.kafka, metrics, max_in_flight=settings.commands.max_in_flight
+        ),
+        view=EscalationReadView(settings.view.max_escalations),
+        watchers=Watchers(settings.watch.max_streams, settings.watch.queue_size),
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         escalation_pb2_grpc.add_EscalationServiceServicer_to_server(
-            EscalationServicer(handler, loop), server
+            EscalationServicer(policy, model, settings.view, settings.commands), server
         )
         return ["switchboard.v1.EscalationService"]
 
-    await run_service(
-        "escalation",
-        settings,
-        loop,
-        register,
-        on_started=on_started,
-        handle_signals=handle_signals,
-    )
+    # The read view runs beside the service and outlives its gRPC calls (a command in
+    # flight at shutdown still gets its answer); if it fails, the loop stops the service.
+    view_task = asyncio.create_task(model.run(loop.fail), name="escalation-read-view")
+    try:
+        await run_service(
+            "escalation",
+            settings,
+            loop,
+            register,
+            on_started=on_started,
+            handle_signals=handle_signals,
+        )
+    finally:
+        model.stop()
+        await view_task
 
 
 def main() -> None:

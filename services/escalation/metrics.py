@@ -21,6 +21,10 @@ class EscalationMetrics:
     reescalated: Counter
     resolved: Counter
     restore_problems: Counter
+    view_escalations: Gauge
+    view_refused: Counter
+    commands: Counter
+    commands_waiting: Gauge
     #: Resolution codes are typed by managers: at most 50 distinct label values.
     resolution_code: BoundedLabel = field(default_factory=BoundedLabel)
 
@@ -62,6 +66,31 @@ class EscalationMetrics:
                 "switchboard_escalation_restore_problems_total",
                 "Stored records a restore left out or re-homed because the policy no longer "
                 "covers them (see the service's warning log for each).",
+                registry=registry,
+            ),
+            view_escalations=Gauge(
+                "switchboard_escalation_view_escalations",
+                "Escalations (every domain's) in this instance's read view.",
+                registry=registry,
+            ),
+            view_refused=Counter(
+                "switchboard_escalation_view_refused_total",
+                "Records of the escalations topic the read view left out: 'full' "
+                "(view.max_escalations reached: calls fail until it is raised) or "
+                "'unreadable'.",
+                ["why"],
+                registry=registry,
+            ),
+            commands=Counter(
+                "switchboard_escalation_commands_total",
+                "Acknowledge, AddNote and Resolve calls this instance sent to the domain's "
+                "owner, by outcome (the owner's answer, 'timeout' or 'unavailable').",
+                ["outcome"],
+                registry=registry,
+            ),
+            commands_waiting=Gauge(
+                "switchboard_escalation_commands_waiting",
+                "Commands this instance sent that wait for the owner's answer.",
                 registry=registry,
             ),
         )

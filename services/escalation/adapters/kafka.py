@@ -1,9 +1,11 @@
 """The escalation service's Kafka side: translation between records and the core.
 
-Inputs: contact.events, agent.events (manager requested) and routing.decisions. Outputs:
-every escalation change as an ``EscalationRecord`` on the compacted ``escalations`` topic,
-keyed by escalation id; case facts in ``escalation.changelog``. On assignment the
-handler reads both back and rebuilds each domain's core from them
+Inputs: contact.events, agent.events (manager requested), routing.decisions and
+escalation.commands (managers' commands, from whichever instance took the gRPC call: see
+:mod:`.replicas`). Outputs: every escalation change as an ``EscalationRecord`` on the
+compacted ``escalations`` topic, keyed by escalation id; each command's outcome on
+``escalation.replies``; case facts in ``escalation.changelog``. On assignment the
+handler reads the topic and the changelog back and rebuilds each domain's core from them
 (:meth:`EscalationCore.restore` re-arms the deadlines from their stored instants).
 """
 
@@ -27,17 +29,19 @@ from services.common.kafka import InboundRecord, OutboundRecord, read_latest_rec
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics, load_topic_specs
 from services.escalation.adapters.mapping import (
+    command_from_proto,
     envelope_to_input,
     escalation_from_proto,
     escalation_to_proto,
+    outcome_to_proto,
 )
-from services.escalation.adapters.watchers import Watchers
+from services.escalation.adapters.replicas import REPLIES_TOPIC
 from services.escalation.domain import (
     EscalationCore,
     EscalationPolicy,
     RejectedInput,
-    oldest_first,
 )
+from services.escalation.domain import commands as c
 from services.escalation.domain import model as m
 from services.escalation.metrics import EscalationMetrics
 
@@ -54,8 +58,6 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
     metrics: EscalationMetrics
     clock: Clock = field(default_factory=SystemClock)
     states: DomainStates[EscalationCore] = field(init=False)
-    #: The open Watch streams; :meth:`emit_changes` publishes every change to them.
-    watchers: Watchers = field(default_factory=Watchers)
     #: Escalations read back from the topic, by domain, while partitions are being assigned.
     _restored: dict[str, list[m.Escalation]] = field(default_factory=dict)
 
@@ -84,6 +86,8 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
     # -- EventHandler ----------------------------------------------------------------
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        if envelope.WhichOneof("payload") == "escalation_command":
+            return self._command(envelope)
         event = envelope_to_input(envelope)
         if event is None:
             return []
@@ -95,6 +99,48 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         except RejectedInput as exc:
             raise RejectedEvent(exc.reason) from None
         return self.emit_changes(changes)
+
+    def _command(self, envelope: Envelope) -> list[OutboundRecord]:
+        """A manager's command for a domain on this instance's partition: applied through
+        the core (which never creates a domain for it), its changes and its answer
+        written in this partition's transaction."""
+        command, requester, expires_at = command_from_proto(envelope.escalation_command)
+        core = self.states.cores.get(envelope.domain)
+        outcome = c.run_command(core, command, requester, self.clock.now(), expires_at)
+        log.info(
+            "command applied",
+            command_id=envelope.event_id,
+            escalation_id=command.escalation_id,
+            by=requester.subject,
+            status=outcome.status.slug,
+        )
+        return [*self.emit_changes(outcome.changes), self._answer(envelope, outcome)]
+
+    def _answer(self, envelope: Envelope, outcome: c.CommandOutcome) -> OutboundRecord:
+        """The command's outcome on ``escalation.replies``, for the instance waiting for it."""
+        answer = new_envelope(
+            envelope.domain,
+            "escalation",
+            event_id=f"{envelope.event_id}/result",
+            occurred_at=self.clock.now(),
+        )
+        answer.escalation_command_result.CopyFrom(
+            outcome_to_proto(envelope.event_id, outcome.answer())
+        )
+        # internal (read only by escalation instances): always binary
+        value, headers = encode_record(answer, "protobuf")
+        return OutboundRecord(
+            self.topics.name(REPLIES_TOPIC), value, envelope.domain.encode(), headers=headers
+        )
+
+    def on_refused(
+        self, envelope: Envelope, record: InboundRecord, reason: str
+    ) -> Sequence[OutboundRecord]:
+        """A command the loop dead-lettered is answered, so its sender does not wait for
+        nothing; other events have no one to answer here."""
+        if envelope.WhichOneof("payload") != "escalation_command":
+            return []
+        return [self._answer(envelope, c.CommandOutcome(c.CommandStatus.REJECTED, reason))]
 
     def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
         out: list[OutboundRecord] = []
@@ -164,7 +210,7 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
 
     def emit_changes(self, changes: Sequence[m.EscalationChange]) -> list[OutboundRecord]:
         """The ``escalations`` records for ``changes``, which are also counted in the
-        metrics, logged and put on every Watch queue here, before their transaction commits."""
+        metrics and logged (Watch streams get them from the read view, once committed)."""
         out = []
         for change in changes:
             e = change.escalation
@@ -195,7 +241,6 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
                 team=e.team,
                 contact_id=e.contact_id,
             )
-            self.watchers.publish(change)
         if changes:
             self._update_open_gauge()
         return out
@@ -220,23 +265,3 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
                 counts[e.tier.slug] += 1
         for tier, count in counts.items():
             self.metrics.open.labels(tier).set(count)
-
-    def core_holding(self, escalation_id: str) -> EscalationCore | None:
-        for _, core in self.states.items():
-            if core.get(escalation_id) is not None:
-                return core
-        return None
-
-    def partition_of_escalation(self, escalation_id: str) -> int | None:
-        """The partition whose transaction a command on ``escalation_id`` belongs to."""
-        for domain, core in self.states.items():
-            if core.get(escalation_id) is not None:
-                return self.states.partition_of.get(domain)
-        return None
-
-    def open_for(self, teams: frozenset[str], **filters: Any) -> list[m.Escalation]:
-        """Open escalations of ``teams`` across this instance's domains, oldest first."""
-        found: list[m.Escalation] = []
-        for _, core in self.states.items():
-            found.extend(core.open_escalations(teams=teams, **filters))
-        return oldest_first(found)

@@ -8,9 +8,19 @@ from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common import contract
 from services.common.codec import set_timestamp
+from services.common.errors import RejectedEvent
+from services.escalation.domain import commands as c
 from services.escalation.domain import model as m
 
-__all__ = ["envelope_to_input", "escalation_from_proto", "escalation_to_proto"]
+__all__ = [
+    "command_from_proto",
+    "command_to_proto",
+    "envelope_to_input",
+    "escalation_from_proto",
+    "escalation_to_proto",
+    "outcome_from_proto",
+    "outcome_to_proto",
+]
 
 
 def _customer(proto: common_pb2.Customer) -> m.Customer:
@@ -168,3 +178,65 @@ def escalation_from_proto(p: escalation_pb2.Escalation) -> m.Escalation:
         version=p.version,
         priority=m.Priority(p.priority) if p.priority else m.Priority.NORMAL,
     )
+
+
+def command_to_proto(
+    command: c.ManagerCommand, requester: c.Requester, expires_at: float
+) -> escalation_pb2.EscalationCommand:
+    proto = escalation_pb2.EscalationCommand(
+        subject=requester.subject,
+        roles=sorted(requester.roles),
+        teams=sorted(requester.teams),
+        domains=sorted(requester.domains),
+    )
+    set_timestamp(proto.expires_at, expires_at)
+    if isinstance(command, c.Acknowledge):
+        proto.acknowledge.escalation_id = command.escalation_id
+    elif isinstance(command, c.AddNote):
+        proto.add_note.escalation_id, proto.add_note.text = command.escalation_id, command.text
+    else:
+        proto.resolve.escalation_id = command.escalation_id
+        proto.resolve.resolution_code = command.resolution_code
+        proto.resolve.note = command.note
+    return proto
+
+
+def command_from_proto(
+    p: escalation_pb2.EscalationCommand,
+) -> tuple[c.ManagerCommand, c.Requester, float]:
+    """The command, who sent it and its deadline; :class:`RejectedEvent` if it names no
+    action, no caller or no deadline (only a broken sender writes such a command)."""
+    action = p.WhichOneof("action")
+    command: c.ManagerCommand
+    if action == "acknowledge":
+        command = c.Acknowledge(p.acknowledge.escalation_id)
+    elif action == "add_note":
+        command = c.AddNote(p.add_note.escalation_id, p.add_note.text)
+    elif action == "resolve":
+        r = p.resolve
+        command = c.Resolve(r.escalation_id, r.resolution_code, r.note)
+    else:
+        raise RejectedEvent("escalation_command.action: required (acknowledge, add_note, resolve)")
+    subject = contract.required(p.subject, "escalation_command.subject")
+    expires_at = _from_ts(p.expires_at)
+    if expires_at is None:
+        raise RejectedEvent("escalation_command.expires_at: required")
+    requester = c.Requester(subject, frozenset(p.roles), frozenset(p.teams), frozenset(p.domains))
+    return command, requester, expires_at
+
+
+def outcome_to_proto(
+    command_id: str, answer: c.CommandAnswer
+) -> escalation_pb2.EscalationCommandResult:
+    return escalation_pb2.EscalationCommandResult(
+        command_id=command_id,
+        status=escalation_pb2.EscalationCommandStatus.ValueType(answer.status.value),
+        message=answer.message,
+        escalation_id=answer.escalation_id,
+        version=answer.version,
+    )
+
+
+def outcome_from_proto(p: escalation_pb2.EscalationCommandResult) -> c.CommandAnswer:
+    """The owner's answer (ValueError for a status this build does not know)."""
+    return c.CommandAnswer(c.CommandStatus(p.status), p.message, p.escalation_id, p.version)
