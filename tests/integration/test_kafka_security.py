@@ -134,7 +134,8 @@ async def test_a_call_runs_its_lifecycle_with_every_service_on_sasl_ssl_and_its_
     finally:
         for process in processes:
             await process.stop()
-    assert not await committed(kafka, topics.dlq(topics.contact_events))
+    for service in ("router", "escalation", "notifier"):
+        assert not await committed(kafka, topics.dead_letters(service))
     await audit_ok(kafka, topics)
 
 
@@ -159,12 +160,14 @@ async def test_a_service_cannot_read_write_or_fence_what_belongs_to_another(
     finally:
         await consumer.stop()
 
-    # Forge a routing decision.
+    # Forge a routing decision, or a dead letter in the router's name.
     producer = AIOKafkaProducer(**options, request_timeout_ms=10_000)
     await producer.start()
     try:
         with pytest.raises(TopicAuthorizationFailedError):
             await producer.send_and_wait(topics.routing_decisions, b"forged")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(topics.dead_letters("router"), b"forged")
     finally:
         await producer.stop()
 
@@ -181,6 +184,7 @@ async def test_a_service_cannot_read_write_or_fence_what_belongs_to_another(
     await producer.start()
     try:
         await producer.send_and_wait(topics.notifications, b"allowed")
+        await producer.send_and_wait(topics.dead_letters("notifier"), b"allowed")
     finally:
         await producer.stop()
 

@@ -100,12 +100,16 @@ def test_dead_letter_carries_reason_source_and_original_bytes() -> None:
         offset=41,
         key=b"acme",
         value=b"\x00garbage",
-        headers=(("content-type", b"application/json"), ("dlq.reason", b"spoofed")),
+        headers=(
+            ("content-type", b"application/json"),
+            ("dlq.reason", b"spoofed"),
+            ("dlq.replayed-from", b"p.router.dlq/1/7"),
+        ),
         timestamp_ms=0,
     )
     letter = dead_letter_record(Topics("p."), record, "invalid JSON", "decode", "router", "e-7")
     headers = dict(letter.headers)
-    assert letter.topic == "p.contact.events.dlq"
+    assert letter.topic == "p.router.dlq"  # the refusing service's own dead letters
     assert letter.value == b"\x00garbage"
     assert letter.key == b"acme"
     assert headers["dlq.reason"] == b"invalid JSON"
@@ -116,6 +120,14 @@ def test_dead_letter_carries_reason_source_and_original_bytes() -> None:
     assert headers["dlq.event_id"] == b"e-7"
     assert headers["content-type"] == b"application/json"
     assert [h for h in letter.headers if h[0] == "dlq.reason"] == [("dlq.reason", b"invalid JSON")]
+    # A replay refused again says so (switchboard dlq replay set it).
+    assert headers["dlq.replayed-from"] == b"p.router.dlq/1/7"
+
+
+def test_each_service_has_one_dead_letter_topic_named_after_it() -> None:
+    assert Topics("p.").dead_letters("escalation") == "p.escalation.dlq"
+    with pytest.raises(ValueError, match="service name"):
+        Topics("p.").dead_letters("p.contact.events")
 
 
 def test_library_logs_are_json_masked_and_without_the_known_retry_noise() -> None:
