@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -36,6 +37,13 @@ class _Help(argparse.RawDescriptionHelpFormatter):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="switchboard", description=__doc__, formatter_class=_Help)
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print the Kafka and gRPC libraries' own warnings (e.g. an ACL refusal "
+        "they log rather than raise)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for group in (escalations, router_admin, dlq, topics, whatif):
         group.register(commands, _Help)
@@ -44,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    # The command says what failed; the libraries' own lines would say it again, raw.
+    logging.basicConfig(
+        level=logging.WARNING if args.verbose else logging.CRITICAL, format="%(name)s: %(message)s"
+    )
     try:
         code = asyncio.run(args.run(args, os.environ))
     except KeyboardInterrupt:

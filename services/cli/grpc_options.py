@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+from pydantic import ValidationError
 
 from services.common.config import GrpcClientSettings
 from services.common.errors import ConfigError
@@ -80,10 +81,13 @@ async def connect(
     args: argparse.Namespace, env: Mapping[str, str]
 ) -> AsyncIterator[tuple[grpc.aio.Channel, Metadata]]:
     """A channel to ``args.target`` and the call metadata carrying the caller's token."""
+    if (args.cert is None) != (args.key is None):
+        raise ConfigError("--cert and --key: give both or neither")
     try:
         settings = client_settings(args, env)
-    except ValueError as exc:  # pydantic's: e.g. --cert without --key
-        raise ConfigError(f"connection options: {exc}") from None
+    except ValidationError as exc:
+        problems = "; ".join(str(e["msg"]) for e in exc.errors())
+        raise ConfigError(f"connection options: {problems}") from None
     token = read_token(settings)
     if not token:
         raise ConfigError(f"no token: set {TOKEN_FILE_VAR} (or --token-file) or {TOKEN_VAR}")

@@ -93,8 +93,8 @@ async def read_tail(
     """The last ``per_partition`` offsets of each partition of ``topic`` that ``keep``
     accepts (values only if ``with_values``); None if there is no such topic."""
     consumer = _consumer(settings)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = await _partitions(consumer, topic)
         if partitions is None:
             return None
@@ -141,8 +141,8 @@ async def read_at(
     """The committed record at ``offset`` of ``topic``'s ``partition``, or None if there is
     none (out of range, aged out, a transaction marker, or no such topic)."""
     consumer = _consumer(settings)
-    await consumer.start()
     try:
+        await consumer.start()
         partitions = await _partitions(consumer, topic)
         tp = TopicPartition(topic, partition)
         if partitions is None or tp not in partitions:
@@ -171,8 +171,8 @@ async def read_at(
 async def offsets_of(settings: KafkaSettings, topics: Sequence[str]) -> dict[str, Offsets]:
     """Begin and end offsets of each of ``topics`` the broker knows (and lets us see)."""
     consumer = _consumer(settings)
-    await consumer.start()
     try:
+        await consumer.start()
         found: dict[str, list[TopicPartition]] = {}
         for topic in topics:
             partitions = await _partitions(consumer, topic)
@@ -192,8 +192,8 @@ async def offsets_of(settings: KafkaSettings, topics: Sequence[str]) -> dict[str
 async def committed_offsets(settings: KafkaSettings, group: str) -> dict[tuple[str, int], int]:
     """The group's committed offsets, by (topic, partition); empty for an unknown group."""
     admin = AIOKafkaAdminClient(**connection_options(settings), client_id=CLIENT_ID)
-    await admin.start()
     try:
+        await admin.start()
         offsets = await admin.list_consumer_group_offsets(group)
     finally:
         await admin.close()
@@ -212,8 +212,8 @@ async def send(settings: KafkaSettings, records: Sequence[OutboundRecord]) -> li
         enable_idempotence=True,
         request_timeout_ms=settings.request_timeout_ms,
     )
-    await producer.start()
     try:
+        await producer.start()
         placed = []
         for out in records:
             meta = await producer.send_and_wait(
