@@ -253,7 +253,7 @@ def dead_letter_of_output(
         value=out.value,
         key=out.key,
         headers=(
-            ("dlq.reason", reason.encode("utf-8", "replace")[:2000]),
+            ("dlq.reason", " ".join(reason.split()).encode("utf-8", "replace")[:2000]),
             ("dlq.error", error.encode()),
             ("dlq.service", service.encode()),
             ("dlq.original.topic", out.topic.encode()),

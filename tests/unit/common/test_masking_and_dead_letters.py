@@ -10,7 +10,13 @@ import pytest
 import structlog
 
 from services.common.config import LogSettings
-from services.common.kafka import InboundRecord, dead_letter_record, event_id_in
+from services.common.kafka import (
+    InboundRecord,
+    OutboundRecord,
+    dead_letter_of_output,
+    dead_letter_record,
+    event_id_in,
+)
 from services.common.log_setup import configure_logging, mask_text
 from services.common.topics import Topics
 
@@ -170,3 +176,14 @@ def test_a_bad_json_event_keeps_its_event_id_and_a_one_line_reason() -> None:
         "router",
     )
     assert dict(letter.headers)["dlq.reason"] == b"invalid JSON envelope: bad value at queue"
+
+
+def test_an_output_given_up_on_goes_to_the_services_dead_letters_with_a_one_line_reason() -> None:
+    out = OutboundRecord("p.notifications", b"record", b"c1")
+    letter = dead_letter_of_output(
+        Topics("p."), out, "UNAVAILABLE:\n  gateway down\n", "undeliverable", "notifier", "n-1"
+    )
+    assert letter.topic == "p.notifier.dlq"
+    assert (letter.value, letter.key) == (b"record", b"c1")
+    assert dict(letter.headers)["dlq.reason"] == b"UNAVAILABLE: gateway down"
+    assert dict(letter.headers)["dlq.original.topic"] == b"p.notifications"
