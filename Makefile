@@ -26,6 +26,11 @@ $(VENV)/.installed: pyproject.toml
 	@$(PY) -m pip install -q --disable-pip-version-check -r $(VENV)/requirements.txt
 	@# The repo and its generated code are importable from the venv without an install step.
 	@printf '%s\n%s\n' "$(CURDIR)" "$(CURDIR)/gen" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/switchboard-dev.pth"
+	@# The `switchboard` command ([project.scripts]) in $(VENV)/bin: an editable install of
+	@# this checkout (no download: setuptools came with the dev dependencies), without
+	@# setuptools' notice that editable installs are editable.
+	@PYTHONWARNINGS="ignore:Editable installation" $(PY) -m pip install -q \
+		--disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
 proto: gen/.stamp

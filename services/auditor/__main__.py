@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.auditor.ledger import AuditReport, Ledger
+from services.common.access import ACCESS
 from services.common.codec import decode_envelope
 from services.common.errors import DecodeError
 from services.common.topics import Topics
@@ -75,13 +76,16 @@ async def audit_topics(
         topics.escalations,
         topics.notifications,
     ]
-    for topic in order:
-        letters = await _read_topic(bootstrap_servers, topics.dlq(topic))
+    refused: set[tuple[str, int, int]] = set()
+    for service in ACCESS:  # each service's own dead letters: one per record it refused
+        letters = await _read_topic(bootstrap_servers, topics.dead_letters(service))
         for _ in letters:
             ledger.add_dead_letter()
-        refused = _refused_by_router(letters)
+        if service == "router":
+            refused = _refused_by_router(letters)
+    for topic in order:
         for value, headers, partition, offset in await _read_topic(bootstrap_servers, topic):
-            if (partition, offset) in refused:
+            if (topic, partition, offset) in refused:
                 continue  # the router never applied it: no contact, nothing to account for
             try:
                 envelope = decode_envelope(value, headers)
@@ -97,13 +101,19 @@ async def audit_topics(
     )
 
 
-def _refused_by_router(letters: list[_Read]) -> set[tuple[int, int]]:
-    """(partition, offset) of the source records the router dead-lettered."""
+def _refused_by_router(letters: list[_Read]) -> set[tuple[str, int, int]]:
+    """(topic, partition, offset) of the source records the router dead-lettered."""
     refused = set()
     for _, headers, _, _ in letters:
         h = dict(headers)
-        if h.get("dlq.service") == b"router" and "dlq.source.offset" in h:
-            refused.add((int(h.get("dlq.source.partition", b"0")), int(h["dlq.source.offset"])))
+        if "dlq.source.topic" in h and "dlq.source.offset" in h:
+            refused.add(
+                (
+                    h["dlq.source.topic"].decode(),
+                    int(h.get("dlq.source.partition", b"0")),
+                    int(h["dlq.source.offset"]),
+                )
+            )
     return refused
 
 

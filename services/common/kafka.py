@@ -16,11 +16,12 @@ The exactly-once argument, in one place (Kafka Streams is the model):
   transaction is waited for). An instance that stalled (GC, VM pause, SIGSTOP) and
   resumes after its partitions moved is refused by the broker on its next write: it
   drops that partition's state and commits nothing for it.
-- **One cycle**: poll a batch; decode each record (bad ones go to ``<topic>.dlq`` with
-  the reason in headers, as do an event on another topic than its payload's and a
-  domain on the wrong partition; the handler's ``on_refused`` may answer each); skip
-  an ``event_id`` its domain has applied before (the window lives in the domain's
-  changelog state, so restarts and failovers keep it); hand the
+- **One cycle**: poll a batch; decode each record (bad ones go to the service's own
+  ``<service>.dlq`` with the reason and source in headers, as do an event on another
+  topic than its payload's and a domain on the wrong partition; the handler's
+  ``on_refused`` may answer each); skip an ``event_id`` its
+  domain has applied before (the window lives in the domain's changelog state, so
+  restarts and failovers keep it); hand the
   envelope to the :class:`EventHandler` (a thin adapter over a pure core that applies an
   event wholly or not at all); fire due timers of caught-up partitions; run queued
   commands (e.g. a manager's Acknowledge); collect the changelog; then, per partition,
@@ -103,6 +104,7 @@ _OWN_TOPICS = frozenset(
 )
 
 __all__ = [
+    "REPLAYED_FROM_HEADER",
     "ConsumeLoop",
     "EventHandler",
     "InboundRecord",
@@ -236,10 +238,16 @@ def wrong_partition_reason(domain: str, key: bytes | None, home: int, partition:
     return f"{where}; {keyed}: key each record by its domain ({librdkafka})"
 
 
+#: The one ``dlq.*`` header an input may bring into its dead letter: set by
+#: ``switchboard dlq replay``, it says a refused replay was a replay (and of which letter).
+REPLAYED_FROM_HEADER = "dlq.replayed-from"
+
+
 def dead_letter_headers(
     record: InboundRecord, reason: str, error: str, service: str, event_id: str = ""
 ) -> Headers:
-    """Headers of a dead letter: why, and where it came from; the original headers follow."""
+    """Headers of a dead letter: why, and where it came from; the original headers follow
+    (without any ``dlq.*`` header it brought, but ``dlq.replayed-from``)."""
     one_line = " ".join(reason.split())  # protobuf's JSON errors span lines
     own = (
         ("dlq.reason", one_line.encode("utf-8", "replace")[:2000]),
@@ -250,15 +258,18 @@ def dead_letter_headers(
         ("dlq.source.offset", str(record.offset).encode()),
         ("dlq.event_id", event_id.encode()),
     )
-    return own + tuple(h for h in record.headers if not h[0].startswith("dlq."))
+    return own + tuple(
+        h for h in record.headers if not h[0].startswith("dlq.") or h[0] == REPLAYED_FROM_HEADER
+    )
 
 
 def dead_letter_record(
     topics: Topics, record: InboundRecord, reason: str, error: str, service: str, event_id: str = ""
 ) -> OutboundRecord:
-    """The original bytes, unchanged, on ``<topic>.dlq`` with the reason in headers."""
+    """The original bytes and key, unchanged, on ``<service>.dlq`` with the reason and
+    source in headers."""
     return OutboundRecord(
-        topic=topics.dlq(record.topic),
+        topic=topics.dead_letters(service),
         value=record.value,
         key=record.key,
         headers=dead_letter_headers(record, reason, error, service, event_id),
@@ -268,17 +279,17 @@ def dead_letter_record(
 def dead_letter_of_output(
     topics: Topics, out: OutboundRecord, reason: str, error: str, service: str, event_id: str = ""
 ) -> OutboundRecord:
-    """A copy of ``out`` on ``<its topic>.dlq``, for an output the service itself gave up
+    """A copy of ``out`` on ``<service>.dlq``, for an output the service itself gave up
     on (no one consumed record is its source): the headers of :func:`dead_letter_headers`
     with the topic the original went to (``dlq.original.topic``, as
     :func:`oversized_dead_letter`) in place of ``dlq.source.*``. The original's partition
     and offset are not known: it commits in the same transaction."""
     return OutboundRecord(
-        topic=topics.dlq(out.topic),
+        topic=topics.dead_letters(service),
         value=out.value,
         key=out.key,
         headers=(
-            ("dlq.reason", reason.encode("utf-8", "replace")[:2000]),
+            ("dlq.reason", " ".join(reason.split()).encode("utf-8", "replace")[:2000]),
             ("dlq.error", error.encode()),
             ("dlq.service", service.encode()),
             ("dlq.original.topic", out.topic.encode()),
@@ -305,8 +316,9 @@ def oversized_dead_letter(
     service: str,
     source: InboundRecord | None = None,
 ) -> OutboundRecord:
-    """A record too large to produce, as a dead letter that fits: on its topic's
-    ``.dlq`` (or the same ``.dlq``), value cut, reason, original topic and size in headers."""
+    """A record too large to produce, as a dead letter that fits: on ``<service>.dlq`` (a
+    dead letter stays where it was going), value cut, reason, original topic and size in
+    headers."""
     reason = f"record too large: {size} bytes for {out.topic}, the limit is {limit}"
     own: list[tuple[str, bytes]] = [
         ("dlq.reason", reason.encode()),
@@ -333,7 +345,7 @@ def oversized_dead_letter(
             budget -= len(name) + len(value)
     key = (out.key or b"")[:1024] or None
     room = max(0, limit - DEAD_LETTER_HEADROOM - len(key or b""))
-    topic = out.topic if out.topic.endswith(".dlq") else topics.dlq(out.topic)
+    topic = out.topic if out.topic.endswith(DLQ_SUFFIX) else topics.dead_letters(service)
     return OutboundRecord(
         topic=topic,
         value=(out.value or b"")[:room],
@@ -1163,7 +1175,9 @@ class ConsumeLoop:
             if out.topic.endswith(DLQ_SUFFIX):
                 headers = dict(out.headers)
                 source = (
-                    headers.get("dlq.source.topic") or out.topic.removesuffix(DLQ_SUFFIX).encode()
+                    headers.get("dlq.source.topic")
+                    or headers.get("dlq.original.topic")
+                    or b"unknown"
                 )
                 error = headers.get("dlq.error", b"unknown")
                 self.metrics.dead_lettered.labels(source.decode(), error.decode()).inc()

@@ -2,6 +2,8 @@
 
 Every service addresses topics through :class:`Topics`, which applies the configured
 prefix, so tests (and tenants) can share one broker without seeing each other's data.
+Dead letters go to one topic per service, ``<service>.dlq``: a record every service
+refuses is there once per service that refused it, and each service writes only its own.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from services.common.errors import ConfigError
 
 __all__ = [
     "DEFAULT_TOPICS_FILE",
@@ -31,9 +35,12 @@ class Topics:
     def name(self, base: str) -> str:
         return f"{self.prefix}{base}"
 
-    def dlq(self, topic: str) -> str:
-        """The dead-letter companion of an already-prefixed topic."""
-        return f"{topic}{DLQ_SUFFIX}"
+    def dead_letters(self, service: str) -> str:
+        """The dead-letter topic of ``service`` (a service name, e.g. ``router.dlq``): what
+        it refused, from whichever topic, and what it could not deliver."""
+        if not service or "." in service:
+            raise ValueError(f"a service name, not a topic, is expected: {service!r}")
+        return self.name(f"{service}{DLQ_SUFFIX}")
 
     @property
     def contact_events(self) -> str:
@@ -68,7 +75,6 @@ class TopicSpec:
     partitions: int
     compacted: bool
     retention_ms: int | None
-    with_dlq: bool
 
     def configs(self) -> dict[str, str]:
         configs = {"cleanup.policy": "compact" if self.compacted else "delete"}
@@ -82,32 +88,27 @@ class TopicSpec:
 
 
 def load_topic_specs(path: Path = DEFAULT_TOPICS_FILE, prefix: str = "") -> list[TopicSpec]:
-    """Read topic definitions; each ``with_dlq`` topic also yields its ``.dlq`` companion."""
+    """Read topic definitions (the services' dead-letter topics are listed there too)."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     defaults = data.get("defaults", {})
     specs: list[TopicSpec] = []
     for base, raw in data["topics"].items():
         entry = {**defaults, **raw}
-        compacted = bool(entry.get("compacted", False))
-        spec = TopicSpec(
-            name=f"{prefix}{base}",
-            partitions=int(entry["partitions"]),
-            compacted=compacted,
-            # A compacted topic keeps the latest value per key for ever.
-            retention_ms=(
-                None if compacted or "retention_ms" not in entry else int(entry["retention_ms"])
-            ),
-            with_dlq=bool(entry.get("dlq", False)),
-        )
-        specs.append(spec)
-        if spec.with_dlq:
-            specs.append(
-                TopicSpec(
-                    name=spec.name + DLQ_SUFFIX,
-                    partitions=spec.partitions,
-                    compacted=False,
-                    retention_ms=int(entry.get("dlq_retention_ms", 7 * 24 * 3600 * 1000)),
-                    with_dlq=False,
-                )
+        if "dlq" in entry:
+            raise ConfigError(
+                f"{path.name}: topics.{base!r}: 'dlq' is gone; dead letters go to one topic "
+                "per service, '<service>.dlq', listed as topics of their own"
             )
+        compacted = bool(entry.get("compacted", False))
+        specs.append(
+            TopicSpec(
+                name=f"{prefix}{base}",
+                partitions=int(entry["partitions"]),
+                compacted=compacted,
+                # A compacted topic keeps the latest value per key for ever.
+                retention_ms=(
+                    None if compacted or "retention_ms" not in entry else int(entry["retention_ms"])
+                ),
+            )
+        )
     return specs

@@ -251,8 +251,7 @@ class Launcher:
         self.say(f"identity: demo tokens made for this run in {directory / 'tokens'}")
         if example is not None:
             self.say(
-                f"  e.g. SWITCHBOARD_TOKEN_FILE={example} "
-                ".venv/bin/python -m services.escalation.cli list"
+                f"  e.g. SWITCHBOARD_TOKEN_FILE={example} .venv/bin/switchboard escalations list"
             )
 
     def _print_endpoints(self) -> None:

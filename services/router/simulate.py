@@ -41,12 +41,15 @@ from services.router.domain.model import (
 )
 
 __all__ = [
+    "DESCRIPTION",
     "QueueLoad",
     "QueueReport",
     "Staffing",
+    "add_arguments",
     "erlang_c",
     "erlang_c_asa",
     "erlang_c_service_level",
+    "run",
     "simulate",
 ]
 
@@ -342,18 +345,92 @@ def _print(result: SimulationResult, loads: Sequence[QueueLoad]) -> None:
     print(f"occupancy {result.occupancy:.1%} over {result.hours:g} simulated hours")
 
 
+#: What the simulator answers, for its ``--help`` (and ``switchboard whatif --help``).
+DESCRIPTION = (
+    "What if we staffed differently? One queue (billing, Polish) through a simulated day "
+    "on the real routing core: service level, average speed of answer, abandonment and "
+    "occupancy, with and without --extra-agents, and Erlang C for comparison."
+)
+
+
+def _within(kind: Callable[[str], float], low: float, high: float) -> Callable[[str], float]:
+    """An option's parser: a number of ``kind`` from ``low`` to ``high``, or a clear error."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value:g} is not between {low:g} and {high:g}")
+        return value
+
+    return parse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options (shared with ``switchboard whatif``), each bounded."""
+    parser.add_argument(
+        "--agents",
+        type=_within(int, 1, 10_000),
+        default=12,
+        help="agents staffing the queue (default 12)",
+    )
+    parser.add_argument(
+        "--extra-agents",
+        type=_within(int, 0, 10_000),
+        default=0,
+        help="the what-if: the same day again with this many more (default 0: no comparison)",
+    )
+    parser.add_argument(
+        "--rate-per-minute",
+        type=_within(float, 0.001, 10_000),
+        default=4.0,
+        help="arrivals per minute (default 4)",
+    )
+    parser.add_argument(
+        "--aht-seconds",
+        type=_within(float, 1, 86_400),
+        default=150.0,
+        help="average handle time (default 150)",
+    )
+    parser.add_argument(
+        "--patience-seconds",
+        type=_within(float, 0, 86_400),
+        default=0.0,
+        help="average patience before a caller hangs up (default 0: nobody hangs up)",
+    )
+    parser.add_argument(
+        "--lognormal-sigma",
+        type=_within(float, 0, 5),
+        default=0.0,
+        help="handle times lognormal with this sigma (default 0: exponential)",
+    )
+    parser.add_argument(
+        "--threshold-seconds",
+        type=_within(float, 0, 86_400),
+        default=20.0,
+        help="service-level threshold: answered within this many seconds (default 20)",
+    )
+    parser.add_argument(
+        "--minutes",
+        type=_within(float, 1, 7 * 24 * 60),
+        default=480.0,
+        help="length of the simulated day, at most a week (default 480)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=1, help="random seed: the same seed, the same customers"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
-    parser.add_argument("--agents", type=int, default=12)
-    parser.add_argument("--extra-agents", type=int, default=0, help="the what-if: add these")
-    parser.add_argument("--rate-per-minute", type=float, default=4.0)
-    parser.add_argument("--aht-seconds", type=float, default=150.0)
-    parser.add_argument("--patience-seconds", type=float, default=0.0, help="0: nobody hangs up")
-    parser.add_argument("--lognormal-sigma", type=float, default=0.0)
-    parser.add_argument("--threshold-seconds", type=float, default=20.0)
-    parser.add_argument("--minutes", type=float, default=480.0)
-    parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
+    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    add_arguments(parser)
+    run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> None:
+    """Simulate and print, for the options of :func:`add_arguments`."""
     load = QueueLoad(
         queue="billing-pl",
         skill="billing",

@@ -233,7 +233,7 @@ async def test_a_gateway_failing_half_the_time_delivers_once_or_dead_letters(
     assert told == Counter(delivered)
     assert delivered
     assert dead
-    dlq = await kafka.read_all(topics.dlq(topics.notifications), expect=len(dead), timeout=10)
+    dlq = await kafka.read_all(topics.dead_letters("notifier"), expect=len(dead), timeout=10)
     assert len(dlq) == len(dead)
     await audit_ok(kafka, topics, check_escalations=False)
 

@@ -117,6 +117,15 @@ async def test_garbage_goes_to_the_dead_letter_topic_and_the_next_message_is_han
     kafka: KafkaBroker,
 ) -> None:
     topics = await kafka.fresh_topics()
+    # A service's dead letters go to its own topic, provisioned with it ("echo.dlq").
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topics.dead_letters("echo"), num_partitions=4, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
     handler = EchoHandler(topics)
     async with running(kafka, topics, handler):
         await kafka.produce(
@@ -128,7 +137,7 @@ async def test_garbage_goes_to_the_dead_letter_topic_and_the_next_message_is_han
             ],
         )
         await until(lambda: handler.handled == ["c-after"])
-    letters = await kafka.read_all(topics.dlq(topics.contact_events), expect=2)
+    letters = await kafka.read_all(topics.dead_letters("echo"), expect=2)
     reasons = sorted(dict(r.headers)["dlq.reason"].decode() for r in letters)
     assert reasons[0].startswith("invalid protobuf envelope")
     assert reasons[1] == "unknown contact reject-me"

@@ -4,7 +4,10 @@ lifecycle still works, and one service cannot read, write or fence another's res
 
 from __future__ import annotations
 
+import asyncio
+import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +20,10 @@ from aiokafka.errors import (
 )
 from switchboard.v1 import common_pb2
 
-from services.common.access import acl_rules
+from services.common.access import ACCESS, acl_rules, operator_rules
 from services.common.codec import encode_envelope, new_envelope
 from services.common.config import KafkaSettings
+from services.common.kafka import InboundRecord, dead_letter_record
 from services.common.kafka_connection import connection_options
 from services.common.topics import Topics
 from services.notifier.gateway_stub import ReferenceGateway
@@ -36,6 +40,7 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.kafka
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def kafka_user(
@@ -134,7 +139,8 @@ async def test_a_call_runs_its_lifecycle_with_every_service_on_sasl_ssl_and_its_
     finally:
         for process in processes:
             await process.stop()
-    assert not await committed(kafka, topics.dlq(topics.contact_events))
+    for service in ("router", "escalation", "notifier"):
+        assert not await committed(kafka, topics.dead_letters(service))
     await audit_ok(kafka, topics)
 
 
@@ -159,12 +165,14 @@ async def test_a_service_cannot_read_write_or_fence_what_belongs_to_another(
     finally:
         await consumer.stop()
 
-    # Forge a routing decision.
+    # Forge a routing decision, or a dead letter in the router's name.
     producer = AIOKafkaProducer(**options, request_timeout_ms=10_000)
     await producer.start()
     try:
         with pytest.raises(TopicAuthorizationFailedError):
             await producer.send_and_wait(topics.routing_decisions, b"forged")
+        with pytest.raises(TopicAuthorizationFailedError):
+            await producer.send_and_wait(topics.dead_letters("router"), b"forged")
     finally:
         await producer.stop()
 
@@ -181,6 +189,7 @@ async def test_a_service_cannot_read_write_or_fence_what_belongs_to_another(
     await producer.start()
     try:
         await producer.send_and_wait(topics.notifications, b"allowed")
+        await producer.send_and_wait(topics.dead_letters("notifier"), b"allowed")
     finally:
         await producer.stop()
 
@@ -260,3 +269,82 @@ async def test_a_service_signs_in_with_its_client_certificate_and_gets_only_its_
     with pytest.raises(KafkaConnectionError):
         await stranger.start()
     await stranger.stop()
+
+
+async def test_the_operator_user_lists_and_replays_dead_letters_and_nothing_more(
+    kafka: KafkaBroker, tmp_path: Path
+) -> None:
+    """`switchboard dlq` and `topics` over SASL_SSL as the operator user of
+    services.common.access: every service's dead letters readable, a replay writable to
+    contact.events, and neither a decision nor a dead letter forgeable."""
+    topics = await kafka.fresh_topics()
+    user, password = f"{topics.prefix}operator", secrets.token_urlsafe(18) + "Zz"
+    await kafka.scram_user(user, password)
+    groups = [f"{topics.prefix}{service}" for service in ACCESS]
+    await kafka.allow(user, operator_rules(topics, groups=groups))
+    secret = tmp_path / "operator.password"
+    secret.write_text(password + "\n")
+    secure = KafkaSettings(
+        bootstrap_servers=kafka.sasl_ssl_servers,
+        topic_prefix=topics.prefix,
+        security_protocol="SASL_SSL",
+        ssl_ca_file=kafka.ca_file,
+        sasl_username=user,
+        sasl_password_file=secret,
+    )
+    refused = InboundRecord(topics.contact_events, 0, 7, b"acme", arrive("c1", queue="nope"), (), 0)
+    for service in ("router", "notifier"):
+        letter = dead_letter_record(
+            topics, refused, "queue 'nope' is not configured", "rejected", service, "e-1"
+        )
+        await kafka.produce(
+            letter.topic, [letter.value or b""], key=letter.key, headers=letter.headers
+        )
+    env = {
+        "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.sasl_ssl_servers,
+        "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
+        "SWITCHBOARD_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "SWITCHBOARD_KAFKA__SSL_CA_FILE": str(kafka.ca_file),
+        "SWITCHBOARD_KAFKA__SASL_USERNAME": user,
+        "SWITCHBOARD_KAFKA__SASL_PASSWORD_FILE": str(secret),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")]),
+    }
+
+    async def switchboard(*args: str) -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "services.cli",
+            *args,
+            env=os.environ | env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        out, _ = await asyncio.wait_for(process.communicate(), 120)
+        return process.returncode or 0, out.decode()
+
+    code, listed = await switchboard("dlq", "list")
+    assert code == 0, listed
+    assert f"{topics.dead_letters('router')} from {topics.contact_events}: 1 dead letter" in listed
+    assert (
+        f"{topics.dead_letters('notifier')} from {topics.contact_events}: 1 dead letter" in listed
+    )
+    code, shown = await switchboard("topics")
+    assert code == 0, shown
+    assert f"{topics.dead_letters('router')}" in shown
+    code, replayed = await switchboard("dlq", "replay", "--all")
+    assert code == 0, replayed
+    assert replayed.splitlines()[-1] == "1 record sent, 0 skipped"  # refused by two, sent once
+    [sent] = await kafka.read_all(topics.contact_events, expect=1)
+    assert dict(sent.headers)["dlq.replayed-from"].startswith(
+        topics.dead_letters("router").encode()
+    )
+
+    producer = AIOKafkaProducer(**connection_options(secure), request_timeout_ms=10_000)
+    await producer.start()
+    try:
+        for forged in (topics.routing_decisions, topics.dead_letters("router")):
+            with pytest.raises(TopicAuthorizationFailedError):
+                await producer.send_and_wait(forged, b"forged")
+    finally:
+        await producer.stop()

@@ -204,7 +204,7 @@ async def test_an_exhausted_retry_budget_is_dead_lettered_with_the_reason(
     ):
         await kafka.produce(topics.contact_events, [arrived("c1"), held("c1")], key=b"acme")
         [record] = await delivered_records(kafka, topics, expect=1)
-        letters = await kafka.read_all(topics.dlq(topics.notifications), expect=1)
+        letters = await kafka.read_all(topics.dead_letters("notifier"), expect=1)
     assert record.outcome == 2  # DEAD_LETTERED
     headers = dict(letters[0].headers)
     assert headers["dlq.reason"].startswith(b"UNAVAILABLE")

@@ -97,7 +97,7 @@ async def test_kcat_default_partitioner_is_refused_and_answered_murmur2_random_i
         }
         # keyed by the domain: on the partition the producer reads its decisions from
         assert (answer.key, answer.partition) == (b"acme", home)
-        [letter] = await kafka.read_all(topics.dlq(topics.agent_events), expect=1)
+        [letter] = await kafka.read_all(topics.dead_letters("router"), expect=1)
         headers = dict(letter.headers)
         assert (headers["dlq.error"], headers["dlq.reason"].decode()) == (b"partition", reason)
         assert (headers["dlq.source.partition"], headers["dlq.event_id"]) == (b"2", b"kcat-login-1")
@@ -113,6 +113,6 @@ async def test_kcat_default_partitioner_is_refused_and_answered_murmur2_random_i
             lambda d: d.get("agentStatusChanged", {}).get("agentId") == "a-kcat",
         )
         assert json.loads(status.value)["agentStatusChanged"]["state"] == "AGENT_STATE_AVAILABLE"
-        assert len(await kafka.read_all(topics.dlq(topics.agent_events), expect=2, timeout=1)) == 1
+        assert len(await kafka.read_all(topics.dead_letters("router"), expect=2, timeout=1)) == 1
     finally:
         assert await router.stop() == 0

@@ -281,9 +281,12 @@ async def test_bad_events_are_dead_lettered_and_routing_goes_on(kafka: KafkaBrok
         answered = await decisions.wait_for(
             lambda ds: any(d.HasField("event_rejected") for d in ds)
         )
-    letters = await kafka.read_all(topics.dlq(topics.contact_events), expect=2)
+    letters = await kafka.read_all(topics.dead_letters("router"), expect=2)
     reasons = sorted(dict(r.headers)["dlq.reason"].decode() for r in letters)
     assert "queue 'nope' is not configured" in reasons
+    assert {dict(r.headers)["dlq.source.topic"] for r in letters} == {
+        topics.contact_events.encode()
+    }
     [rejected] = [d for d in answered if d.HasField("event_rejected")]
     assert rejected.domain == "acme"
     assert (

@@ -1,6 +1,6 @@
 """The notifier's Kafka side: events in, decisions into the (changelogged) pending set;
 each delivery attempt's result applied by the core in its partition's transaction, with
-final outcomes out on ``notifications`` (and a copy on ``notifications.dlq`` when given
+final outcomes out on ``notifications`` (and a copy on ``notifier.dlq`` when given
 up)."""
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
     ) -> list[OutboundRecord]:
         """The ``NotificationRecord`` of a settled notification on ``notifications`` (what
         was told, not to whom: no name, address or body), and for a DEAD_LETTERED one, its
-        copy on ``notifications.dlq``; counted in metrics."""
+        copy on ``notifier.dlq``; counted in metrics."""
         note = pending.notification
         record = notification_pb2.NotificationRecord(
             notification=_without_personal_data(to_proto(note)),

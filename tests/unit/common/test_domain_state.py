@@ -68,7 +68,8 @@ def test_an_oversized_output_becomes_a_dead_letter_that_fits() -> None:
     size = record_size(big)
     letter = oversized_dead_letter(topics, big, size, 1_000_000, "router", source)
     headers = dict(letter.headers)
-    assert letter.topic == "t.routing.decisions.dlq"
+    assert letter.topic == "t.router.dlq"  # the service's own dead letters
+    assert headers["dlq.original.topic"] == b"t.routing.decisions"
     assert record_size(letter) <= 1_000_000
     assert headers["dlq.reason"].startswith(b"record too large: ")
     assert headers["dlq.original.size"] == str(size).encode()
@@ -78,10 +79,10 @@ def test_an_oversized_output_becomes_a_dead_letter_that_fits() -> None:
 def test_an_oversized_dead_letter_stays_on_its_dead_letter_topic() -> None:
     topics = Topics("")
     letter = OutboundRecord(
-        "contact.events.dlq", b"v" * 1_100_000, b"acme", headers=(("dlq.reason", b"bad json"),)
+        "router.dlq", b"v" * 1_100_000, b"acme", headers=(("dlq.reason", b"bad json"),)
     )
     cut = oversized_dead_letter(topics, letter, record_size(letter), 1_000_000, "router")
-    assert cut.topic == "contact.events.dlq"
+    assert cut.topic == "router.dlq"
     assert record_size(cut) <= 1_000_000
     assert dict(cut.headers)["dlq.reason"].startswith(b"record too large")
     assert dict(cut.headers)["dlq.original.reason"] == b"bad json"

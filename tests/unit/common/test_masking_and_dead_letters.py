@@ -10,7 +10,13 @@ import pytest
 import structlog
 
 from services.common.config import LogSettings
-from services.common.kafka import InboundRecord, dead_letter_record, event_id_in
+from services.common.kafka import (
+    InboundRecord,
+    OutboundRecord,
+    dead_letter_of_output,
+    dead_letter_record,
+    event_id_in,
+)
 from services.common.log_setup import configure_logging, mask_text
 from services.common.topics import Topics
 
@@ -100,12 +106,16 @@ def test_dead_letter_carries_reason_source_and_original_bytes() -> None:
         offset=41,
         key=b"acme",
         value=b"\x00garbage",
-        headers=(("content-type", b"application/json"), ("dlq.reason", b"spoofed")),
+        headers=(
+            ("content-type", b"application/json"),
+            ("dlq.reason", b"spoofed"),
+            ("dlq.replayed-from", b"p.router.dlq/1/7"),
+        ),
         timestamp_ms=0,
     )
     letter = dead_letter_record(Topics("p."), record, "invalid JSON", "decode", "router", "e-7")
     headers = dict(letter.headers)
-    assert letter.topic == "p.contact.events.dlq"
+    assert letter.topic == "p.router.dlq"  # the refusing service's own dead letters
     assert letter.value == b"\x00garbage"
     assert letter.key == b"acme"
     assert headers["dlq.reason"] == b"invalid JSON"
@@ -116,6 +126,14 @@ def test_dead_letter_carries_reason_source_and_original_bytes() -> None:
     assert headers["dlq.event_id"] == b"e-7"
     assert headers["content-type"] == b"application/json"
     assert [h for h in letter.headers if h[0] == "dlq.reason"] == [("dlq.reason", b"invalid JSON")]
+    # A replay refused again says so (switchboard dlq replay set it).
+    assert headers["dlq.replayed-from"] == b"p.router.dlq/1/7"
+
+
+def test_each_service_has_one_dead_letter_topic_named_after_it() -> None:
+    assert Topics("p.").dead_letters("escalation") == "p.escalation.dlq"
+    with pytest.raises(ValueError, match="service name"):
+        Topics("p.").dead_letters("p.contact.events")
 
 
 def test_library_logs_are_json_masked_and_without_the_known_retry_noise() -> None:
@@ -158,3 +176,14 @@ def test_a_bad_json_event_keeps_its_event_id_and_a_one_line_reason() -> None:
         "router",
     )
     assert dict(letter.headers)["dlq.reason"] == b"invalid JSON envelope: bad value at queue"
+
+
+def test_an_output_given_up_on_goes_to_the_services_dead_letters_with_a_one_line_reason() -> None:
+    out = OutboundRecord("p.notifications", b"record", b"c1")
+    letter = dead_letter_of_output(
+        Topics("p."), out, "UNAVAILABLE:\n  gateway down\n", "undeliverable", "notifier", "n-1"
+    )
+    assert letter.topic == "p.notifier.dlq"
+    assert (letter.value, letter.key) == (b"record", b"c1")
+    assert dict(letter.headers)["dlq.reason"] == b"UNAVAILABLE: gateway down"
+    assert dict(letter.headers)["dlq.original.topic"] == b"p.notifications"

@@ -125,7 +125,7 @@ async def test_a_delivered_notification_is_settled_with_the_gateways_message_id(
     assert record.outcome == 1  # DELIVERED
     assert (record.attempts, record.gateway_message_id) == (1, "fake-1")
     assert [n.notification_id for n in rig.gateway.delivered] == [NID]
-    assert rig.records(TOPICS.dlq(TOPICS.notifications)) == []
+    assert rig.records(TOPICS.dead_letters("notifier")) == []
     assert rig.metric(
         "switchboard_notifier_notifications_total",
         kind="hold_started",
@@ -160,7 +160,7 @@ async def test_a_permanent_failure_is_rejected_without_a_retry() -> None:
     assert rig.outcome().outcome == 3  # REJECTED
     assert rig.gateway.attempts == 1
     assert rig.gateway.delivered == []
-    assert rig.records(TOPICS.dlq(TOPICS.notifications)) == []
+    assert rig.records(TOPICS.dead_letters("notifier")) == []
 
 
 async def test_an_exhausted_budget_is_dead_lettered_with_the_shared_headers() -> None:
@@ -171,7 +171,7 @@ async def test_an_exhausted_budget_is_dead_lettered_with_the_shared_headers() ->
         rig.clock.advance(1)
         await until(lambda: bool(rig.records(TOPICS.notifications)))
     assert rig.outcome().outcome == 2  # DEAD_LETTERED
-    [letter] = rig.records(TOPICS.dlq(TOPICS.notifications))
+    [letter] = rig.records(TOPICS.dead_letters("notifier"))
     [original] = rig.records(TOPICS.notifications)
     assert (letter.value, letter.key) == (original.value, original.key)
     assert dict(letter.headers) == {

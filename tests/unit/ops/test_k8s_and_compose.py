@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from services.common.access import ACCESS, strimzi_user
+from services.common.access import ACCESS, OPERATOR, strimzi_user
 from services.common.topics import load_topic_specs
 from services.launcher.plan import StackOptions, plan_stack
 from tests.unit.ops.assets import DEPLOY, ROOT, load_all
@@ -102,7 +102,7 @@ def test_every_server_speaks_tls_and_every_service_signs_in_to_kafka(
 
 def test_kafka_users_are_exactly_the_access_table() -> None:
     users = {u["metadata"]["name"]: u for u in _of("KafkaUser")}
-    assert set(users) == set(ACCESS)
+    assert set(users) == {*ACCESS, OPERATOR}
     for name, user in users.items():
         assert user == strimzi_user(name), name
 
