@@ -117,6 +117,8 @@ class QueueReport:
     answered: int = 0
     answered_within: int = 0
     abandoned: int = 0
+    #: Of those, the ones who hung up after waiting longer than the threshold.
+    abandoned_late: int = 0
     total_wait_s: float = 0.0
 
     @property
@@ -125,6 +127,13 @@ class QueueReport:
         against the queue, stricter than the router (which counts only abandons after the
         threshold); without patience both agree, which is what Erlang C is checked on."""
         handled = self.answered + self.abandoned
+        return self.answered_within / handled if handled else 1.0
+
+    @property
+    def router_service_level(self) -> float:
+        """The router's rule (``read_model.service_level``): answered within the threshold
+        / (answered + abandoned after the threshold); short abandons do not count."""
+        handled = self.answered + self.abandoned_late
         return self.answered_within / handled if handled else 1.0
 
     @property
@@ -290,9 +299,12 @@ class _Day:
         if contact in self.answered:
             return  # patience only runs out while waiting
         decisions = self.core.apply(ContactAbandoned(contact), self.clock)
-        closed = any(isinstance(d, ContactClosed) and d.abandoned for d in decisions)
+        closed = [d for d in decisions if isinstance(d, ContactClosed) and d.abandoned]
         if closed and self.arrived_at[contact] >= self.start_stats:
-            self.reports[self.queue_of[contact]].abandoned += 1
+            report = self.reports[self.queue_of[contact]]
+            report.abandoned += 1
+            threshold = self.by_queue[self.queue_of[contact]].service_level_s
+            report.abandoned_late += closed[0].waited > threshold
         self._react_all(decisions)
 
     def _handle_time(self, load: QueueLoad) -> float:
