@@ -212,7 +212,7 @@ def format_comparison(
         ("ABANDONED", "abandonment"),
         ("OCCUPANCY", "occupancy"),
     ]
-    cell = 8
+    cell = 9
     group = 3 * cell
     lines = list(heading)
     top = f"{'':<14}{'':>8} " + " ".join(f"| {name:^{group}}" for name, _ in metrics)

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.partitioner import murmur2
 
 from services.common.codec import decode_envelope
@@ -39,6 +40,26 @@ def domain_partition(domain: str, partitions: int) -> int:
     return int(murmur2(domain.encode()) & 0x7FFFFFFF) % partitions
 
 
+async def _partition_counts(settings: KafkaSettings, names: list[str]) -> dict[str, int]:
+    admin = AIOKafkaAdminClient(
+        **connection_options(settings), request_timeout_ms=settings.request_timeout_ms
+    )
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    counts: dict[str, int] = {}
+    for topic in described:
+        if topic.get("error_code") or not topic.get("partitions"):
+            raise RuntimeError(f"topic {topic.get('topic')!r} does not exist")
+        counts[str(topic["topic"])] = len(topic["partitions"])
+    missing = set(names) - set(counts)
+    if missing:
+        raise RuntimeError(f"topic {sorted(missing)[0]!r} does not exist")
+    return counts
+
+
 async def read_window(
     settings: KafkaSettings,
     topics: Topics,
@@ -57,17 +78,12 @@ async def read_window(
     )
     events: list[RecordedEvent] = []
     skipped: Counter[str] = Counter()
+    counts = await _partition_counts(settings, [topics.name(s.value) for s in ranges])
     await consumer.start()
     try:
-        known = await consumer.topics()
         for stream, (since, until) in ranges.items():
             topic = topics.name(stream.value)
-            if topic not in known:
-                raise RuntimeError(f"topic {topic!r} does not exist")
-            partitions = consumer.partitions_for_topic(topic) or set()
-            if not partitions:
-                raise RuntimeError(f"topic {topic!r} has no partitions")
-            tp = TopicPartition(topic, domain_partition(domain, len(partitions)))
+            tp = TopicPartition(topic, domain_partition(domain, counts[topic]))
             consumer.assign([tp])
             found = await consumer.offsets_for_times({tp: int(since * 1000)})
             ends = await consumer.end_offsets([tp])
