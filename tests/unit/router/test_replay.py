@@ -287,3 +287,15 @@ def test_figures_count_only_the_window(recording) -> None:  # type: ignore[no-un
     assert sum(q.offered for q in total.queues.values()) == len(counted)
     shifted = dataclasses.replace(recording, start=recording.start + HOUR)
     assert figures(shifted, CURRENT).occupancy != total.occupancy
+
+
+def test_a_queues_demand_is_measured_on_the_recording(recording) -> None:  # type: ignore[no-untyped-def]
+    """What ``--target`` staffs from when given a window: the recorded arrival rate,
+    mean handle time, and the exponential patience fitted with censoring."""
+    from services.router.whatif import queue_load
+
+    load = queue_load(recording, "billing-en", 20)
+    assert load.rate_per_s * 3600 == pytest.approx(150, rel=0.1)  # Demand: 150 an hour
+    assert load.aht_s == pytest.approx(200, rel=0.1)
+    assert load.patience_s == pytest.approx(150, rel=0.25)
+    assert load.service_level_s == 20
