@@ -259,9 +259,7 @@ class _Builder:
             item, m.AgentLoggedIn | m.AgentLoggedOut | m.AgentStateChanged | m.AgentSkillsChanged
         ):
             self._agent(event.at, item)
-        elif isinstance(item, m.OfferAccepted):  # pragma: no cover - handled above
-            return
-        else:
+        elif not isinstance(item, m.OfferAccepted):  # accepts are read above
             self._contact(event.at, item)
 
     # -- agents
