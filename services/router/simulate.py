@@ -134,6 +134,20 @@ class QueueReport:
         return read_model.service_level(self.answered_within, self.answered, self.abandoned_late)
 
     @property
+    def router_service_level(self) -> float:
+        """:attr:`service_level` as a number (1.0 when nobody was handled), for searches
+        that compare it with a target."""
+        level = self.service_level
+        return 1.0 if level is None else level
+
+    @property
+    def all_arrivals_service_level(self) -> float:
+        """Answered within the threshold / (answered + every abandon): what Erlang A's
+        ``service_level`` gives (every hang-up counts against it); 1.0 if none arrived."""
+        handled = self.answered + self.abandoned
+        return self.answered_within / handled if handled else 1.0
+
+    @property
     def asa_s(self) -> float:
         """Average speed of answer: total wait of the answered / answered (the exported
         ``switchboard_router_wait_seconds`` histogram's ``_sum / _count``)."""
@@ -299,7 +313,7 @@ class _Day:
         if contact in self.answered:
             return  # patience only runs out while waiting
         decisions = self.core.apply(ContactAbandoned(contact), self.clock)
-        closed = any(isinstance(d, ContactClosed) and d.abandoned for d in decisions)
+        closed = [d for d in decisions if isinstance(d, ContactClosed) and d.abandoned]
         if closed and self.arrived_at[contact] >= self.start_stats:
             report = self.reports[self.queue_of[contact]]
             report.abandoned += 1

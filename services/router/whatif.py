@@ -1,0 +1,447 @@
+"""``python -m services.router.whatif``: try a routing policy on recorded traffic, or
+find the fewest agents for a service-level target.
+
+Replay a recorded window of one domain under the current and a proposed policy::
+
+    python -m services.router.whatif --domain acme \\
+        --from 2026-11-25T09:00 --to 2026-11-25T17:00 --policy proposed.toml \\
+        [--current deploy/config/router.toml] [--agents billing-en:+2 --agents polish:-1]
+
+reads the domain's ``contact.events``, ``agent.events`` and ``routing.decisions`` of the
+window from Kafka (connection from ``SWITCHBOARD_KAFKA__*`` and ``SWITCHBOARD_CONFIG``,
+or ``--bootstrap-servers``), replays them through the real routing core under both
+policies (:mod:`services.router.replay` says what is replayed as recorded and what is
+modelled) and prints per queue, side by side, what the router recorded and what each
+policy gives: service level, ASA, abandonment and occupancy. ``--agents`` changes the
+staffing of both replays (the recorded column stays as recorded).
+
+Find the fewest agents meeting a target, by simulation with the real core::
+
+    python -m services.router.whatif --target 80/20 --queue billing-en \\
+        --rate-per-minute 4 --aht-seconds 180 --patience-seconds 120
+
+or with the queue's arrival rate, handle time and patience measured on a recorded
+window (``--domain``, ``--from``, ``--to`` instead of the three figures). The Erlang C
+and Erlang A (M/M/n+M) answers are printed beside it.
+
+Policies are TOML files: a router configuration's ``[routing]`` table, or a file whose
+top level is that table. Times are ISO 8601 (a time without offset is local time) or
+epoch seconds. Exit status: 0 done, 2 a bad argument or policy, 1 Kafka failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tomllib
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+
+from aiokafka.errors import KafkaError
+from pydantic import BaseModel, ConfigDict
+
+from services.common.config import KafkaSettings, load_settings
+from services.common.errors import ConfigError
+from services.common.topics import Topics
+from services.router.adapters.recording_reader import read_window
+from services.router.domain import PolicyError, RoutingPolicy
+from services.router.recording import (
+    Figures,
+    LegEnd,
+    QueueFigures,
+    Recording,
+    Stream,
+    build_recording,
+)
+from services.router.recording import figures as recorded_figures
+from services.router.replay import AgentChange, PatienceModel, adjust_agents, replay
+from services.router.simulate import QueueLoad
+from services.router.staffing import StaffingAnswer, fewest_agents, parse_target
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "build_parser",
+    "format_comparison",
+    "format_staffing",
+    "load_policy",
+    "main",
+    "queue_load",
+]
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "config" / "router.toml"
+NOT_REPLAYED = (
+    "escalations raised, notifications sent: not computed (the what-if replays the "
+    "routing core only, not the escalation and notifier cores)"
+)
+
+
+class _Settings(BaseModel):
+    """The Kafka connection, from the environment and ``$SWITCHBOARD_CONFIG``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    kafka: KafkaSettings = KafkaSettings()
+
+
+class UsageError(Exception):
+    """A bad argument or policy: printed, exit status 2."""
+
+
+# ---------------------------------------------------------------------------- arguments
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="whatif",
+        description="Replay recorded traffic under a proposed routing policy, or find the "
+        "fewest agents for a service-level target.",
+    )
+    window = parser.add_argument_group("recorded window")
+    window.add_argument("--domain", help="routing domain (tenant) to read")
+    window.add_argument("--from", dest="start", help="first arrival counted (ISO 8601 or epoch s)")
+    window.add_argument("--to", dest="end", help="last arrival counted (ISO 8601 or epoch s)")
+    window.add_argument(
+        "--warmup-minutes",
+        type=float,
+        default=30.0,
+        help="replay this much before --from too, to load the queues (not counted)",
+    )
+    window.add_argument(
+        "--tail-minutes",
+        type=float,
+        default=60.0,
+        help="read this much after --to: how the window's last contacts ended",
+    )
+    window.add_argument(
+        "--roster-hours",
+        type=float,
+        default=24.0,
+        help="read agent events this far back: who is logged in when the replay starts",
+    )
+    window.add_argument("--bootstrap-servers", help="Kafka (default: the configuration's)")
+    window.add_argument("--topic-prefix", help="topic prefix (default: the configuration's)")
+    replaying = parser.add_argument_group("policies (replay)")
+    replaying.add_argument("--policy", type=Path, help="the proposed routing policy (TOML)")
+    replaying.add_argument(
+        "--current",
+        type=Path,
+        default=DEFAULT_POLICY,
+        help="the policy in force (TOML; default %(default)s)",
+    )
+    replaying.add_argument(
+        "--agents",
+        action="append",
+        default=[],
+        metavar="GROUP:+N",
+        help="clone (+N) or remove (-N) agents of a team, or else of a skill; repeatable",
+    )
+    replaying.add_argument(
+        "--patience",
+        choices=[p.value for p in PatienceModel],
+        default=PatienceModel.KAPLAN_MEIER.value,
+        help="how answered contacts' unknown patience is modelled",
+    )
+    replaying.add_argument("--seed", type=int, default=1)
+    staffing = parser.add_argument_group("staffing (--target)")
+    staffing.add_argument("--target", help="PERCENT/SECONDS, e.g. 80/20")
+    staffing.add_argument("--queue", help="the queue to staff")
+    staffing.add_argument("--rate-per-minute", type=float, help="arrivals a minute")
+    staffing.add_argument("--aht-seconds", type=float, help="mean handle time")
+    staffing.add_argument(
+        "--patience-seconds", type=float, default=0.0, help="mean patience; 0: nobody hangs up"
+    )
+    staffing.add_argument("--hours", type=float, default=24.0, help="simulated hours per seed")
+    staffing.add_argument("--seeds", type=int, default=3, help="simulation runs per head count")
+    staffing.add_argument("--max-agents", type=int, default=1000)
+    return parser
+
+
+def parse_time(text: str, name: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise UsageError(f"{name}: expected ISO 8601 or epoch seconds, got {text!r}") from None
+
+
+def load_policy(path: Path) -> RoutingPolicy:
+    """A routing policy from a TOML file (its ``[routing]`` table, or the whole file)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    table = data.get("routing", data)
+    prefix = "routing." if "routing" in data else ""
+    try:
+        return RoutingPolicy.from_dict(table)
+    except PolicyError as exc:
+        raise UsageError(f"{path}: {prefix}{exc.reason}") from None
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}s"
+
+
+def format_comparison(
+    recorded: Figures,
+    current: Figures,
+    proposed: Figures,
+    *,
+    heading: Sequence[str] = (),
+) -> str:
+    """The side-by-side table: per queue, recorded | current policy | proposed policy."""
+    queues = list(dict.fromkeys([*current.queues, *proposed.queues, *recorded.queues]))
+    empty = QueueFigures("")
+    metrics: list[tuple[str, str]] = [
+        ("SERVICE LEVEL", "service_level"),
+        ("ASA", "asa_s"),
+        ("ABANDONED", "abandonment"),
+        ("OCCUPANCY", "occupancy"),
+    ]
+    cell = 9
+    group = 3 * cell
+    lines = list(heading)
+    top = f"{'':<14}{'':>8} " + " ".join(f"| {name:^{group}}" for name, _ in metrics)
+    sub = f"{'QUEUE':<14}{'OFFERED':>8} " + " ".join(
+        f"| {'recorded':>{cell}}{'current':>{cell}}{'proposed':>{cell}}" for _ in metrics
+    )
+    lines += [top, sub]
+    for queue in queues:
+        row = [
+            recorded.queues.get(queue, empty),
+            current.queues.get(queue, empty),
+            proposed.queues.get(queue, empty),
+        ]
+        offered = max(f.offered for f in row)
+        cells = []
+        for _, attr in metrics:
+            show = _secs if attr == "asa_s" else _pct
+            cells.append("| " + "".join(f"{show(getattr(f, attr)):>{cell}}" for f in row))
+        lines.append(f"{queue:<14}{offered:>8} " + " ".join(cells))
+    lines.append(
+        f"{'all agents':<14}{'':>8} "
+        + " ".join(f"| {'':>{group}}" for _ in metrics[:-1])
+        + " | "
+        + "".join(f"{_pct(f.occupancy):>{cell}}" for f in (recorded, current, proposed))
+    )
+    for name, figures in (("current", current), ("proposed", proposed)):
+        for reason, count in sorted(figures.refused.items()):
+            lines.append(f"{name} policy refused {count} input(s): {reason}")
+        for queue, f in figures.queues.items():
+            if f.refused:
+                lines.append(f"{name} policy: {f.refused} arrival(s) for {queue} refused")
+            if f.unroutable:
+                lines.append(f"{name} policy: {f.unroutable} contact(s) of {queue} unroutable")
+    lines.append(NOT_REPLAYED)
+    return "\n".join(lines)
+
+
+def format_staffing(answer: StaffingAnswer, load: QueueLoad, source: str) -> str:
+    patience = (
+        f"patience {load.patience_s:.0f}s (exponential)" if load.patience_s > 0 else "no hang-ups"
+    )
+    lines = [
+        f"fewest agents for {load.queue} to answer {answer.target:.0%} within "
+        f"{answer.threshold_s:g}s (the router's rule: hang-ups after {answer.threshold_s:g}s "
+        "count against it)",
+        f"  {source}: {load.rate_per_s * 60:.2f} arrivals/min, handle {load.aht_s:.0f}s "
+        f"(exponential), {patience}",
+        f"  {'AGENTS':>6} | {'SIMULATED: SL':>13} {'ABANDON':>8} {'ASA':>8} {'OCCUPANCY':>9} "
+        f"| {'ERLANG A: SL':>12} {'ABANDON':>8} {'ASA':>8} | {'ERLANG C: SL':>12}",
+    ]
+    for t in answer.trials:
+        mark = "*" if t.agents == answer.agents else " "
+        ea = t.erlang_a
+        lines.append(
+            f"{mark} {t.agents:>6} | {_pct(t.service_level):>13} {_pct(t.abandonment):>8} "
+            f"{_secs(t.asa_s):>8} {_pct(t.occupancy):>9} "
+            f"| {_pct(ea.router_service_level if ea else None):>12} "
+            f"{_pct(ea.p_abandon if ea else None):>8} {_secs(ea.asa_s if ea else None):>8} "
+            f"| {_pct(t.erlang_c_service_level):>12}"
+        )
+    found = "none within --max-agents" if answer.agents is None else f"{answer.agents} agents"
+    lines.append(
+        f"answer: {found} by simulation with the routing core; Erlang A: "
+        f"{answer.erlang_a_agents or '-'}, Erlang C: {answer.erlang_c_agents or '-'}"
+    )
+    return "\n".join(lines)
+
+
+def queue_load(recording: Recording, queue: str, threshold_s: float) -> QueueLoad:
+    """The queue's demand measured on a recording: arrivals a second over the window,
+    mean recorded handle time, and the exponential patience that best fits (maximum
+    likelihood with censoring: recorded hang-ups / total seconds customers waited)."""
+    counted = [c for c in recording.contacts if c.counted and c.arrival.queue == queue]
+    if not counted:
+        raise UsageError(f"--queue: no contact arrived in {queue!r} in the window")
+    handles = [
+        leg.handle_s
+        for c in recording.contacts
+        for leg in c.legs
+        if leg.queue == queue and leg.handle_s is not None
+    ]
+    if not handles:
+        raise UsageError(f"--queue: no contact of {queue!r} was handled in the window")
+    waited = abandons = 0.0
+    for c in recording.contacts:
+        for leg in c.legs:
+            if leg.queue != queue:
+                continue
+            until = leg.answered_at or leg.ended_at or recording.horizon
+            waited += max(0.0, until - leg.enqueued_at)
+            abandons += leg.answered_at is None and leg.end == LegEnd.ABANDONED
+    return QueueLoad(
+        queue=queue,
+        skill=queue,
+        rate_per_s=len(counted) / (recording.end - recording.start),
+        aht_s=sum(handles) / len(handles),
+        patience_s=waited / abandons if abandons else 0.0,
+        service_level_s=threshold_s,
+    )
+
+
+# ---------------------------------------------------------------------------- running
+
+
+async def _read(args: argparse.Namespace, start: float, end: float) -> Recording:
+    settings = load_settings(_Settings, os.environ).kafka
+    overrides: dict[str, str] = {}
+    if args.bootstrap_servers:
+        overrides["bootstrap_servers"] = args.bootstrap_servers
+    if args.topic_prefix is not None:
+        overrides["topic_prefix"] = args.topic_prefix
+    settings = settings.model_copy(update=overrides)
+    warmup = max(0.0, args.warmup_minutes) * 60
+    until = end + max(0.0, args.tail_minutes) * 60
+    ranges = {
+        Stream.CONTACT: (start - warmup, until),
+        Stream.DECISION: (start - warmup, until),
+        Stream.AGENT: (start - max(args.roster_hours * 3600, warmup), until),
+    }
+    events, skipped = await read_window(
+        settings, Topics(prefix=settings.topic_prefix), args.domain, ranges
+    )
+    recording = build_recording(events, domain=args.domain, start=start, end=end, warmup_s=warmup)
+    recording.skipped.update(skipped)
+    return recording
+
+
+def _window(args: argparse.Namespace) -> tuple[float, float]:
+    if not (args.domain and args.start and args.end):
+        raise UsageError("--domain, --from and --to name the recorded window")
+    start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
+    if not end > start:
+        raise UsageError("--to must be after --from")
+    return start, end
+
+
+def _clock(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _run_replay(args: argparse.Namespace) -> str:
+    if args.policy is None:
+        raise UsageError("--policy: the proposed policy file is required (or --target)")
+    current, proposed = load_policy(args.current), load_policy(args.policy)
+    try:
+        changes = [AgentChange.parse(text) for text in args.agents]
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    start, end = _window(args)
+    recording = asyncio.run(_read(args, start, end))
+    try:
+        staffed = adjust_agents(recording, changes)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    patience = PatienceModel(args.patience)
+    counted = sum(c.counted for c in recording.contacts)
+    heading = [
+        f"what-if for domain {args.domain}: {counted} contacts arrived "
+        f"{_clock(start)} .. {_clock(end)} (replayed from {_clock(recording.replay_from)})",
+        f"current: {args.current}   proposed: {args.policy}   patience: {patience.value}"
+        + (f"   agents: {' '.join(args.agents)}" if args.agents else ""),
+    ]
+    for reason, count in sorted(recording.skipped.items()):
+        heading.append(f"records left out: {count} ({reason})")
+    heading.append("")
+    return format_comparison(
+        recorded_figures(recording, current),
+        replay(staffed, current, seed=args.seed, patience=patience),
+        replay(staffed, proposed, seed=args.seed, patience=patience),
+        heading=heading,
+    )
+
+
+def _run_staffing(args: argparse.Namespace) -> str:
+    try:
+        target, threshold = parse_target(args.target)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if not args.queue:
+        raise UsageError("--queue: the queue to staff is required with --target")
+    if args.rate_per_minute is not None or args.aht_seconds is not None:
+        if not (args.rate_per_minute and args.aht_seconds):
+            raise UsageError("--rate-per-minute and --aht-seconds: give both (or a window)")
+        if args.rate_per_minute <= 0 or args.aht_seconds <= 0 or args.patience_seconds < 0:
+            raise UsageError("--rate-per-minute, --aht-seconds: > 0; --patience-seconds: >= 0")
+        load = QueueLoad(
+            queue=args.queue,
+            skill=args.queue,
+            rate_per_s=args.rate_per_minute / 60,
+            aht_s=args.aht_seconds,
+            patience_s=args.patience_seconds,
+            service_level_s=threshold,
+        )
+        source = "given"
+    else:
+        start, end = _window(args)
+        load = queue_load(asyncio.run(_read(args, start, end)), args.queue, threshold)
+        source = f"measured on {args.domain}'s recorded window"
+    if not 0 < args.hours <= 1000 or not 1 <= args.seeds <= 100:
+        raise UsageError("--hours: 0-1000; --seeds: 1-100")
+    try:
+        answer = fewest_agents(
+            load,
+            target,
+            hours=args.hours,
+            seeds=range(1, args.seeds + 1),
+            max_agents=args.max_agents,
+        )
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return format_staffing(answer, load, source)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        output = _run_staffing(args) if args.target else _run_replay(args)
+    except (UsageError, ConfigError) as exc:
+        print(f"whatif: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:  # the window (empty, too large)
+        print(f"whatif: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, RuntimeError, KafkaError) as exc:
+        print(f"whatif: reading Kafka failed: {exc}", file=sys.stderr)
+        return 1
+    print(output)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
