@@ -73,7 +73,13 @@ def test_every_json_example_is_an_envelope_and_every_event_has_one() -> None:
     examples = guide_examples(GUIDE.read_text(encoding="utf-8"))
     shown = {e.WhichOneof("payload") for e in examples}
     payloads = {f.name for f in Envelope.DESCRIPTOR.oneofs_by_name["payload"].fields}
-    internal = {"escalation_record", "notification_record"}  # the services' own outputs
+    # the services' own outputs and the escalation instances' commands to each other
+    internal = {
+        "escalation_record",
+        "notification_record",
+        "escalation_command",
+        "escalation_command_result",
+    }
     assert payloads - internal - shown == set(), "events with no JSON example in the guide"
 
 
