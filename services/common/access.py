@@ -45,8 +45,8 @@ class ServiceAccess:
 
 ACCESS: dict[str, ServiceAccess] = {
     "router": ServiceAccess(
-        reads=("contact.events", "agent.events", "router.changelog"),
-        writes=("routing.decisions", "router.changelog"),
+        reads=("contact.events", "agent.events", "router.changelog", "policies"),
+        writes=("routing.decisions", "router.changelog", "policies"),
     ),
     "escalation": ServiceAccess(
         reads=(
@@ -57,11 +57,12 @@ ACCESS: dict[str, ServiceAccess] = {
             "escalation.changelog",
             "escalation.commands",
             "escalation.replies",
+            "policies",
         ),
         writes=("escalations", "escalation.changelog", "escalation.commands", "escalation.replies"),
     ),
     "notifier": ServiceAccess(
-        reads=("contact.events", "routing.decisions", "notifier.changelog"),
+        reads=("contact.events", "routing.decisions", "notifier.changelog", "policies"),
         writes=("notifications", "notifier.changelog"),
     ),
 }

@@ -72,7 +72,7 @@ def test_json_output_is_the_mapping_an_integrator_types_on_one_line() -> None:
         b'{"eventId":"e-2","occurredAt":"2023-11-14T22:13:20.250Z","domain":"acme",'
         b'"source":"router","offerMade":{"offerId":"c-1#1","contactId":"c-1","agentId":"a-1",'
         b'"queue":"billing","channel":"CHANNEL_CHAT","expiresAt":"2023-11-14T22:13:28Z",'
-        b'"waited":"2s","attempt":1,"relaxationStep":0}}'
+        b'"waited":"2s","attempt":1,"relaxationStep":0},"policyVersion":0}'
     )
     assert json.loads(value)["offerMade"]["offerId"] == "c-1#1"
 
