@@ -92,7 +92,16 @@ TEXT_LIMITS = {
     "summary": 2_000,
     "subject": 200,
     "body": 4_000,
+    # a policy version's TOML (policy.proto): 64 KiB, re-checked in bytes by its reader
+    "document": 64 * 1024,
 }
+#: Limits of one message's field (by its full name) that differ from its name's above.
+FIELD_TEXT_LIMITS = {
+    "switchboard.v1.ApplyPolicyRequest.comment": 500,
+    "switchboard.v1.RollbackPolicyRequest.comment": 500,
+    "switchboard.v1.PolicyVersion.comment": 500,
+}
+_QUALIFIED_NAMES = frozenset(name.rpartition(".")[2] for name in FIELD_TEXT_LIMITS)
 DEFAULT_TEXT_CHARS = 128
 #: Most entries in any list field (skills, languages, capacities, notes).
 MAX_LIST_ENTRIES = 32
@@ -116,6 +125,8 @@ def within_bounds(message: Message, path: str = "", depth: int = 0) -> None:
             items = (value,)
         if field.type == _STRING:
             limit = TEXT_LIMITS.get(field.name, DEFAULT_TEXT_CHARS)
+            if field.name in _QUALIFIED_NAMES:
+                limit = FIELD_TEXT_LIMITS.get(field.full_name, limit)
             for item in items:
                 if len(item) > limit:
                     raise RejectedEvent(f"{name}: {len(item)} characters, at most {limit}")

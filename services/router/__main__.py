@@ -6,12 +6,14 @@ from collections.abc import Callable, Sequence
 
 import grpc
 from prometheus_client import CollectorRegistry
-from switchboard.v1 import router_admin_pb2_grpc
+from switchboard.v1 import policy_pb2_grpc, router_admin_pb2_grpc
 
 from services.common.kafka import ConsumeLoop
 from services.common.metrics import RuntimeMetrics
 from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
+from services.policy.servicer import PolicyServicer
+from services.policy.store import PolicyMetrics, PolicyStore
 from services.router.adapters.grpc import RouterAdminServicer
 from services.router.adapters.kafka import RouterHandler
 from services.router.adapters.view import AdminView, AdminViewMetrics
@@ -58,18 +60,24 @@ async def build_and_run(
         metrics=AdminViewMetrics.create(registry),
     )
 
+    # Operators' policies per domain: any replica answers and writes for every domain.
+    policies = PolicyStore(
+        settings.kafka, topics, settings.policies, PolicyMetrics.create(registry)
+    )
+
     def register(server: grpc.aio.Server) -> Sequence[str]:
         router_admin_pb2_grpc.add_RouterAdminServicer_to_server(
             RouterAdminServicer(handler.states, handler.clock, admin_view), server
         )
-        return ["switchboard.v1.RouterAdmin"]
+        policy_pb2_grpc.add_PolicyServiceServicer_to_server(PolicyServicer(policies), server)
+        return ["switchboard.v1.RouterAdmin", "switchboard.v1.PolicyService"]
 
     await run_service(
         "router",
         settings,
         loop,
         register,
-        extra_tasks=[admin_view.run],
+        extra_tasks=[admin_view.run, policies.run],
         on_started=on_started,
         handle_signals=handle_signals,
     )

@@ -13,11 +13,18 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.common.config import GrpcSettings, MetricsSettings, ServiceSettings
 from services.common.errors import ConfigError
+from services.policy.settings import PolicyServiceSettings
 from services.router.domain import PolicyError, RoutingPolicy
 from services.router.domain.domains_view import ViewLimits
 from services.router.metric_labels import MAX_LABELLED, LabelPolicy
 
 __all__ = ["AdminViewSettings", "RouterMetricsSettings", "RouterSettings"]
+
+#: The router takes whole policy documents (PolicyService, at most 64 KiB each, with a
+#: comment): its gRPC requests may be this large unless configured otherwise ...
+POLICY_REQUEST_BYTES = 96 * 1024
+#: ... and no smaller than this.
+MIN_REQUEST_BYTES = 72 * 1024
 
 
 class RouterMetricsSettings(MetricsSettings):
@@ -69,10 +76,31 @@ class AdminViewSettings(BaseModel):
 class RouterSettings(ServiceSettings):
     """Everything ``python -m services.router`` needs."""
 
-    grpc: GrpcSettings = GrpcSettings(port=50051)
+    grpc: GrpcSettings = GrpcSettings(port=50051, max_request_bytes=POLICY_REQUEST_BYTES)
     metrics: RouterMetricsSettings = RouterMetricsSettings(port=9401)
     routing: dict[str, Any] = Field(default_factory=dict)
     admin_view: AdminViewSettings = AdminViewSettings()
+    #: The PolicyService this router hosts and its view of the ``policies`` topic.
+    policies: PolicyServiceSettings = PolicyServiceSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _room_for_policy_documents(cls, data: Any) -> Any:
+        """A ``[grpc]`` table without ``max_request_bytes`` gets the router's default."""
+        if isinstance(data, dict) and isinstance(data.get("grpc"), dict):
+            grpc = data["grpc"]
+            if "max_request_bytes" not in grpc:
+                data = {**data, "grpc": {**grpc, "max_request_bytes": POLICY_REQUEST_BYTES}}
+        return data
+
+    @model_validator(mode="after")
+    def _takes_policy_documents(self) -> RouterSettings:
+        if self.grpc.max_request_bytes < MIN_REQUEST_BYTES:
+            raise ValueError(
+                f"grpc.max_request_bytes: at least {MIN_REQUEST_BYTES} on the router "
+                "(PolicyService takes policy documents of up to 64 KiB)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _policy_is_valid(self) -> RouterSettings:
