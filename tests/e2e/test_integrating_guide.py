@@ -73,12 +73,14 @@ def test_every_json_example_is_an_envelope_and_every_event_has_one() -> None:
     examples = guide_examples(GUIDE.read_text(encoding="utf-8"))
     shown = {e.WhichOneof("payload") for e in examples}
     payloads = {f.name for f in Envelope.DESCRIPTOR.oneofs_by_name["payload"].fields}
-    # the services' own outputs and the escalation instances' commands to each other
+    # the services' own outputs, the escalation instances' commands to each other, and
+    # policies (written by the router's PolicyService, never by a telephony platform)
     internal = {
         "escalation_record",
         "notification_record",
         "escalation_command",
         "escalation_command_result",
+        "policy_changed",
     }
     assert payloads - internal - shown == set(), "events with no JSON example in the guide"
 
