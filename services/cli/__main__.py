@@ -4,7 +4,11 @@
     switchboard queues | agents | contact ID               operators: the router's view
     switchboard dlq list|show|replay                       operators: dead letters
     switchboard topics                                     operators: offsets and lag
-    switchboard whatif --agents 12 --extra-agents 3        planners: staffing what-ifs
+    switchboard policy validate|diff|apply|history|rollback operators: a domain's policies
+    switchboard whatif --domain acme --from T1 --to T2 --policy new.toml
+                                                           planners: replay recorded traffic
+    switchboard whatif --target 80/20 --queue billing-en   planners: fewest agents for a target
+    switchboard simulate --agents 12 --extra-agents 3      planners: a simulated day
 
 gRPC commands read your token from --token-file, $SWITCHBOARD_TOKEN_FILE or
 $SWITCHBOARD_TOKEN, never from the command line. Kafka commands take the broker and its
@@ -25,7 +29,7 @@ from collections.abc import Sequence
 import grpc
 from aiokafka.errors import KafkaError
 
-from services.cli import dlq, escalations, router_admin, topics, whatif
+from services.cli import dlq, escalations, policy, router_admin, topics, whatif
 from services.common.errors import ConfigError
 
 __all__ = ["build_parser", "main"]
@@ -45,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
         "they log rather than raise)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for group in (escalations, router_admin, dlq, topics, whatif):
+    for group in (escalations, router_admin, policy, dlq, topics, whatif):
         group.register(commands, _Help)
     return parser
 

@@ -22,8 +22,10 @@ from services.common.provision import ensure_topics
 from services.common.topics import TopicSpec, load_topic_specs
 from services.launcher.broker import BrokerControl
 from services.launcher.demo_credentials import (
+    OPERATOR_SUBJECT,
     demo_people,
     escalation_staffing,
+    tenant_staffing,
     write_demo_credentials,
 )
 from services.launcher.errors import LaunchError
@@ -35,6 +37,12 @@ from services.launcher.plan import (
     missing_modules,
     plan_stack,
 )
+from services.launcher.policies import (
+    POLICIES_DIR,
+    DemoPolicy,
+    apply_demo_policies,
+    demo_policies,
+)
 from services.launcher.summary import OpsSummary, Sample, parse_metrics_text, render, summarize
 from services.launcher.supervisor import Supervisor, log_tail
 from services.simulator.scenario import Scenario
@@ -42,6 +50,9 @@ from services.simulator.scenario import Scenario
 __all__ = ["Launcher", "RunConfig"]
 
 _T = TypeVar("_T")
+#: Applies the demo tenants' policies: (router target, operator token file, policies) ->
+#: one line per domain.
+ApplyPolicies = Callable[[str, Path, Sequence[DemoPolicy]], Coroutine[Any, Any, list[str]]]
 
 
 class _Stopped(Exception):
@@ -74,6 +85,8 @@ class Launcher:
         supervisor: Supervisor,
         *,
         provision: Callable[[str, Sequence[TopicSpec]], Awaitable[list[str]]] = ensure_topics,
+        apply_policies: ApplyPolicies = apply_demo_policies,
+        policies_dir: Path = POLICIES_DIR,
         root: Path = ROOT,
     ) -> None:
         self.scenario = scenario
@@ -84,6 +97,8 @@ class Launcher:
         self.supervisor = supervisor
         self.specs = plan_stack(options)
         self.provision = provision
+        self.apply_policies = apply_policies
+        self.policies_dir = policies_dir
         self.root = root
         self._drawn = 0
         self._last: OpsSummary | None = None
@@ -153,7 +168,11 @@ class Launcher:
             )
 
     async def _start_children(self, stop: asyncio.Event) -> None:
+        applied = False
         for spec in self.specs:
+            if spec.name == "simulator":  # traffic starts under the tenants' own policies
+                await self._apply_policies(stop)
+                applied = True
             child = await self.supervisor.start(spec)
             if spec.grpc_port is not None:
                 self.say(f"  {spec.name:<11} starting (log {child.log_path})")
@@ -163,6 +182,25 @@ class Launcher:
                 self.say(f"  {spec.name:<11} SERVING on 127.0.0.1:{spec.grpc_port}")
             else:
                 self.say(f"  {spec.name:<11} started (log {child.log_path})")
+        if not applied:
+            await self._apply_policies(stop)
+
+    async def _apply_policies(self, stop: asyncio.Event) -> None:
+        """Each demo tenant's ``deploy/policies/<domain>.toml`` through PolicyService."""
+        policies = demo_policies(self.policies_dir)
+        if not policies:
+            return
+        router = next((s for s in self.specs if s.name == "router"), None)
+        if router is None or router.grpc_port is None:
+            self.say("policies: not applied (the router is not started by this run)")
+            return
+        token = identity_dir(self.options) / "tokens" / f"{OPERATOR_SUBJECT}.jwt"
+        self.say(f"policies: applying {len(policies)} tenant(s) through PolicyService")
+        lines = await self._unless_stopped(
+            self.apply_policies(f"127.0.0.1:{router.grpc_port}", token, policies), stop
+        )
+        for line in lines:
+            self.say(f"  {line}")
 
     async def _scrape_one(self, spec: ChildSpec) -> tuple[str, list[Sample] | None, str]:
         url = f"http://127.0.0.1:{spec.metrics_port}/metrics"
@@ -246,7 +284,8 @@ class Launcher:
         """Fresh keys and tokens for this run (the demo profile still identifies callers)."""
         directory = identity_dir(self.options)
         staffing = escalation_staffing(ROOT / "deploy" / "config" / "escalation.toml")
-        write_demo_credentials(directory, demo_people(staffing))
+        tenants = tenant_staffing(demo_policies(self.policies_dir))
+        write_demo_credentials(directory, demo_people(staffing, tenants))
         example = directory / "tokens" / f"{sorted(staffing)[0]}.jwt" if staffing else None
         self.say(f"identity: demo tokens made for this run in {directory / 'tokens'}")
         if example is not None:

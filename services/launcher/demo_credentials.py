@@ -5,8 +5,12 @@ against a key made here. This writes, under the run directory:
 
 - ``identity/jwks.json``: the public key the services trust;
 - ``identity/tokens/<person>.jwt``: one token per demo person (mode 0600), the people of
-  ``deploy/config/escalation.toml`` as managers of the teams they staff, an operator and
-  the services' own identity (the notifier's callers);
+  ``deploy/config/escalation.toml`` as managers of the teams they staff, the people of
+  each demo tenant's policy (``deploy/policies/<domain>.toml``'s [escalation]) as
+  managers of their teams in that domain only, the operator ``ops`` (every domain: the
+  launcher applies the tenants' policies with it), one operator per tenant
+  (``ops-<domain>``, that domain only) and the services' own identity (the notifier's
+  callers);
 
 The private key lives only in memory: nobody can mint another token after the run starts.
 Tests use :class:`DemoIssuer` the same way (``tests/support.py``).
@@ -29,10 +33,12 @@ from cryptography.hazmat.primitives.asymmetric import ec
 __all__ = [
     "AUDIENCES",
     "DEMO_ISSUER",
+    "OPERATOR_SUBJECT",
     "SERVICES_SUBJECT",
     "DemoIssuer",
     "DemoPerson",
     "demo_people",
+    "tenant_staffing",
     "write_demo_credentials",
     "write_demo_tls",
 ]
@@ -45,6 +51,8 @@ AUDIENCES = {
     "notifier": "switchboard-notifier",
     "gateway": "switchboard-gateway",
 }
+#: The demo operator (every domain): RouterAdmin, PolicyService.
+OPERATOR_SUBJECT = "ops"
 #: The subject of the services' own token (the notifier calling the gateway).
 SERVICES_SUBJECT = "switchboard-services"
 #: A demo token lasts the working day of one run.
@@ -111,21 +119,67 @@ def escalation_staffing(config: Path) -> dict[str, frozenset[str]]:
     return {person: policy.teams_visible_to(person) for person in policy.people()}
 
 
-def demo_people(staffing: Mapping[str, Iterable[str]]) -> list[DemoPerson]:
-    """``staffing``: person -> the teams whose escalations they see (``"*"``: all)."""
-    people = [
-        DemoPerson(person, ("manager",), tuple(sorted(teams)), audiences=(AUDIENCES["escalation"],))
-        for person, teams in sorted(staffing.items())
+def tenant_staffing(policies: Iterable[Any]) -> dict[str, dict[str, frozenset[str]]]:
+    """Domain -> person -> teams, from each demo tenant's policy document (objects with
+    ``domain`` and ``document``, e.g. :class:`services.launcher.policies.DemoPolicy`);
+    a document without [escalation] names nobody. An invalid one is refused later, by
+    PolicyService, naming the field; here it names nobody either."""
+    from services.policy.validation import InvalidPolicy, parse_document
+
+    staffing: dict[str, dict[str, frozenset[str]]] = {}
+    for policy in policies:
+        try:
+            escalation = parse_document(policy.document).escalation
+        except InvalidPolicy:
+            continue
+        if escalation is not None:
+            staffing[policy.domain] = {
+                person: escalation.teams_visible_to(person) for person in escalation.people()
+            }
+    return staffing
+
+
+def demo_people(
+    staffing: Mapping[str, Iterable[str]],
+    tenants: Mapping[str, Mapping[str, Iterable[str]]] | None = None,
+) -> list[DemoPerson]:
+    """``staffing``: person -> the teams whose escalations they see (``"*"``: all), in
+    every domain; ``tenants``: domain -> person -> teams, in that domain only (a person
+    in both sees the union, in every domain)."""
+    teams: dict[str, set[str]] = {p: set(t) for p, t in staffing.items()}
+    domains: dict[str, set[str]] = {p: {"*"} for p in staffing}
+    for domain, people in (tenants or {}).items():
+        for person, visible in people.items():
+            teams.setdefault(person, set()).update(visible)
+            domains.setdefault(person, set()).add(domain)
+    result = [
+        DemoPerson(
+            person,
+            ("manager",),
+            tuple(sorted(teams[person])),
+            ("*",) if "*" in domains[person] else tuple(sorted(domains[person])),
+            audiences=(AUDIENCES["escalation"],),
+        )
+        for person in sorted(teams)
     ]
-    people.append(DemoPerson("ops", ("operator",), audiences=(AUDIENCES["router"],)))
-    people.append(
+    result.append(DemoPerson(OPERATOR_SUBJECT, ("operator",), audiences=(AUDIENCES["router"],)))
+    result += [
+        DemoPerson(
+            f"{OPERATOR_SUBJECT}-{domain}",
+            ("operator",),
+            domains=(domain,),
+            audiences=(AUDIENCES["router"],),
+        )
+        for domain in sorted(tenants or {})
+    ]
+    result.append(
         DemoPerson(
             SERVICES_SUBJECT,
             ("service",),
             audiences=(AUDIENCES["notifier"], AUDIENCES["gateway"]),
         )
     )
-    return people
+    return result
 
 
 def write_demo_credentials(
@@ -234,7 +288,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         args.escalation_config
         or Path(__file__).resolve().parents[2] / "deploy" / "config" / "escalation.toml"
     )
-    write_demo_credentials(args.out, demo_people(escalation_staffing(config)))
+    from services.launcher.policies import demo_policies
+
+    tenants = tenant_staffing(demo_policies())
+    write_demo_credentials(args.out, demo_people(escalation_staffing(config), tenants))
     if args.tls_for:
         write_demo_tls(args.out / "tls", args.tls_for)
     print(f"demo credentials in {args.out}")

@@ -278,10 +278,9 @@ def diff_routing(old: RoutingPolicy, new: RoutingPolicy) -> list[str]:
             added.remove(twin)
     lines += [f"queue added: {q.name} ({_queue_summary(q)})" for q in added]
     lines += [f"queue removed: {q.name}" for q in removed]
-    for name, before in old.queues.items():
-        after = new.queues.get(name)
-        if after is not None:
-            lines += [f"{name}: {change}" for change in _queue_changes(before, after)]
+    for name, queue in old.queues.items():
+        if (proposed := new.queues.get(name)) is not None:
+            lines += [f"{name}: {change}" for change in _queue_changes(queue, proposed)]
     for channel in sorted(set(old.capacity) | set(new.capacity)):
         before, after = old.capacity.get(channel, 0), new.capacity.get(channel, 0)
         if before != after:

@@ -24,8 +24,9 @@ or with the queue's arrival rate, handle time and patience measured on a recorde
 window (``--domain``, ``--from``, ``--to`` instead of the three figures). The Erlang C
 and Erlang A (M/M/n+M) answers are printed beside it.
 
-Policies are TOML files: a router configuration's ``[routing]`` table, or a file whose
-top level is that table. Times are ISO 8601 (a time without offset is local time) or
+Policies are TOML files: a policy document (``deploy/policies/*.toml``: its ``[routing]``
+table), a router configuration's ``[routing]`` table, or a file whose top level is that
+table. Times are ISO 8601 (a time without offset is local time) or
 epoch seconds. Exit status: 0 done, 2 a bad argument or policy, 1 Kafka failed.
 """
 
@@ -45,6 +46,7 @@ from pydantic import BaseModel, ConfigDict
 
 from services.common.config import KafkaSettings, load_settings
 from services.common.errors import ConfigError
+from services.common.policy_document import TABLES, PolicyDocumentError, policy_tables
 from services.common.topics import Topics
 from services.router.adapters.recording_reader import read_window
 from services.router.domain import PolicyError, RoutingPolicy
@@ -63,12 +65,15 @@ from services.router.staffing import StaffingAnswer, fewest_agents, parse_target
 
 __all__ = [
     "DEFAULT_POLICY",
+    "DESCRIPTION",
+    "add_arguments",
     "build_parser",
     "format_comparison",
     "format_staffing",
     "load_policy",
     "main",
     "queue_load",
+    "run",
 ]
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "config" / "router.toml"
@@ -92,12 +97,22 @@ class UsageError(Exception):
 # ---------------------------------------------------------------------------- arguments
 
 
+#: What the what-if answers, for its ``--help`` (and ``switchboard whatif --help``).
+DESCRIPTION = (
+    "Replay a recorded window of a domain's traffic under the current and a proposed "
+    "routing policy (a policy document's [routing] table, or a router.toml), or find the "
+    "fewest agents for a service-level target."
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="whatif",
-        description="Replay recorded traffic under a proposed routing policy, or find the "
-        "fewest agents for a service-level target.",
-    )
+    parser = argparse.ArgumentParser(prog="whatif", description=DESCRIPTION)
+    add_arguments(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The what-if's options (shared with ``switchboard whatif``)."""
     window = parser.add_argument_group("recorded window")
     window.add_argument("--domain", help="routing domain (tenant) to read")
     window.add_argument("--from", dest="start", help="first arrival counted (ISO 8601 or epoch s)")
@@ -123,12 +138,17 @@ def build_parser() -> argparse.ArgumentParser:
     window.add_argument("--bootstrap-servers", help="Kafka (default: the configuration's)")
     window.add_argument("--topic-prefix", help="topic prefix (default: the configuration's)")
     replaying = parser.add_argument_group("policies (replay)")
-    replaying.add_argument("--policy", type=Path, help="the proposed routing policy (TOML)")
+    replaying.add_argument(
+        "--policy",
+        type=Path,
+        help="the proposed routing policy: a policy document (its [routing] table, as "
+        "`switchboard policy apply` takes) or a router.toml",
+    )
     replaying.add_argument(
         "--current",
         type=Path,
         default=DEFAULT_POLICY,
-        help="the policy in force (TOML; default %(default)s)",
+        help="the policy in force: a policy document or a router.toml (default %(default)s)",
     )
     replaying.add_argument(
         "--agents",
@@ -143,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=PatienceModel.KAPLAN_MEIER.value,
         help="how answered contacts' unknown patience is modelled",
     )
-    replaying.add_argument("--seed", type=int, default=1)
+    replaying.add_argument(
+        "--seed", type=int, default=1, help="random seed of the modelled patience (default 1)"
+    )
     staffing = parser.add_argument_group("staffing (--target)")
     staffing.add_argument("--target", help="PERCENT/SECONDS, e.g. 80/20")
     staffing.add_argument("--queue", help="the queue to staff")
@@ -154,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     staffing.add_argument("--hours", type=float, default=24.0, help="simulated hours per seed")
     staffing.add_argument("--seeds", type=int, default=3, help="simulation runs per head count")
-    staffing.add_argument("--max-agents", type=int, default=1000)
-    return parser
+    staffing.add_argument(
+        "--max-agents", type=int, default=1000, help="most agents tried (default 1000)"
+    )
 
 
 def parse_time(text: str, name: str) -> float:
@@ -170,14 +193,29 @@ def parse_time(text: str, name: str) -> float:
 
 
 def load_policy(path: Path) -> RoutingPolicy:
-    """A routing policy from a TOML file (its ``[routing]`` table, or the whole file)."""
+    """A routing policy from a TOML file: a policy document (``deploy/policies/*.toml``,
+    read as PolicyService reads it: its ``[routing]`` table), a router configuration
+    (its ``[routing]`` table), or a file whose top level is that table."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid TOML: {exc}") from None
-    table = data.get("routing", data)
+    if data and set(data) <= set(TABLES):  # a policy document
+        try:
+            tables = policy_tables(text)
+        except PolicyDocumentError as exc:
+            raise UsageError(f"{path}: {exc.reason}") from None
+        if "routing" not in tables:
+            raise UsageError(
+                f"{path}: a policy document without [routing]: the domain's routing stays "
+                "the configured default, so there is nothing to replay (pass it as --current)"
+            )
+        table = tables["routing"]
+    else:
+        table = data.get("routing", data)
     prefix = "routing." if "routing" in data else ""
     try:
         return RoutingPolicy.from_dict(table)
@@ -427,7 +465,12 @@ def _run_staffing(args: argparse.Namespace) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    return run(build_parser().parse_args(argv))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay or staff, for the options of :func:`add_arguments`; print; the exit status.
+    Runs its own event loop (call it from a thread when one is running)."""
     try:
         output = _run_staffing(args) if args.target else _run_replay(args)
     except (UsageError, ConfigError) as exc:

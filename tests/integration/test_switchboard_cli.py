@@ -116,6 +116,9 @@ async def test_every_command_documents_its_options() -> None:
         *(("dlq", a) for a in ("list", "show", "replay")),
         ("topics",),
         ("whatif",),
+        ("simulate",),
+        ("policy",),
+        *(("policy", a) for a in ("validate", "diff", "apply", "history", "rollback")),
     ]
     runs = await asyncio.gather(*(switchboard(*c, "--help") for c in commands))
     for command, ran in zip(commands, runs, strict=True):
@@ -123,7 +126,9 @@ async def test_every_command_documents_its_options() -> None:
         assert ran.out.startswith(f"usage: switchboard {' '.join(command)}".rstrip()), ran.out
     assert "--token-file" in runs[commands.index(("queues",))].out
     assert "--dry-run" in runs[commands.index(("dlq", "replay"))].out
-    assert "--extra-agents" in runs[commands.index(("whatif",))].out
+    assert "--extra-agents" in runs[commands.index(("simulate",))].out
+    assert "--policy" in runs[commands.index(("whatif",))].out
+    assert "--expected-version" in runs[commands.index(("policy", "apply"))].out
     # The old entry point still works, as an alias.
     alias = await asyncio.create_subprocess_exec(
         sys.executable,

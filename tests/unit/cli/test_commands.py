@@ -50,6 +50,12 @@ def test_every_command_and_option_has_help() -> None:
         "switchboard dlq replay",
         "switchboard topics",
         "switchboard whatif",
+        "switchboard simulate",
+        "switchboard policy validate",
+        "switchboard policy diff",
+        "switchboard policy apply",
+        "switchboard policy history",
+        "switchboard policy rollback",
     } <= seen
 
 

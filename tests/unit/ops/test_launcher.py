@@ -17,6 +17,7 @@ from services.common.topics import TopicSpec
 from services.launcher.app import Launcher, RunConfig
 from services.launcher.errors import LaunchError
 from services.launcher.plan import ROOT, ChildSpec, StackOptions, missing_modules, plan_stack
+from services.launcher.policies import DemoPolicy
 from services.launcher.supervisor import Supervisor
 from services.simulator.scenario import load_scenario, resolve_scenario_path
 from tests.support import until
@@ -102,6 +103,17 @@ async def _no_provision(servers: str, specs: Sequence[TopicSpec]) -> list[str]:
     return [s.name for s in specs]
 
 
+class FakePolicies:
+    """Records what the launcher would apply through PolicyService."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Path, list[str]]] = []
+
+    async def __call__(self, target: str, token: Path, policies: Sequence[DemoPolicy]) -> list[str]:
+        self.calls.append((target, token, [p.domain for p in policies]))
+        return [f"{p.domain}: version 1 applied from {p.path.name}" for p in policies]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -120,6 +132,7 @@ def _launcher(
         broker,  # type: ignore[arg-type]
         Supervisor(log_dir=tmp_path / "logs", base_env=dict(os.environ)),
         provision=_no_provision,
+        apply_policies=FakePolicies(),
     )
     launcher.specs = specs
     return launcher, broker
@@ -182,6 +195,43 @@ async def test_full_run_waits_for_health_shows_the_summary_and_stops_everything(
         assert child.process.returncode == 0
         assert _gone(child.process.pid)
     assert "fake service: stopped" in (tmp_path / "logs" / "router.log").read_text()
+    # the demo tenants' policies, through the router, with the demo operator's token
+    applied = launcher.apply_policies
+    assert isinstance(applied, FakePolicies)
+    assert applied.calls == [
+        (
+            f"127.0.0.1:{specs[0].grpc_port}",
+            tmp_path / "identity" / "tokens" / "ops.jwt",
+            ["acme", "wroclaw"],
+        )
+    ]
+    assert "  wroclaw: version 1 applied from wroclaw.toml" in text
+    assert text.index("escalation  SERVING") < text.index("policies: applying 2 tenant(s)")
+
+
+@pytest.mark.timeout(60)
+async def test_the_tenants_policies_are_applied_before_the_simulator_starts(
+    tmp_path: Path,
+) -> None:
+    out = io.StringIO()
+    # the simulator has no gRPC port: the launcher starts it and moves on
+    specs = [_fake("router"), replace(_fake("simulator"), grpc_port=None, metrics_port=None)]
+    launcher, _ = _launcher(tmp_path, specs, out, duration=0.5)
+    order: list[str] = []
+    start = launcher.supervisor.start
+
+    async def recording_start(spec: ChildSpec):  # type: ignore[no-untyped-def]
+        order.append(spec.name)
+        return await start(spec)
+
+    async def policies(target: str, token: Path, found: Sequence[DemoPolicy]) -> list[str]:
+        order.append("policies")
+        return []
+
+    launcher.supervisor.start = recording_start  # type: ignore[method-assign]
+    launcher.apply_policies = policies
+    await launcher.run(asyncio.Event())
+    assert order[:3] == ["router", "policies", "simulator"]
 
 
 @pytest.mark.timeout(60)
