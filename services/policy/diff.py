@@ -62,17 +62,21 @@ def diff_policies(old: ParsedPolicy, new: ParsedPolicy, default: ParsedPolicy) -
     ]
     for name, before, after, fallback, differ in sections:
         changes: list[str] = []
-        if (before is None) != (after is None):
-            changes.append(
-                f"[{name}] left out: the configured default applies"
-                if after is None
-                else f"[{name}] given (was the configured default)"
-            )
         left, right = before or fallback, after or fallback
         if left is not None and right is not None:
-            changes += differ(left, right)
+            changes = differ(left, right)
         elif left is not right:
-            changes.append(f"[{name}] cannot be compared: no configured default is known")
+            changes = [f"[{name}] cannot be compared: no configured default is known"]
+        if before is not None and after is None:
+            changes.insert(0, f"[{name}] left out: the configured default applies")
+        elif before is None and after is not None:
+            changes.insert(
+                0,
+                f"[{name}] given (was the configured default)"
+                if changes
+                else f"[{name}] given, the same as the configured default (it no longer "
+                "follows a change of the default)",
+            )
         if changes:
             lines.append(f"{name}:")
             lines += [f"  {change}" for change in changes]

@@ -21,6 +21,8 @@ from switchboard.v1 import (
     escalation_pb2_grpc,
     notification_pb2,
     notification_pb2_grpc,
+    policy_pb2,
+    policy_pb2_grpc,
     router_admin_pb2,
     router_admin_pb2_grpc,
 )
@@ -58,16 +60,22 @@ class Rpc:
     streaming: bool = False
 
 
+#: Past each server's request size limit: 64 KiB, the router's 96 KiB (it takes policy
+#: documents of up to 64 KiB).
+TOO_LARGE = {"router": 100_000}
+
+
 def too_large(rpc: Rpc) -> Message:
-    """The RPC's request grown past the servers' 64 KiB limit in one of its text fields."""
+    """The RPC's request grown past its server's size limit in one of its text fields."""
+    size = TOO_LARGE.get(rpc.server, 70_000)
     if rpc.method == "Deliver":
-        return deliver_request(body="z" * 70_000)
+        return deliver_request(body="z" * size)
     request = rpc.request()
     field = next(f for f in request.DESCRIPTOR.fields if f.type == f.TYPE_STRING)
     if field.is_repeated:
-        getattr(request, field.name).append("z" * 70_000)
+        getattr(request, field.name).append("z" * size)
     else:
-        setattr(request, field.name, "z" * 70_000)
+        setattr(request, field.name, "z" * size)
     return request
 
 
@@ -93,6 +101,7 @@ OPERATOR = ("ops", "operator", ())
 MANAGER = ("hugo", "manager", ("*",))
 SERVICE = ("crm", "service", ())
 LONG = "x" * 3_000
+POLICY = "[notification]\nposition_min_interval_s = 45\n"
 
 RPCS = [
     Rpc(
@@ -118,6 +127,38 @@ RPCS = [
         lambda: router_admin_pb2.GetContactRequest(contact_id="c1"),
         OPERATOR,
         lambda: router_admin_pb2.GetContactRequest(contact_id=LONG),
+    ),
+    Rpc(
+        "router",
+        policy_pb2_grpc.PolicyServiceStub,
+        "ValidatePolicy",
+        lambda: policy_pb2.ValidatePolicyRequest(document=POLICY),
+        OPERATOR,
+        lambda: policy_pb2.ValidatePolicyRequest(document="#" * (64 * 1024 + 1)),
+    ),
+    Rpc(
+        "router",
+        policy_pb2_grpc.PolicyServiceStub,
+        "ApplyPolicy",
+        lambda: policy_pb2.ApplyPolicyRequest(domain="acme", document=POLICY, comment="why"),
+        OPERATOR,
+        lambda: policy_pb2.ApplyPolicyRequest(domain="acme", document=POLICY, comment="c" * 501),
+    ),
+    Rpc(
+        "router",
+        policy_pb2_grpc.PolicyServiceStub,
+        "GetPolicyHistory",
+        lambda: policy_pb2.GetPolicyHistoryRequest(domain="acme"),
+        OPERATOR,
+        lambda: policy_pb2.GetPolicyHistoryRequest(domain=LONG),
+    ),
+    Rpc(
+        "router",
+        policy_pb2_grpc.PolicyServiceStub,
+        "RollbackPolicy",
+        lambda: policy_pb2.RollbackPolicyRequest(domain="acme", to_version=1, comment="why"),
+        OPERATOR,
+        lambda: policy_pb2.RollbackPolicyRequest(domain="acme", to_version=1, comment="c" * 501),
     ),
     Rpc(
         "escalation",
@@ -227,7 +268,12 @@ def attacks(rpc: Rpc) -> list[tuple[str, Any, Message, grpc.StatusCode]]:
         ),
         ("field past its bound", entitled, rpc.oversized(), grpc.StatusCode.INVALID_ARGUMENT),
         # over the size limit: refused before it is even parsed
-        ("70 KB request", entitled, too_large(rpc), grpc.StatusCode.RESOURCE_EXHAUSTED),
+        (
+            "request over the size limit",
+            entitled,
+            too_large(rpc),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+        ),
     ]
 
 
