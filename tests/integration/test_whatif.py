@@ -155,6 +155,27 @@ async def test_whatif_replays_a_recorded_window_read_from_kafka(
         assert abs(float(recorded_sl[:-1]) - float(current_sl[:-1])) < 3.0  # percent
         assert float(proposed_sl[:-1]) < float(current_sl[:-1])  # 45 s of wrap-up hurts
 
+    # `switchboard whatif` takes a policy document (as `switchboard policy apply` does):
+    # its [routing] table is replayed, the other tables are not the routing core's
+    document = tmp_path / "proposed-policy.toml"
+    document.write_text(proposed_toml + "\n[notification]\nposition_min_interval_s = 45\n")
+    cli = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.cli",
+        "whatif",
+        *("--domain", "acme", "--from", str(start), "--to", str(end)),
+        *("--current", str(tmp_path / "current.toml"), "--policy", str(document)),
+        *("--warmup-minutes", "15", "--bootstrap-servers", kafka.bootstrap_servers),
+        *("--topic-prefix", topics.prefix),
+        env=os.environ | {"PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "gen")])},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    cli_out, cli_err = await asyncio.wait_for(cli.communicate(), 120)
+    assert cli.returncode == 0, cli_err.decode()
+    assert expected in cli_out.decode()
+
     # a policy with a mistake changes nothing and names the field
     (tmp_path / "bad.toml").write_text(ROUTING.format(wrap=-1))
     code, out, err = await whatif(
