@@ -10,7 +10,7 @@ import asyncio
 import os
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
@@ -22,6 +22,8 @@ from switchboard.v1 import policy_pb2, policy_pb2_grpc
 from services.common.codec import decode_envelope
 from services.common.topics import Topics
 from services.launcher.demo_credentials import AUDIENCES
+from services.launcher.errors import LaunchError
+from services.launcher.policies import apply_demo_policies, demo_policies
 from tests.support import (
     ISSUER,
     KafkaBroker,
@@ -408,3 +410,34 @@ async def test_switchboard_policy_validate_diff_apply_history_rollback(
     ran = await switchboard("policy", "history", "--domain", "globex", *target, env=env)
     assert ran.code == 1
     assert ran.err == "error: PERMISSION_DENIED: domain 'globex' is not in your token's domains\n"
+
+
+async def test_make_run_applies_each_tenants_policy_once(
+    kafka: KafkaBroker, router: Router, tmp_path: Path
+) -> None:
+    token = tmp_path / "ops.jwt"
+    token.write_text(ISSUER.mint("ops", audience=AUDIENCES["router"], roles=["operator"]))
+    target = f"127.0.0.1:{router.port}"
+    tenants = demo_policies()
+    assert await apply_demo_policies(target, token, tenants) == [
+        "acme: version 1 applied from deploy/policies/acme.toml",
+        "wroclaw: version 1 applied from deploy/policies/wroclaw.toml",
+    ]
+    # the next `make run` on the same broker: nothing new
+    assert await apply_demo_policies(target, token, tenants) == [
+        "acme: version 1 already has deploy/policies/acme.toml",
+        "wroclaw: version 1 already has deploy/policies/wroclaw.toml",
+    ]
+    written = await records(kafka, router.topics, 2)
+    assert sorted((r.key, changed(r).current.comment) for r in written) == [
+        (b"acme", "make run: deploy/policies/acme.toml"),
+        (b"wroclaw", "make run: deploy/policies/wroclaw.toml"),
+    ]
+    # a file that changed becomes a new version; one the service refuses stops the start
+    edited = [replace(tenants[0], document=tenants[0].document.replace("= 120", "= 90", 1))]
+    assert await apply_demo_policies(target, token, edited) == [
+        "acme: version 2 applied from deploy/policies/acme.toml"
+    ]
+    broken = [replace(tenants[1], document="[routing]\nmax_total = 0\n")]
+    with pytest.raises(LaunchError, match=r"policy of wroclaw .* INVALID_ARGUMENT: routing"):
+        await apply_demo_policies(target, token, broken)
