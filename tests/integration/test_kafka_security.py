@@ -18,7 +18,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     TransactionalIdAuthorizationFailed,
 )
-from switchboard.v1 import common_pb2
+from switchboard.v1 import common_pb2, policy_pb2, policy_pb2_grpc
 
 from services.common.access import ACCESS, acl_rules, operator_rules
 from services.common.codec import encode_envelope, new_envelope
@@ -32,6 +32,8 @@ from tests.scenario import accept, arrive, audit_ok, end, hold, login, offers
 from tests.support import (
     KafkaBroker,
     ServiceProcess,
+    bearer,
+    channel_as,
     committed,
     service_env,
     service_process,
@@ -136,6 +138,23 @@ async def test_a_call_runs_its_lifecycle_with_every_service_on_sasl_ssl_and_its_
             topics.routing_decisions,
             lambda ds: any(d.HasField("contact_closed") for d in ds),
         )
+        # An operator's policy, written by the router's PolicyService under its own ACLs
+        # (its transactional id, the policies topic), read back by its view.
+        assert processes[0].grpc_port is not None
+        async with channel_as(processes[0].grpc_port, bearer("ops", "router", "operator")) as ch:
+            policies = policy_pb2_grpc.PolicyServiceStub(ch)
+            applied = await policies.ApplyPolicy(
+                policy_pb2.ApplyPolicyRequest(
+                    domain="acme",
+                    document="[notification]\nposition_min_interval_s = 45\n",
+                    comment="quieter",
+                )
+            )
+            assert applied.applied.version == 1
+            history = await policies.GetPolicyHistory(
+                policy_pb2.GetPolicyHistoryRequest(domain="acme")
+            )
+            assert [v.version for v in history.versions] == [1]
     finally:
         for process in processes:
             await process.stop()
