@@ -1,4 +1,5 @@
-"""The router's ``[policies]`` settings: its PolicyService and its read view of ``policies``."""
+"""The router's ``[policy_service]`` settings: its PolicyService and its read view of the
+``policies`` topic."""
 
 from __future__ import annotations
 

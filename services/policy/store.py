@@ -154,7 +154,6 @@ class PolicyStore:
             client_id=f"{topics.prefix}router-policies-view",
         )
         self._locks = [asyncio.Lock() for _ in range(WRITER_SLOTS)]
-        self._failed = False
 
     # -- running ----------------------------------------------------------------------
 
@@ -162,13 +161,13 @@ class PolicyStore:
         """Follow ``policies`` until ``stop``; a failure is logged and the reader starts
         again from the beginning (calls are UNAVAILABLE meanwhile): routing goes on."""
         stopper = asyncio.create_task(self._stop_on(stop))
+        loaded = asyncio.create_task(self._report_loaded())
         pause = RETRY_S
         try:
             while not stop.is_set():
                 try:
                     await self.follower.run()
                 except Exception as exc:  # noqa: BLE001 - a view must not stop routing
-                    self._failed = True
                     log.warning("policies view: reader failed; retrying", error=repr(exc))
                 else:
                     return
@@ -177,14 +176,19 @@ class PolicyStore:
                 pause = min(pause * 2, MAX_RETRY_S)
         finally:
             stopper.cancel()
+            loaded.cancel()
 
     async def _stop_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
         self.follower.stop()
 
+    async def _report_loaded(self) -> None:
+        await self.follower.loaded.wait()
+        if self.metrics is not None:
+            self.metrics.ready.set(1)
+
     def on_record(self, record: InboundRecord) -> None:
         """One record of ``policies``: the domain's history, if newer than the one held."""
-        self._failed = False
         if record.key is None or record.value is None:
             self._refused("no key or tombstone")
             return
@@ -206,7 +210,6 @@ class PolicyStore:
             self._refused(outcome.replace(" ", "_"))
         if self.metrics is not None:
             self.metrics.domains.set(len(self.book))
-            self.metrics.ready.set(1 if self.follower.loaded.is_set() else 0)
 
     def _refused(self, reason: str) -> None:
         if self.metrics is not None:
@@ -232,8 +235,6 @@ class PolicyStore:
             raise StoreUnavailable(
                 f"could not bring the view of the policies up to date ({exc!r}); retry"
             ) from None
-        if self.metrics is not None:
-            self.metrics.ready.set(1)
 
     async def history(self, domain: str) -> History | None:
         """The domain's history as committed now (None: it runs on the configured default).

@@ -219,7 +219,7 @@ class PolicyBook:
             return held[0]
         if not self.complete:
             raise BookIncomplete(
-                f"the read view of policies left {self.left_out} record(s) out past its "
-                "bounds (policies.max_domains, policies.max_bytes): raise them and restart"
+                f"the read view of policies left {self.left_out} record(s) out past its bounds "
+                "(policy_service.max_domains, policy_service.max_bytes): raise them, restart"
             )
         return None

@@ -62,7 +62,7 @@ async def build_and_run(
 
     # Operators' policies per domain: any replica answers and writes for every domain.
     policies = PolicyStore(
-        settings.kafka, topics, settings.policies, PolicyMetrics.create(registry)
+        settings.kafka, topics, settings.policy_service, PolicyMetrics.create(registry)
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:

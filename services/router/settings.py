@@ -81,7 +81,7 @@ class RouterSettings(ServiceSettings):
     routing: dict[str, Any] = Field(default_factory=dict)
     admin_view: AdminViewSettings = AdminViewSettings()
     #: The PolicyService this router hosts and its view of the ``policies`` topic.
-    policies: PolicyServiceSettings = PolicyServiceSettings()
+    policy_service: PolicyServiceSettings = PolicyServiceSettings()
 
     @model_validator(mode="before")
     @classmethod
