@@ -92,6 +92,8 @@ TEXT_LIMITS = {
     "summary": 2_000,
     "subject": 200,
     "body": 4_000,
+    # a domain's policy (policy.proto's PolicyVersion.document: services/common/policy_document)
+    "document": 64 * 1024,
 }
 DEFAULT_TEXT_CHARS = 128
 #: Most entries in any list field (skills, languages, capacities, notes).
