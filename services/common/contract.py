@@ -92,7 +92,7 @@ TEXT_LIMITS = {
     "summary": 2_000,
     "subject": 200,
     "body": 4_000,
-    # a policy version's TOML (policy.proto): 64 KiB, re-checked in bytes by its reader
+    # a domain's policy (policy.proto's PolicyVersion.document: services/common/policy_document)
     "document": 64 * 1024,
 }
 #: Limits of one message's field (by its full name) that differ from its name's above.

@@ -3,7 +3,8 @@ gRPC server.
 
 Default deny. :class:`IdentityInterceptor` refuses every call (UNAUTHENTICATED) that does
 not carry a verified identity before any servicer runs, unary and streaming alike; the
-health and reflection services are the only public methods. It also refuses a request
+health service is the only public one (probes), while reflection (grpcurl's ``list`` and
+``describe``) answers any identified caller, whatever their role. It also refuses a request
 with a field past its bound (INVALID_ARGUMENT), so no servicer sees an unbounded input.
 A servicer then asks :func:`current_caller` and decides what that caller may see: a missing role is
 PERMISSION_DENIED, while something outside the caller's scope (another team's
@@ -67,8 +68,6 @@ PUBLIC_METHODS = frozenset(
     {
         "/grpc.health.v1.Health/Check",
         "/grpc.health.v1.Health/Watch",
-        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
-        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
     }
 )
 

@@ -11,6 +11,7 @@ from switchboard.v1 import escalation_pb2_grpc
 
 from services.common.kafka import ConsumeLoop
 from services.common.metrics import RuntimeMetrics
+from services.common.policy_input import POLICIES_TOPIC
 from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.escalation.adapters.grpc import EscalationServicer
@@ -18,6 +19,7 @@ from services.escalation.adapters.kafka import EscalationHandler
 from services.escalation.adapters.replicas import COMMANDS_TOPIC, CommandSender, ReadModel
 from services.escalation.adapters.watchers import Watchers
 from services.escalation.domain.read_view import EscalationReadView
+from services.escalation.domain.scopes import DomainPolicies
 from services.escalation.metrics import EscalationMetrics
 from services.escalation.settings import EscalationSettings
 
@@ -39,13 +41,15 @@ async def build_and_run(
     loop = ConsumeLoop(
         service="escalation",
         settings=settings.kafka,
-        # Managers' commands are one more input, co-partitioned by domain: each is applied
-        # by the domain's owner, in order with the domain's events, in its transaction.
+        # Managers' commands and the domains' policies are inputs too, co-partitioned by
+        # domain: each is applied by the domain's owner, in order with the domain's
+        # events, in its transaction.
         input_topics=[
             topics.contact_events,
             topics.agent_events,
             topics.routing_decisions,
             topics.name(COMMANDS_TOPIC),
+            topics.name(POLICIES_TOPIC),
         ],
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
@@ -59,11 +63,12 @@ async def build_and_run(
         ),
         view=EscalationReadView(settings.view.max_escalations),
         watchers=Watchers(settings.watch.max_streams, settings.watch.queue_size),
+        policies=DomainPolicies(policy, max_domains=settings.kafka.max_domains),
     )
 
     def register(server: grpc.aio.Server) -> Sequence[str]:
         escalation_pb2_grpc.add_EscalationServiceServicer_to_server(
-            EscalationServicer(policy, model, settings.view, settings.commands), server
+            EscalationServicer(model, settings.view, settings.commands), server
         )
         return ["switchboard.v1.EscalationService"]
 

@@ -10,6 +10,7 @@ from switchboard.v1 import notification_pb2_grpc
 
 from services.common.kafka import ConsumeLoop
 from services.common.metrics import RuntimeMetrics
+from services.common.policy_input import POLICIES_TOPIC
 from services.common.runtime import RunningService, run_service, service_main
 from services.common.topics import Topics
 from services.notifier.adapters.delivery import DeliveryWorker
@@ -46,7 +47,8 @@ async def build_and_run(
     loop = ConsumeLoop(
         service="notifier",
         settings=settings.kafka,
-        input_topics=[topics.contact_events, topics.routing_decisions],
+        # each domain's policy is an input too, in order with the domain's events
+        input_topics=[topics.contact_events, topics.routing_decisions, topics.name(POLICIES_TOPIC)],
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
     )

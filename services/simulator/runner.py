@@ -93,6 +93,7 @@ class SimulationRunner:
                 await asyncio.wait_for(stop.wait(), timeout=self.progress_every)
             log.info(
                 "simulator progress",
+                domain=self.domain,
                 open_contacts=self.sim.open_contacts(),
                 agents_logged_in=self.sim.logged_in_agents(),
                 published=self.published,
@@ -147,6 +148,7 @@ class SimulationRunner:
             await self.decisions.close()
             log.info(
                 "simulator stopped",
+                domain=self.domain,
                 delivered_all=delivered,
                 backlog=self.publisher.backlog,
                 unconfirmed_by_router=len(self.sim.unconfirmed_contacts()),

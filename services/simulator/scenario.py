@@ -5,6 +5,23 @@ languages, capacity, shift), the arrival rate and its profile over the run, and 
 behave (patience, handle times, holds, missed offers, surveys). Everything has a default
 that makes a calm contact center, so a scenario file only states what makes it different.
 Parsing is pure: a bad value raises :class:`ScenarioError` naming the file and the field.
+
+A scenario may add other tenants (routing domains) served by the same instances, each
+with its own queues, agents and arrivals (behaviour and channel profiles are the main
+tenant's unless it says otherwise)::
+
+    [[tenants]]
+    domain = "wroclaw"
+    [tenants.arrivals]
+    rate = 0.08
+    [[tenants.queues]]
+    name = "faktury"
+    ...
+    [[tenants.agents]]
+    ...
+
+Their traffic only routes once each tenant's policy (its queues) is applied: ``make run``
+applies ``deploy/policies/<domain>.toml`` before the simulator starts.
 """
 
 from __future__ import annotations
@@ -152,6 +169,14 @@ class Scenario:
     channels: Mapping[ChannelName, ChannelProfile] = field(default_factory=_default_channels)
     behaviour: Behaviour = field(default_factory=Behaviour)
     broker_restart: BrokerRestart | None = None
+    #: Other tenants simulated beside this one (each a scenario of its own domain, with no
+    #: tenants or broker restart of its own).
+    tenants: tuple[Scenario, ...] = ()
+
+    @property
+    def all_tenants(self) -> tuple[Scenario, ...]:
+        """This tenant, then the others."""
+        return (self, *self.tenants)
 
     def multiplier(self, elapsed: float) -> float:
         """The arrival-rate multiplier ``elapsed`` seconds into the run."""
@@ -172,8 +197,17 @@ class Scenario:
         return self.rate * max(m for _, m in self.profile)
 
     def with_rate(self, rate: float) -> Scenario:
-        """The same scenario at another base rate (``--rate``)."""
-        return replace(self, rate=rate)
+        """The same scenario at another base rate (``--rate``); the other tenants' rates
+        scale by the same factor."""
+        factor = rate / self.rate if self.rate > 0 else 1.0
+        tenants = tuple(replace(t, rate=t.rate * factor) for t in self.tenants)
+        return replace(self, rate=rate, tenants=tenants)
+
+    def with_domain(self, domain: str) -> Scenario:
+        """The main tenant under another domain (``--domain``); it must not be another's."""
+        if domain in {t.domain for t in self.tenants}:
+            raise ScenarioError(f"--domain {domain!r} is one of the scenario's other tenants")
+        return replace(self, domain=domain)
 
 
 class _Reader:
@@ -362,11 +396,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
     channels = {
         name: _channel_profile(channels_table.child(name), defaults[name]) for name in CHANNELS
     }
-    queues = tuple(_queue(q) for q in root.items("queues"))
-    if not queues:
-        raise root.fail("queues", "at least one [[queues]] is needed")
-    if len({q.name for q in queues}) != len(queues):
-        raise root.fail("queues", "queue names must be unique")
+    queues = _queues(root)
     agents = tuple(_agent_group(a) for a in root.items("agents"))
     restart = None
     if "broker_restart" in data:
@@ -374,7 +404,7 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         restart = BrokerRestart(
             at=table.number("at", low=1.0), downtime=table.number("downtime", 10.0, low=1.0)
         )
-    return Scenario(
+    main = Scenario(
         name=root.text("name"),
         description=str(data.get("description", "")),
         domain=root.text("domain", "acme"),
@@ -386,6 +416,43 @@ def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scena
         channels=channels,
         behaviour=_behaviour(root.child("behaviour")),
         broker_restart=restart,
+    )
+    tenants = tuple(_tenant(t, main) for t in root.items("tenants"))
+    domains = [t.domain for t in (main, *tenants)]
+    if len(set(domains)) != len(domains):
+        raise root.fail("tenants", f"domains must be unique, got {domains}")
+    return replace(main, tenants=tenants)
+
+
+def _queues(reader: _Reader) -> tuple[QueueSpec, ...]:
+    queues = tuple(_queue(q) for q in reader.items("queues"))
+    if not queues:
+        raise reader.fail("queues", "at least one [[queues]] is needed")
+    if len({q.name for q in queues}) != len(queues):
+        raise reader.fail("queues", "queue names must be unique")
+    return queues
+
+
+def _tenant(reader: _Reader, main: Scenario) -> Scenario:
+    """Another tenant: its domain, queues, agents and arrivals; the rest is the main's."""
+    for key in reader.table:
+        if key not in ("domain", "description", "arrivals", "queues", "agents", "behaviour"):
+            raise reader.fail(key, "unknown field of a tenant")
+    domain = reader.text("domain")
+    arrivals = reader.child("arrivals")
+    return Scenario(
+        name=f"{main.name}/{domain}",
+        description=str(reader.table.get("description", "")),
+        domain=domain,
+        duration=main.duration,
+        rate=arrivals.number("rate", main.rate, low=0.0),
+        profile=_profile(arrivals) if "profile" in arrivals.table else main.profile,
+        queues=_queues(reader),
+        agents=tuple(_agent_group(a) for a in reader.items("agents")),
+        channels=main.channels,
+        behaviour=(
+            _behaviour(reader.child("behaviour")) if "behaviour" in reader.table else main.behaviour
+        ),
     )
 
 

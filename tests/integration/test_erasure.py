@@ -132,7 +132,9 @@ def test_the_topics_helper_names_every_store() -> None:
 
     compacted = {spec.name for spec in load_topic_specs() if spec.compacted}
     t = Topics("")
-    assert compacted == {
+    # `policies` holds each domain's policy documents (queues, teams, hours) and the
+    # operator who applied each: no customer data, so nothing for an erasure to remove.
+    assert compacted - {t.name("policies")} == {
         t.changelog("router"),
         t.changelog("escalation"),
         t.changelog("notifier"),

@@ -1,10 +1,12 @@
 """EscalationService: what managers' consoles (and the CLI) call, on any instance.
 
 Authentication is the interceptor's job (a verified JWT or mTLS identity). Only callers
-with the ``manager`` role get anything. Which teams a manager sees is the policy's rule
-(``teams_visible_to``: the teams a person staffs, plus ``access`` grants) narrowed by the
-scope their token carries (teams, domains). An escalation outside that is NOT_FOUND,
-exactly as one that does not exist, so ids cannot be probed.
+with the ``manager`` role get anything. Which teams a manager sees is the rule of the
+escalation's domain's policy (``teams_visible_to``: the teams a person staffs, plus
+``access`` grants; each domain runs its own version, :class:`DomainPolicies`) narrowed by
+the scope their token carries (teams, domains). An escalation outside that is NOT_FOUND,
+exactly as one that does not exist, so ids cannot be probed. A team named in a request
+must be one the caller sees in some domain.
 
 Watch and ListOpen answer from this instance's read view of every domain
 (:class:`~services.escalation.adapters.replicas.ReadModel`). Acknowledge, AddNote and
@@ -32,7 +34,7 @@ from services.escalation.adapters.replicas import (
     ViewUnavailable,
 )
 from services.escalation.adapters.watchers import TooManyWatchers
-from services.escalation.domain import EscalationPolicy, PermissionDenied
+from services.escalation.domain import PermissionDenied
 from services.escalation.domain import commands as c
 from services.escalation.domain import model as m
 from services.escalation.domain.read_view import ReadViewFull
@@ -55,12 +57,11 @@ REPLY_MARGIN_S = 0.2
 class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
     def __init__(
         self,
-        policy: EscalationPolicy,
         model: ReadModel,
         view: ViewSettings | None = None,
         commands: CommandSettings | None = None,
     ) -> None:
-        self._policy, self._model = policy, model
+        self._model = model
         self._view_settings = view or ViewSettings()
         self._command_settings = commands or CommandSettings()
 
@@ -83,7 +84,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                 f"{caller.subject} may not see team(s) {outside}",
             )
         try:
-            teams = self._policy.teams_to_show(caller.subject, requested)
+            teams = self._model.policies.teams_to_show(caller.subject, requested)
         except PermissionDenied as exc:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, exc.reason)
             raise
@@ -93,7 +94,7 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         return (
             caller.sees_domain(e.domain)
             and caller.sees_team(e.team)
-            and e.team in self._policy.teams_visible_to(caller.subject)
+            and self._model.policies.visible_to(caller.subject)(e)
         )
 
     @staticmethod
@@ -126,8 +127,9 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
             await _abort(context, grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         try:
             snapshot = self._model.view.open_for(teams)  # sent as RAISED, whatever their history
+            in_scope = self._model.policies.visible_to(caller.subject)
             for e in snapshot:
-                if caller.sees_domain(e.domain):
+                if caller.sees_domain(e.domain) and in_scope(e):
                     yield self._item(m.EscalationChangeKind.RAISED, e)
             yield escalation_pb2.WatchResponse(
                 record=escalation_pb2.EscalationRecord(
@@ -143,8 +145,14 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
                         f"this stream fell {watchers.queue_size} changes behind; "
                         "reconnect for a fresh snapshot",
                     )
-                if change.escalation.team in teams and caller.sees_domain(change.escalation.domain):
-                    yield self._item(change.kind, change.escalation)
+                e = change.escalation
+                # each change under its domain's policy as it is now (it may have changed)
+                if (
+                    e.team in teams
+                    and caller.sees_domain(e.domain)
+                    and self._model.policies.visible_to(caller.subject)(e)
+                ):
+                    yield self._item(change.kind, e)
         finally:
             watchers.close(watcher)
 
@@ -234,10 +242,11 @@ class EscalationServicer(escalation_pb2_grpc.EscalationServiceServicer):
         tier = m.Tier(request.tier) if request.tier else None
         reason = m.EscalationReason(request.reason) if request.reason else None
         await self._ready(context)
+        in_scope = self._model.policies.visible_to(caller.subject)
         found = [
             e
             for e in self._model.view.open_for(teams, tier=tier, reason=reason)
-            if caller.sees_domain(e.domain)
+            if caller.sees_domain(e.domain) and in_scope(e)
         ]
         return escalation_pb2.ListOpenResponse(escalations=[escalation_to_proto(e) for e in found])
 

@@ -1,11 +1,14 @@
 """The escalation service's Kafka side: translation between records and the core.
 
-Inputs: contact.events, agent.events (manager requested), routing.decisions and
+Inputs: contact.events, agent.events (manager requested), routing.decisions,
 escalation.commands (managers' commands, from whichever instance took the gRPC call: see
-:mod:`.replicas`). Outputs: every escalation change as an ``EscalationRecord`` on the
-compacted ``escalations`` topic, keyed by escalation id; each command's outcome on
-``escalation.replies``; case facts in ``escalation.changelog``. On assignment the
-handler reads the topic and the changelog back and rebuilds each domain's core from them
+:mod:`.replicas`) and policies (each domain's policy, whose ``[escalation]`` table is
+applied live: :meth:`EscalationCore.change_policy`). Outputs: every escalation change as
+an ``EscalationRecord`` on the compacted ``escalations`` topic, keyed by escalation id,
+its envelope carrying the domain's policy version; each command's outcome on
+``escalation.replies``; case facts, and the domain's policy version and document, in
+``escalation.changelog``. On assignment the handler reads the topic and the changelog
+back and rebuilds each domain's core from them under the domain's own policy
 (:meth:`EscalationCore.restore` re-arms the deadlines from their stored instants).
 """
 
@@ -26,6 +29,7 @@ from services.common.codec import decode_envelope, encode_record, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import DecodeError, RejectedEvent
 from services.common.kafka import InboundRecord, OutboundRecord, read_latest_records
+from services.common.policy_input import PolicyInput, policy_input, stale_reason
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics, load_topic_specs
 from services.escalation.adapters.mapping import (
@@ -39,10 +43,13 @@ from services.escalation.adapters.replicas import REPLIES_TOPIC
 from services.escalation.domain import (
     EscalationCore,
     EscalationPolicy,
+    PolicyError,
     RejectedInput,
 )
 from services.escalation.domain import commands as c
 from services.escalation.domain import model as m
+from services.escalation.domain.core import stored_policy
+from services.escalation.domain.policy import policy_in_document
 from services.escalation.metrics import EscalationMetrics
 
 __all__ = ["EscalationHandler"]
@@ -71,10 +78,32 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         )
 
     def _restore_core(self, domain: str, facts: Mapping[str, Any]) -> EscalationCore:
-        """The domain's core from its records; what it could not place is logged and
-        counted, never fatal (a restore that raised would stop the service for good)."""
+        """The domain's core from its records, under the policy its changelog holds; what
+        it could not place is logged and counted, never fatal (a restore that raised would
+        stop the service for good: a stored document this build cannot read runs the
+        domain on the configured default, and says so)."""
+        version, document = stored_policy(facts)
+        policy = self.policy
+        if version:
+            try:
+                policy = policy_in_document(document, self.policy)
+            except PolicyError as exc:
+                log.warning(
+                    "restore: the domain's stored policy is unreadable; running the default",
+                    domain=domain,
+                    policy_version=version,
+                    reason=exc.reason,
+                )
+                self.metrics.restore_problems.inc()
+                version, document = 0, ""
         core = EscalationCore.restore(
-            self.policy, domain, self._restored.get(domain, []), facts, self.clock.now()
+            policy,
+            domain,
+            self._restored.get(domain, []),
+            facts,
+            self.clock.now(),
+            version=version,
+            document=document,
         )
         for problem in core.restore_problems:
             log.warning(
@@ -86,6 +115,9 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
     # -- EventHandler ----------------------------------------------------------------
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        changed = policy_input(envelope, record.topic.removeprefix(self.topics.prefix))
+        if changed is not None:
+            return self._change_policy(changed, record.partition)
         if envelope.WhichOneof("payload") == "escalation_command":
             return self._command(envelope)
         event = envelope_to_input(envelope)
@@ -98,6 +130,30 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
             changes = core.apply(event, self.clock.now())
         except RejectedInput as exc:
             raise RejectedEvent(exc.reason) from None
+        return self.emit_changes(changes)
+
+    def _change_policy(self, changed: PolicyInput, partition: int) -> list[OutboundRecord]:
+        """A new version of the domain's policy: applied from now on, or refused (stale, or
+        a document the policy parser refuses) with nothing changed."""
+        held = self.states.cores.get(changed.domain)
+        applied = 0 if held is None else held.policy_version
+        if changed.version <= applied:
+            raise RejectedEvent(stale_reason(changed.domain, changed.version, applied))
+        try:
+            policy = policy_in_document(changed.document, self.policy)
+        except PolicyError as exc:
+            raise RejectedEvent(
+                f"policy version {changed.version} of domain {changed.domain!r}: {exc.reason}"
+            ) from None
+        core = self.states.core_for(changed.domain, partition)
+        changes = core.change_policy(policy, changed.version, self.clock.now(), changed.document)
+        log.info(
+            "policy applied",
+            domain=changed.domain,
+            policy_version=changed.version,
+            previous_version=applied,
+            changes=len(changes),
+        )
         return self.emit_changes(changes)
 
     def _command(self, envelope: Envelope) -> list[OutboundRecord]:
@@ -124,6 +180,7 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
             event_id=f"{envelope.event_id}/result",
             occurred_at=self.clock.now(),
         )
+        answer.policy_version = self._policy_version(envelope.domain)
         answer.escalation_command_result.CopyFrom(
             outcome_to_proto(envelope.event_id, outcome.answer())
         )
@@ -224,6 +281,7 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
                 event_id=f"{e.escalation_id}@{e.version}",
                 occurred_at=self.clock.now(),
             )
+            envelope.policy_version = self._policy_version(e.domain)
             envelope.escalation_record.CopyFrom(record)
             value, headers = encode_record(envelope, self.kafka.output_format)
             out.append(
@@ -244,6 +302,11 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         if changes:
             self._update_open_gauge()
         return out
+
+    def _policy_version(self, domain: str) -> int:
+        """The version of ``domain``'s policy its outputs are decided under (0: default)."""
+        core = self.states.cores.get(domain)
+        return 0 if core is None else core.policy_version
 
     def _count(self, change: m.EscalationChange) -> None:
         e = change.escalation

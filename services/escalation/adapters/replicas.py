@@ -5,7 +5,9 @@ Reads. :class:`ReadModel` follows every partition of the compacted ``escalations
 (committed records only, no consumer group) into the pure
 :class:`~services.escalation.domain.read_view.EscalationReadView`, and streams each change
 it applies to the open Watch streams. Watch and ListOpen answer from it, for every
-domain, whichever instance owns which.
+domain, whichever instance owns which. It follows the compacted ``policies`` topic too:
+which teams a manager sees is their escalation's domain's policy's rule
+(:class:`~services.escalation.domain.scopes.DomainPolicies`).
 
 Commands. :class:`CommandSender` writes a manager's Acknowledge, AddNote or Resolve as an
 ``EscalationCommand`` on ``escalation.commands``, keyed by domain: it lands on the
@@ -35,9 +37,10 @@ from aiokafka import AIOKafkaProducer
 from services.common.clock import Clock, SystemClock
 from services.common.codec import decode_envelope, encode_envelope, new_envelope
 from services.common.config import KafkaSettings
-from services.common.errors import DecodeError
+from services.common.errors import DecodeError, RejectedEvent
 from services.common.kafka import InboundRecord
 from services.common.kafka_connection import connection_options
+from services.common.policy_input import POLICIES_TOPIC, policy_input
 from services.common.read_view import TopicFollower
 from services.common.topics import Topics
 from services.escalation.adapters.mapping import (
@@ -46,9 +49,12 @@ from services.escalation.adapters.mapping import (
     outcome_from_proto,
 )
 from services.escalation.adapters.watchers import Watchers
+from services.escalation.domain import PolicyError
 from services.escalation.domain import commands as c
 from services.escalation.domain import model as m
+from services.escalation.domain.policy import policy_in_document
 from services.escalation.domain.read_view import EscalationReadView, ReadViewFull
+from services.escalation.domain.scopes import DomainPolicies
 from services.escalation.metrics import EscalationMetrics
 
 __all__ = [
@@ -209,6 +215,8 @@ class ReadModel:
     kafka: KafkaSettings
     metrics: EscalationMetrics
     commands: CommandSender
+    #: Every domain's escalation policy as applied (whose teams a manager sees).
+    policies: DomainPolicies
     view: EscalationReadView = field(default_factory=EscalationReadView)
     watchers: Watchers = field(default_factory=Watchers)
     follower: TopicFollower = field(init=False)
@@ -218,7 +226,7 @@ class ReadModel:
     def __post_init__(self) -> None:
         self.follower = TopicFollower(
             self.kafka,
-            from_start=[self.topics.escalations],
+            from_start=[self.topics.escalations, self.topics.name(POLICIES_TOPIC)],
             from_end=[self.topics.name(REPLIES_TOPIC)],
             on_record=self.on_record,
             client_id=f"{self.topics.prefix}escalation-view",
@@ -263,6 +271,11 @@ class ReadModel:
                 f"the read view holds {self.view.max_escalations} escalations, its most "
                 "(view.max_escalations): raise it and restart this instance"
             )
+        if not self.policies.complete:
+            raise ReadViewFull(
+                f"the read view holds the policies of {self.policies.max_domains} domains, "
+                "its most (kafka.max_domains): raise it and restart this instance"
+            )
 
     async def caught_up(self, wait_s: float) -> None:
         """Everything committed to the topic before this call is in the view (or
@@ -297,8 +310,31 @@ class ReadModel:
     def on_record(self, record: InboundRecord) -> None:
         if record.topic == self.topics.escalations:
             self._on_escalation(record)
+        elif record.topic == self.topics.name(POLICIES_TOPIC):
+            self._on_policy(record)
         else:
             self.commands.on_reply(record)
+
+    def _on_policy(self, record: InboundRecord) -> None:
+        """A domain's new policy: its teams decide who sees its escalations from now on.
+        What the owner refuses (stale, unreadable) is skipped here too, with a log line
+        (the owner's dead letter says why)."""
+        if record.value is None:
+            return
+        try:
+            envelope = decode_envelope(record.value, record.headers)
+            changed = policy_input(envelope, POLICIES_TOPIC)
+            if changed is None:
+                return
+            policy = policy_in_document(changed.document, self.policies.default)
+        except (DecodeError, RejectedEvent, PolicyError) as exc:
+            log.warning("read view: policy record skipped", offset=record.offset, error=str(exc))
+            self.metrics.view_refused.labels("unreadable").inc()
+            return
+        if self.policies.apply(changed.domain, changed.version, policy):
+            log.info(
+                "read view: policy applied", domain=changed.domain, policy_version=changed.version
+            )
 
     def _on_escalation(self, record: InboundRecord) -> None:
         if record.key is None:

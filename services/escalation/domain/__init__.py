@@ -1,6 +1,6 @@
 """The pure escalation core: no I/O, no asyncio, no Kafka, no protobuf; microseconds per event."""
 
-from services.escalation.domain.calendar import ALWAYS_OPEN, BusinessCalendar
+from services.common.business_hours import ALWAYS_OPEN, BusinessCalendar
 from services.escalation.domain.core import (
     CONTACT_ABANDONED,
     CONTACT_RESOLVED,

@@ -4,7 +4,8 @@ Feed it events with :meth:`EscalationCore.apply` and the time with :meth:`tick`;
 returns escalation changes to publish. Managers' commands (:meth:`acknowledge`,
 :meth:`add_note`, :meth:`resolve`) return the escalation and the changes. The adapter
 sleeps until :meth:`next_deadline`, drains :meth:`take_changes` into the changelog, and
-rebuilds the core after a restart with :meth:`restore`. The core never reads a clock:
+rebuilds the core after a restart with :meth:`restore`; :meth:`change_policy` applies a new
+version of the domain's policy live. The core never reads a clock:
 ``now`` is always passed in, so a fake clock drives every test.
 
 Every entry point applies its input wholly or not at all. It first judges the input
@@ -28,8 +29,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from services.common.business_hours import ALWAYS_OPEN, BusinessCalendar
 from services.common.deadlines import Deadlines
-from services.escalation.domain.calendar import ALWAYS_OPEN, BusinessCalendar
 from services.escalation.domain.cases import Case, History, Pause, Phase
 from services.escalation.domain.errors import (
     InvalidArgument,
@@ -90,9 +91,11 @@ from services.escalation.domain.snapshots import (
 __all__ = [
     "CONTACT_ABANDONED",
     "CONTACT_RESOLVED",
+    "POLICY_KEY",
     "SYSTEM",
     "EscalationCore",
     "oldest_first",
+    "stored_policy",
 ]
 
 #: ``resolved_by`` of escalations closed because their contact was.
@@ -109,6 +112,9 @@ _ABOUT_OUTCOME = frozenset({_R.UNRESOLVED, _R.LOW_SATISFACTION, _R.REOPENED})
 _ABOUT_WAITING = frozenset({_R.WAIT_THRESHOLD, _R.UNROUTABLE, _R.PAUSE_OVERRUN})
 _ON_RESOLVED = frozenset(_R) - _ABOUT_OUTCOME
 
+#: The changelog entity holding the domain's policy version and document.
+POLICY_KEY = "policy"
+
 _Key = tuple[str, str]
 _SLA, _PAUSE, _ACK, _DROP, _HISTORY = "sla", "pause", "ack", "drop", "history"
 
@@ -119,6 +125,11 @@ class EscalationCore:
     def __init__(self, policy: EscalationPolicy, domain: str = "") -> None:
         self.policy = policy
         self.domain = domain
+        #: The version of the domain's policy in force (0: the configured default) and its
+        #: document, opaque here: persisted with the case facts, so a restore (which the
+        #: adapter feeds the parsed document) runs the domain on its own policy.
+        self.policy_version = 0
+        self.policy_document = ""
         self._triggers: dict[str, TriggerSettings] = {
             queue: policy.triggers_for(domain, queue) for queue in policy.queues
         }
@@ -159,8 +170,12 @@ class EscalationCore:
         if not event.contact_id:
             raise InvalidInput("contact_id: empty")
         match event:
-            case ContactArrived() | ContactUnroutable():
+            case ContactArrived():
                 self._known_queue(event.queue)
+            case ContactUnroutable():
+                # a held case whose queue a policy change removed: the router says so
+                if self._held_after_tick(event.contact_id, now) is None:
+                    self._known_queue(event.queue)
             case ContactHeld() | ContactPaused():
                 promised_s = event.expected_duration
                 if promised_s < 0 or not math.isfinite(promised_s):
@@ -235,6 +250,99 @@ class EscalationCore:
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (None: nothing scheduled)."""
         return self._deadlines.next()
+
+    # --- the domain's policy --------------------------------------------------------------
+
+    def change_policy(
+        self, policy: EscalationPolicy, version: int, now: float, document: str = ""
+    ) -> list[EscalationChange]:
+        """Run the domain on ``policy`` (its ``version``, ``document``) from ``now`` on.
+
+        Deadlines due before ``now`` fire first, under the old policy. Then nothing is
+        reset: SLA clocks carry over (time so far counted on the old calendar, from now on
+        the new one), and a changed threshold or tier deadline applies from now to what is
+        open: an escalation keeps the moment its tier got it, so a shortened deadline that
+        has already passed moves it up at once and a lengthened one waits longer; a wait
+        threshold already exceeded raises now. Teams, people and tiers are the new
+        policy's: an open escalation's assignee follows its team's new staff, and one whose
+        team or queue is gone goes to the head of service (team ``unassigned``), as a
+        restore re-homes it. The caller refuses versions not newer than
+        :attr:`policy_version` (the core applies what it is given).
+        """
+        out = self.tick(now)
+        old = self.policy
+        old_calendars = {contact_id: self._calendar(c) for contact_id, c in self._cases.items()}
+        self.policy, self.policy_version, self.policy_document = policy, version, document
+        self._triggers = {queue: policy.triggers_for(self.domain, queue) for queue in policy.queues}
+        self._history_window_s = policy.max_repeat_window_s
+        self._dirty.add(POLICY_KEY)
+        for contact_id, case in self._cases.items():
+            if case.sla.running and old_calendars[contact_id] != self._calendar(case):
+                case.sla.stop(now, old_calendars[contact_id])  # bank it on the old hours
+                case.sla.start(now)
+                self._dirty.add(case_key(contact_id))
+            self._arm_sla(case)
+            self._arm_pause(case)
+            self._arm_drop(case)
+            for kind in (_SLA, _PAUSE, _DROP):
+                self._not_before((kind, contact_id), now)
+        for history in self._customers.values():
+            self._arm_history(history)
+            self._not_before((_HISTORY, history.customer_id), now)
+        for esc in oldest_first(e for e in self._escalations.values() if e.is_open):
+            self._follow_policy(esc, old, version, now, out)
+        out.extend(self.tick(now))
+        return out
+
+    def _not_before(self, key: _Key, now: float) -> None:
+        """A deadline a policy change moved into the past falls due now, not back then."""
+        when = self._deadlines.get(key)
+        if when is not None and when < now:
+            self._deadlines.set(key, now)
+
+    def _follow_policy(
+        self,
+        esc: Escalation,
+        old: EscalationPolicy,
+        version: int,
+        now: float,
+        out: list[EscalationChange],
+    ) -> None:
+        """One open escalation under the policy just applied (see :meth:`change_policy`)."""
+        if esc.team == UNASSIGNED_TEAM:
+            if esc.assignee != self.policy.head_of_service:
+                moved = replace(
+                    esc,
+                    assignee=self.policy.head_of_service,
+                    version=_next_version(esc.version, now),
+                )
+                self._store_change(moved, EscalationChangeKind.UPDATED, out)
+            return
+        homeless = _homeless(esc, self.policy)
+        if homeless:
+            why = f"without a home in policy version {version}: {homeless}"
+            self._store_change(self._rehomed(esc, why, now), EscalationChangeKind.UPDATED, out)
+            self._deadlines.cancel((_ACK, esc.escalation_id))
+            return
+        if esc.status is not EscalationStatus.OPEN:
+            return  # acknowledged: its owner keeps it, no deadline runs
+        old_s = old.ack_deadlines_s.get(esc.tier)
+        given_at = now if esc.ack_deadline is None or old_s is None else esc.ack_deadline - old_s
+        changed = replace(
+            esc,
+            assignee=self.policy.teams[esc.team].person(esc.tier),
+            ack_deadline=self.policy.ack_deadline(esc.tier, given_at),
+        )
+        if changed == esc:
+            return
+        changed = replace(changed, version=_next_version(esc.version, now))
+        deadline = changed.ack_deadline
+        if deadline is not None and deadline <= now and self.policy.next_tier(esc.tier):
+            self._escalations[esc.escalation_id] = changed  # moves up at once, published so
+            self._re_escalate(esc.escalation_id, now, out)
+            return
+        self._store_change(changed, EscalationChangeKind.UPDATED, out)
+        self._arm_ack(changed)
 
     # --- managers' commands ---------------------------------------------------------------
 
@@ -338,6 +446,7 @@ class EscalationCore:
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every case fact, as :meth:`take_changes` would write them (for checks and tests)."""
         keys = [case_key(c) for c in self._cases] + [customer_key(c) for c in self._customers]
+        keys += [POLICY_KEY] if self.policy_version else []
         return {key: entity for key in sorted(keys) if (entity := self._entity(key)) is not None}
 
     @classmethod
@@ -348,8 +457,12 @@ class EscalationCore:
         escalations: Iterable[Escalation],
         case_facts: Mapping[str, Mapping[str, Any]],
         now: float = 0.0,
+        *,
+        version: int = 0,
+        document: str = "",
     ) -> EscalationCore:
-        """Rebuild a core from the ``escalations`` topic and the case-fact changelog.
+        """Rebuild a core from the ``escalations`` topic and the case-fact changelog, under
+        the domain's ``policy`` (its ``version`` and ``document``: see :func:`stored_policy`).
 
         Escalations of other domains are skipped, so the whole topic may be passed in.
         Deadlines resume from their stored instants: nothing is raised again, nothing reset.
@@ -361,8 +474,9 @@ class EscalationCore:
         re-homed escalations' changes are returned by the next :meth:`take_restore_changes`.
         """
         core = cls(policy, domain)
+        core.policy_version, core.policy_document = version, document
         core._cases, core._customers, core.restore_problems = read_case_facts(
-            case_facts, policy.queues
+            {k: v for k, v in case_facts.items() if k != POLICY_KEY}, policy.queues
         )
         for esc in escalations:
             if esc.domain != domain:
@@ -420,17 +534,22 @@ class EscalationCore:
             self._dirty.add(customer_key(customer_id))
             self._deadlines.cancel((_HISTORY, customer_id))
 
-    def _rehome(self, esc: Escalation, why: str, now: float) -> Escalation:
-        """An open escalation nobody configured can answer any more: the head of service's."""
-        rehomed = replace(
+    def _rehomed(self, esc: Escalation, why: str, now: float) -> Escalation:
+        """``esc`` given to the head of service (team ``unassigned``, top tier, no deadline):
+        nobody the policy names can answer it any more."""
+        return replace(
             esc,
             team=UNASSIGNED_TEAM,
             tier=TIER_CHAIN[-1],
             assignee=self.policy.head_of_service,
             ack_deadline=None,
-            summary=f"{esc.summary} [restored without a home: {why}]".strip(),
+            summary=f"{esc.summary} [{why}]".strip(),
             version=_next_version(esc.version, now),
         )
+
+    def _rehome(self, esc: Escalation, why: str, now: float) -> Escalation:
+        """An open escalation nobody configured can answer any more: the head of service's."""
+        rehomed = self._rehomed(esc, f"restored without a home: {why}", now)
         self.restore_problems.append(f"{esc.escalation_id}: {why}; now the head of service's")
         self._restore_changes.append(EscalationChange(EscalationChangeKind.UPDATED, rehomed))
         return rehomed
@@ -501,6 +620,8 @@ class EscalationCore:
     def _routed(self, event: ContactAssigned | ContactRequeued, now: float) -> None:
         """Assignment stops the queue-wait clock; a requeue starts it again."""
         case = self._case_or_new_provisional(event.contact_id, event.queue, now)
+        if case is not None:
+            self._follow_router(case, event.queue, now)
         if isinstance(event, ContactAssigned):
             before, after = Phase.WAITING, Phase.ASSIGNED
         else:
@@ -516,6 +637,7 @@ class EscalationCore:
         case = self._case_or_new_provisional(event.contact_id, event.queue, now)
         if case is None or case.phase is Phase.DONE:
             return
+        self._follow_router(case, event.queue, now)
         detail = f": {event.reason}" if event.reason else ""
         summary = f"no eligible agent in {case.queue}{detail}"
         self._escalate(case, _R.UNROUTABLE, now, summary, out)
@@ -545,11 +667,21 @@ class EscalationCore:
         case = self._cases.get(event.contact_id)
         if case is None or not event.to_queue or event.to_queue == case.queue:
             return
+        self._move(case, event.to_queue, now)
+
+    def _move(self, case: Case, queue: str, now: float) -> None:
+        """The case is in ``queue`` from ``now`` on; its clock carries over."""
         case.sla.stop(now, self._calendar(case))  # the time so far counts on the old calendar
-        case.queue = event.to_queue
+        case.queue = queue
         self._sync_sla_clock(case, now)
         self._arm_pause(case)
         self._note_activity(case, now)
+
+    def _follow_router(self, case: Case, queue: str, now: float) -> None:
+        """A case whose queue a policy change removed is where the router put it next (its
+        fallback queue): only then, so an old decision never undoes a transfer."""
+        if case.queue not in self.policy.queues and queue in self.policy.queues:
+            self._move(case, queue, now)
 
     def _end(self, event: ContactEnded, now: float, out: list[EscalationChange]) -> None:
         case = self._cases.get(event.contact_id)  # an UNRESOLVED one is known (_check)
@@ -730,18 +862,19 @@ class EscalationCore:
         esc_id = target or escalation_id(self.domain, case.contact_id, reason)
         current = self._escalations.get(esc_id)
         if current is None:
-            team = self.policy.teams[self.policy.queues[case.queue].team]
+            queue = self.policy.queues.get(case.queue)
+            team = None if queue is None else self.policy.teams.get(queue.team)
             tier = self.policy.first_tier
             esc = Escalation(
                 escalation_id=esc_id,
                 contact_id=case.contact_id,
                 domain=self.domain,
                 queue=case.queue,
-                team=team.name,
+                team=UNASSIGNED_TEAM if team is None else team.name,
                 reason=reason,
                 severity=self.policy.severity_for(reason, case.priority),
                 tier=tier,
-                assignee=team.person(tier),
+                assignee="" if team is None else team.person(tier),
                 status=EscalationStatus.OPEN,
                 raised_at=at,
                 ack_deadline=self.policy.ack_deadline(tier, at),
@@ -750,6 +883,8 @@ class EscalationCore:
                 version=_next_version(0, at),
                 priority=case.priority,
             )
+            if team is None:  # its queue is no longer configured: the head of service's
+                esc = self._rehomed(esc, f"without a home: queue {case.queue!r} is gone", at)
             self._store_change(esc, EscalationChangeKind.RAISED, out)
             self._arm_ack(esc)
             if reason is _R.WAIT_THRESHOLD:
@@ -996,12 +1131,26 @@ class EscalationCore:
         self._deadlines.set((_HISTORY, history.customer_id), oldest + self._history_window_s)
 
     def _entity(self, key: str) -> dict[str, Any] | None:
+        if key == POLICY_KEY:
+            return {"version": self.policy_version, "document": self.policy_document}
         kind, _, ident = key.partition("/")
         if kind == "case":
             case = self._cases.get(ident)
             return None if case is None else case_record(case)
         history = self._customers.get(ident)
         return None if history is None else history_record(history)
+
+
+def stored_policy(case_facts: Mapping[str, Any]) -> tuple[int, str]:
+    """The policy version and document a domain's changelog holds ((0, ""): the default;
+    an unreadable entry reads as the default too, and the caller says so)."""
+    stored = case_facts.get(POLICY_KEY)
+    if not isinstance(stored, Mapping):
+        return 0, ""
+    version, document = stored.get("version"), stored.get("document")
+    if isinstance(version, bool) or not isinstance(version, int) or not isinstance(document, str):
+        return 0, ""
+    return version, document
 
 
 def oldest_first(escalations: Iterable[Escalation]) -> list[Escalation]:

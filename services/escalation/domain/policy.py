@@ -57,16 +57,18 @@ Built from a plain dict (the parsed ``[escalation]`` TOML table) by
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import date
 from enum import Enum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from services.escalation.domain.calendar import ALWAYS_OPEN, BusinessCalendar
+from services.common.business_hours import (
+    ALWAYS_OPEN,
+    BusinessCalendar,
+    CalendarError,
+    parse_calendar,
+)
+from services.common.policy_document import PolicyDocumentError, policy_tables
 from services.escalation.domain.errors import PermissionDenied, PolicyError
 from services.escalation.domain.model import EscalationReason, Priority, Severity, Tier
 
@@ -80,10 +82,8 @@ __all__ = [
     "SlaClock",
     "TeamPolicy",
     "TriggerSettings",
+    "policy_in_document",
 ]
-
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_RANGE = re.compile(r"^(\d{2}):(\d{2})-(\d{2}):(\d{2})$")
 
 #: How urgent each reason is for an ordinary customer; a VIP adds one level.
 DEFAULT_SEVERITY: Mapping[EscalationReason, Severity] = {
@@ -374,6 +374,17 @@ class EscalationPolicy:
         )
 
 
+def policy_in_document(document: str, default: EscalationPolicy) -> EscalationPolicy:
+    """The policy a domain's policy document (``policy.proto``) gives escalation: its
+    ``[escalation]`` table, read as escalation.toml's, or ``default`` (the configured one)
+    when it has none. Raises :class:`PolicyError` naming the field."""
+    try:
+        table = policy_tables(document).get("escalation")
+    except PolicyDocumentError as exc:
+        raise PolicyError(exc.reason) from None
+    return default if table is None else EscalationPolicy.from_dict(table, prefix="escalation.")
+
+
 # --- parsing helpers ------------------------------------------------------------------
 
 
@@ -497,46 +508,7 @@ def _triggers(raw: Mapping[str, Any], p: _Paths, where: str) -> dict[str, Any]:
 
 
 def _calendar(name: str, raw: object, p: _Paths) -> BusinessCalendar:
-    where = f"calendars.{name}"
-    data = _mapping(raw, p, where)
-    _no_unknown(data, {"timezone", "hours", "holidays"}, p, where)
-    tz_name = data.get("timezone", "")
-    if not isinstance(tz_name, str) or not tz_name:
-        raise PolicyError(f"{p(where, 'timezone')}: missing")
     try:
-        zone = ZoneInfo(tz_name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise PolicyError(f"{p(where, 'timezone')}: unknown time zone {tz_name!r}") from None
-    hours = _table(data, "hours", p, where, required=True)
-    _no_unknown(hours, _DAYS, p, f"{where}.hours")
-    weekly: list[tuple[tuple[int, int], ...]] = []
-    for day in _DAYS:
-        ranges = []
-        for text in _strings(hours.get(day, []), p, f"{where}.hours", day):
-            match = _RANGE.match(text.strip())
-            start = end = -1
-            if match:
-                h1, m1, h2, m2 = (int(g) for g in match.groups())
-                if m1 < 60 and m2 < 60:
-                    start, end = h1 * 60 + m1, h2 * 60 + m2
-            if not 0 <= start < end <= 24 * 60:
-                raise PolicyError(
-                    f"{p(where + '.hours', day)}: expected 'HH:MM-HH:MM' in one day, got {text!r}"
-                )
-            ranges.append((start, end))
-        ranges.sort()
-        for (_, end1), (start2, _) in itertools.pairwise(ranges):
-            if start2 < end1:
-                raise PolicyError(f"{p(where + '.hours', day)}: ranges overlap")
-        weekly.append(tuple(ranges))
-    if not any(weekly):
-        raise PolicyError(f"{p(where, 'hours')}: no opening hours on any day")
-    holidays: set[date] = set()
-    for text in _strings(data.get("holidays", []), p, where, "holidays"):
-        try:
-            holidays.add(date.fromisoformat(text))
-        except ValueError:
-            raise PolicyError(
-                f"{p(where, 'holidays')}: not a date (YYYY-MM-DD): {text!r}"
-            ) from None
-    return BusinessCalendar(name, zone, tuple(weekly), frozenset(holidays))
+        return parse_calendar(name, raw, p(f"calendars.{name}"))
+    except CalendarError as exc:
+        raise PolicyError(exc.reason) from None

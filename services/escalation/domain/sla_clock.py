@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from services.escalation.domain.calendar import BusinessCalendar
+from services.common.business_hours import BusinessCalendar
 
 __all__ = ["SlaStopwatch"]
 

@@ -1,15 +1,18 @@
 """The notifier's Kafka side: events in, decisions into the (changelogged) pending set;
 each delivery attempt's result applied by the core in its partition's transaction, with
 final outcomes out on ``notifications`` (and a copy on ``notifier.dlq`` when given
-up)."""
+up). What the domain's policy held back is recorded SUPPRESSED when decided. Each
+domain's policy comes from ``policies`` (its ``[notification]`` table, applied live;
+stale or unreadable versions are dead-lettered) and is kept with the domain's state;
+every output envelope carries the version it was decided under."""
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import structlog
 from switchboard.v1 import notification_pb2
@@ -25,13 +28,28 @@ from services.common.kafka import (
     OutboundRecord,
     dead_letter_of_output,
 )
+from services.common.policy_input import PolicyInput, policy_input, stale_reason
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics
 from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
 from services.notifier.domain.channels import channel_info
-from services.notifier.domain.core import NotifierCore, NotifierPolicy, Pending
-from services.notifier.domain.delivery import DEAD_LETTERED, DELIVERED, REJECTED, RETRY, RetryPolicy
-from services.notifier.domain.errors import NotifierError
+from services.notifier.domain.core import (
+    Notification,
+    NotifierCore,
+    NotifierPolicy,
+    Pending,
+    policy_in_document,
+    stored_policy,
+)
+from services.notifier.domain.delivery import (
+    DEAD_LETTERED,
+    DELIVERED,
+    REJECTED,
+    RETRY,
+    SUPPRESSED,
+    RetryPolicy,
+)
+from services.notifier.domain.errors import NotifierError, PolicyError
 from services.notifier.domain.templates import TemplateCatalog
 from services.notifier.metrics import NotifierMetrics
 
@@ -64,12 +82,33 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
             self.kafka,
             self.topics.changelog,
             new_core=lambda _d: NotifierCore(self.policy, self.catalog, self.retry),
-            restore_core=lambda _d, snaps: NotifierCore.restore(
-                self.policy, self.catalog, snaps, self.retry
-            ),
+            restore_core=self._restore_core,
+        )
+
+    def _restore_core(self, domain: str, snapshots: Mapping[str, Any]) -> NotifierCore:
+        """The domain's core under the policy its changelog holds (a stored document this
+        build cannot read runs the domain on the configured default, and says so)."""
+        version, document = stored_policy(snapshots)
+        policy = self.policy
+        if version:
+            try:
+                policy = policy_in_document(document, self.policy)
+            except PolicyError as exc:
+                log.warning(
+                    "restore: the domain's stored policy is unreadable; running the default",
+                    domain=domain,
+                    policy_version=version,
+                    reason=exc.reason,
+                )
+                version, document = 0, ""
+        return NotifierCore.restore(
+            policy, self.catalog, snapshots, self.retry, version=version, document=document
         )
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        changed = policy_input(envelope, record.topic.removeprefix(self.topics.prefix))
+        if changed is not None:
+            return self._change_policy(changed, record.partition)
         event = envelope_to_input(envelope)
         if event is None:
             return []
@@ -78,24 +117,60 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
             decided = core.apply(event, envelope.event_id, self.clock.now())
         except NotifierError as exc:
             raise RejectedEvent(exc.reason) from None
+        return self._decided(envelope.domain, core, decided)
+
+    def _change_policy(self, changed: PolicyInput, partition: int) -> list[OutboundRecord]:
+        """A new version of the domain's policy: applied from now on, or refused (stale, or
+        a document the policy parser refuses) with nothing changed."""
+        held = self.states.cores.get(changed.domain)
+        applied = 0 if held is None else held.policy_version
+        if changed.version <= applied:
+            raise RejectedEvent(stale_reason(changed.domain, changed.version, applied))
+        try:
+            policy = policy_in_document(changed.document, self.policy)
+        except PolicyError as exc:
+            raise RejectedEvent(
+                f"policy version {changed.version} of domain {changed.domain!r}: {exc.reason}"
+            ) from None
+        core = self.states.core_for(changed.domain, partition)
+        now = self.clock.now()
+        decided = core.change_policy(policy, changed.version, now, changed.document)
+        log.info(
+            "policy applied",
+            domain=changed.domain,
+            policy_version=changed.version,
+            previous_version=applied,
+        )
+        return self._decided(changed.domain, core, decided)
+
+    def _decided(
+        self, domain: str, core: NotifierCore, decided: Sequence[Notification]
+    ) -> list[OutboundRecord]:
+        """Wake the delivery worker for what was decided; the outcome records of what was
+        settled at once (erased: REJECTED; held back by the policy: SUPPRESSED)."""
         for note in decided:
             log.info("notification decided", contact_id=note.contact_id, kind=note.kind)
         if decided:
             self.work_ready.set()
         self._count_coalesced()
         now = self.clock.now()
-        return [
+        out = [
             record
             for pending in core.take_erased()
-            for record in self.outcome_records(envelope.domain, pending, REJECTED, now)
+            for record in self.outcome_records(domain, pending, REJECTED, now)
         ]
+        for pending in core.take_suppressed():
+            note = pending.notification
+            log.info("notification suppressed", contact_id=note.contact_id, kind=note.kind)
+            out.extend(self.outcome_records(domain, pending, SUPPRESSED, now))
+        return out
 
     def on_timer(self, partition: int, now: float) -> Sequence[OutboundRecord]:
-        for _, core in self.states.due(partition, now):
-            if core.tick(now):
-                self.work_ready.set()
+        out: list[OutboundRecord] = []
+        for domain, core in self.states.due(partition, now):
+            out.extend(self._decided(domain, core, core.tick(now)))
         self._count_coalesced()
-        return []
+        return out
 
     async def on_assigned(self, partitions: set[int]) -> None:
         restored = await self.states.restore(self.kafka, partitions)
@@ -132,6 +207,8 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
         envelope = new_envelope(
             domain, "notifier", event_id=f"{note.notification_id}:outcome", occurred_at=now
         )
+        core = self.states.cores.get(domain)
+        envelope.policy_version = 0 if core is None else core.policy_version
         envelope.notification_record.CopyFrom(record)
         value, headers = encode_record(envelope, self.kafka.output_format)
         out = [

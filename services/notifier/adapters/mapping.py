@@ -34,6 +34,7 @@ KIND_NUMBERS = {
     "resumed": notification_pb2.NOTIFICATION_KIND_RESUMED,
     "queue_position": notification_pb2.NOTIFICATION_KIND_QUEUE_POSITION,
     "callback_offer": notification_pb2.NOTIFICATION_KIND_CALLBACK_OFFER,
+    "outside_hours": notification_pb2.NOTIFICATION_KIND_OUTSIDE_HOURS,
     "no_agent_available": notification_pb2.NOTIFICATION_KIND_NO_AGENT_AVAILABLE,
     "closed": notification_pb2.NOTIFICATION_KIND_CLOSED,
     "direct": notification_pb2.NOTIFICATION_KIND_DIRECT,

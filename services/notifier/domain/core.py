@@ -11,6 +11,16 @@ API::
     core.delivery_failed(notification_id, status, error, now, rng) -> FailedAttempt | None
     core.postpone(notification_id, at)                       # not tried (circuit open)
     core.take_changes() / core.snapshot() / NotifierCore.restore(policy, catalog, snapshots)
+    core.change_policy(policy, version, now, document)        # the domain's new policy, live
+    core.take_suppressed() -> list[Pending]                  # held back by the policy
+
+What the policy holds back is not silently dropped: a queue-position notice past the rate
+limit, and a notice of a kind the policy keeps quiet outside the tenant's business hours,
+are settled SUPPRESSED at once (:meth:`take_suppressed`: the adapter records them on
+``notifications``), never sent. A contact arriving outside business hours is told when
+work resumes (``outside_hours``: the next opening, in the tenant's time zone). A held-back
+position replaced by a newer one before it was due is not a notice of its own (the newer
+one is told; :attr:`NotifierCore.coalesced` counts them).
 
 A failed attempt is decided here (:meth:`RetryPolicy.after_failure`): retried after a
 backoff the core records in the pending entry, REJECTED, or DEAD_LETTERED.
@@ -31,11 +41,25 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from services.common.business_hours import (
+    ALWAYS_OPEN,
+    BusinessCalendar,
+    CalendarError,
+    parse_calendar,
+)
 from services.common.deadlines import Deadlines
+from services.common.policy_document import PolicyDocumentError, policy_tables
 from services.notifier.domain.channels import channel_info
-from services.notifier.domain.delivery import DELIVERED, REJECTED, RETRY, NextStep, RetryPolicy
+from services.notifier.domain.delivery import (
+    DELIVERED,
+    REJECTED,
+    RETRY,
+    SUPPRESSED,
+    NextStep,
+    RetryPolicy,
+)
 from services.notifier.domain.errors import InvalidInput, PolicyError
-from services.notifier.domain.templates import TemplateCatalog
+from services.notifier.domain.templates import KINDS, TemplateCatalog
 
 __all__ = [
     "ContactAbandoned",
@@ -55,12 +79,29 @@ __all__ = [
     "NotifierPolicy",
     "Pending",
     "QueuePositionUpdated",
+    "policy_in_document",
+    "stored_policy",
 ]
+
+#: What a policy may keep quiet outside business hours: every notice but the outside-hours
+#: notice itself, closing notices and direct requests (someone asked for those).
+QUIETABLE = frozenset(KINDS) - {"outside_hours", "queue_position_no_estimate", "closed"}
 
 
 @dataclass(frozen=True, slots=True)
 class NotifierPolicy:
-    """When to speak up, and when to keep quiet."""
+    """When to speak up, and when to keep quiet (notifier.toml's ``[policy]``, a domain's
+    ``[notification]``)::
+
+        position_min_interval_s = 60    # numbers: seconds, or a count
+        ...
+        quiet_outside_hours = ["queue_position", "callback_offer"]
+        [business_hours]                # the tenant's hours: the shared calendar format
+        timezone = "Europe/Warsaw"      # (services/common/business_hours.py); left out:
+        holidays = ["2026-12-24"]       # always open, no outside-hours notice
+        [business_hours.hours]
+        mon = "08:00-18:00"
+    """
 
     position_min_interval_s: float = 60.0
     callback_offer_after_s: float = 300.0
@@ -68,6 +109,14 @@ class NotifierPolicy:
     rate_limit_count: int = 6
     rate_limit_window_s: float = 600.0
     ledger_s: float = 86_400.0
+    #: The tenant's opening hours: outside them a new contact is told when work resumes.
+    business_hours: BusinessCalendar = ALWAYS_OPEN
+    #: Kinds not sent outside business hours (settled SUPPRESSED): a place in line or a
+    #: callback offer would promise a wait the closed center cannot keep.
+    quiet_outside_hours: frozenset[str] = frozenset({"queue_position", "callback_offer"})
+
+    def is_open(self, at: float) -> bool:
+        return self.business_hours.is_open(at)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NotifierPolicy:
@@ -76,6 +125,15 @@ class NotifierPolicy:
             raise PolicyError(f"{sorted(unknown)[0]}: unknown field")
         values: dict[str, Any] = {}
         for name, value in data.items():
+            if name == "business_hours":
+                try:
+                    values[name] = parse_calendar(name, value, name)
+                except CalendarError as exc:
+                    raise PolicyError(exc.reason) from None
+                continue
+            if name == "quiet_outside_hours":
+                values[name] = _kinds(name, value)
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float | str):
                 raise PolicyError(f"{name}: must be a number")
             try:
@@ -86,6 +144,33 @@ class NotifierPolicy:
                 raise PolicyError(f"{name}: must be > 0")
             values[name] = int(number) if name == "rate_limit_count" else number
         return cls(**values)
+
+
+def _kinds(name: str, value: object) -> frozenset[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{name}: expected a list of notification kinds")
+    unknown = sorted(set(value) - QUIETABLE)
+    if unknown:
+        raise PolicyError(
+            f"{name}: {unknown[0]!r} cannot be kept quiet (one of {', '.join(sorted(QUIETABLE))})"
+        )
+    return frozenset(value)
+
+
+def policy_in_document(document: str, default: NotifierPolicy) -> NotifierPolicy:
+    """The policy a domain's policy document (``policy.proto``) gives the notifier: its
+    ``[notification]`` table, read as notifier.toml's ``[policy]``, or ``default`` (the
+    configured one) when it has none. Raises :class:`PolicyError` naming the field."""
+    try:
+        table = policy_tables(document).get("notification")
+    except PolicyDocumentError as exc:
+        raise PolicyError(exc.reason) from None
+    if table is None:
+        return default
+    try:
+        return NotifierPolicy.from_dict(table)
+    except PolicyError as exc:
+        raise PolicyError(f"notification.{exc.reason}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,6 +329,9 @@ _NO_ESTIMATE = -1.0
 #: "queue_position").
 _POSITION_NO_ESTIMATE = "queue_position_no_estimate"
 
+#: The changelog entity holding the domain's policy version and document.
+_POLICY_KEY = "policy:current"
+
 #: Timer kinds, keyed ``(kind, contact id)``: at most one of each per contact.
 _OVERRUN = "overrun"
 _POSITION = "position"
@@ -291,6 +379,10 @@ class NotifierCore:
         self.policy = policy
         self.catalog = catalog
         self.retry = retry or RetryPolicy()
+        #: The version of the domain's policy in force (0: the configured default) and its
+        #: document, persisted (entity ``policy:current``) so a restore runs on it.
+        self.policy_version = 0
+        self.policy_document = ""
         self._contacts: dict[str, _Contact] = {}
         self._pending: dict[str, Pending] = {}
         # oldest first, so expiry looks only at the front (not every id, every tick)
@@ -302,6 +394,7 @@ class NotifierCore:
         #: Position notices not decided because of the per-contact rate limit.
         self.rate_limited = 0
         self._erased: list[Pending] = []
+        self._suppressed: list[Pending] = []
 
     # ------------------------------------------------------------------ decisions
 
@@ -318,8 +411,9 @@ class NotifierCore:
             return out
         if isinstance(event, ContactArrived):
             if event.contact_id not in self._contacts:
-                self._contacts[event.contact_id] = _Contact(event.channel, event.customer)
+                arrived = self._contacts[event.contact_id] = _Contact(event.channel, event.customer)
                 self._dirty.add(f"contact:{event.contact_id}")
+                self._tell_if_closed(out, cause_id, event.contact_id, arrived, now)
             return out
         if isinstance(event, DirectRequest):
             direct = self._contacts.get(event.contact_id) or _Contact(event.channel, event.customer)
@@ -375,6 +469,28 @@ class NotifierCore:
             self._forget(event.contact_id)
         return out
 
+    def _tell_if_closed(
+        self, out: list[Notification], cause_id: str, contact_id: str, contact: _Contact, now: float
+    ) -> None:
+        """Outside the tenant's business hours, say when work resumes (its next opening,
+        in its time zone); nothing if it never opens again (no hours ahead at all)."""
+        hours = self.policy.business_hours
+        if hours.is_open(now):
+            return
+        opens = hours.next_open(now)
+        if opens is None:
+            return
+        self._decide_once(
+            out,
+            cause_id,
+            "outside_hours",
+            contact_id,
+            contact,
+            now,
+            opens_at=opens,
+            zone=hours.zone,
+        )
+
     def _on_position_update(
         self,
         out: list[Notification],
@@ -428,33 +544,21 @@ class NotifierCore:
         is worded by the ``queue_position_no_estimate`` template."""
         window = self.policy.rate_limit_window_s
         contact.recent = [t for t in contact.recent if now - t < window]
-        if len(contact.recent) >= self.policy.rate_limit_count:
+        limited = len(contact.recent) >= self.policy.rate_limit_count
+        if limited:
             self.rate_limited += 1
-            return
-        contact.recent.append(now)
-        contact.position_sent, contact.position_sent_at = position, now
-        contact.deferred_position = 0
+        elif not self._quiet("queue_position", now):  # a quiet one does not count
+            contact.recent.append(now)
+        if not limited:
+            contact.position_sent, contact.position_sent_at = position, now
+            contact.deferred_position = 0
+        values: dict[str, Any] = {"position": position}
         if wait_s is None:
-            self._decide_once(
-                out,
-                cause_id,
-                "queue_position",
-                contact_id,
-                contact,
-                now,
-                template=_POSITION_NO_ESTIMATE,
-                position=position,
-            )
-            return
+            values["template"] = _POSITION_NO_ESTIMATE
+        else:
+            values["wait_s"] = wait_s
         self._decide_once(
-            out,
-            cause_id,
-            "queue_position",
-            contact_id,
-            contact,
-            now,
-            position=position,
-            wait_s=wait_s,
+            out, cause_id, "queue_position", contact_id, contact, now, suppress=limited, **values
         )
 
     def tick(self, now: float) -> list[Notification]:
@@ -531,11 +635,14 @@ class NotifierCore:
         *,
         body: str = "",
         template: str = "",
+        suppress: bool = False,
         **values: Any,
     ) -> None:
         """Word a ``kind`` notice (with the ``template`` of that name, by default the
         kind's) for the contact and add it to the pending set, unless
-        ``<cause_id>:<kind>`` was decided before (a replayed event)."""
+        ``<cause_id>:<kind>`` was decided before (a replayed event). One the policy holds
+        back (``suppress``, or a quiet kind outside business hours) is settled SUPPRESSED
+        instead, for :meth:`take_suppressed`, and never sent."""
         notification_id = f"{cause_id}:{kind}"
         if notification_id in self._settled or notification_id in self._pending:
             return  # decided before (a replayed event): never twice
@@ -559,9 +666,56 @@ class NotifierCore:
             text,
             now,
         )
+        if suppress or self._quiet(kind, now):
+            self._settled[notification_id] = (now, SUPPRESSED)
+            self._dirty.add(f"sent:{notification_id}")
+            self._suppressed.append(Pending(note, next_attempt_at=now))
+            return
         self._pending[notification_id] = Pending(note, next_attempt_at=now)
         self._dirty.add(f"pending:{notification_id}")
         out.append(note)
+
+    def _quiet(self, kind: str, now: float) -> bool:
+        """Whether the policy keeps ``kind`` quiet at ``now`` (outside business hours)."""
+        return kind in self.policy.quiet_outside_hours and not self.policy.is_open(now)
+
+    def take_suppressed(self) -> list[Pending]:
+        """Notices the policy held back since the last call (settled SUPPRESSED: their
+        outcome records go on ``notifications``)."""
+        suppressed, self._suppressed = self._suppressed, []
+        return suppressed
+
+    # ------------------------------------------------------------------ the domain's policy
+
+    def change_policy(
+        self, policy: NotifierPolicy, version: int, now: float, document: str = ""
+    ) -> list[Notification]:
+        """Run the domain on ``policy`` (its ``version`` and ``document``) from ``now`` on.
+
+        Timers already due fire first, under the old policy; the rest are re-armed with the
+        new intervals, from the moments they count from (a pause's promised end, the last
+        position told), never earlier than ``now``. The caller refuses versions not newer
+        than :attr:`policy_version`.
+        """
+        out = self.tick(now)
+        self.policy, self.policy_version, self.policy_document = policy, version, document
+        self._dirty.add(_POLICY_KEY)
+        for contact_id, contact in self._contacts.items():
+            self._arm_timers(contact_id, contact, earliest=now)
+        out.extend(self.tick(now))
+        return out
+
+    def _arm_timers(self, contact_id: str, contact: _Contact, earliest: float = 0.0) -> None:
+        if contact.pause_kind and not contact.overrun_sent:
+            self._timers.set(
+                (_OVERRUN, contact_id),
+                max(earliest, contact.pause_until + self.policy.overrun_grace_s),
+            )
+        if contact.deferred_position:
+            self._timers.set(
+                (_POSITION, contact_id),
+                max(earliest, contact.position_sent_at + self.policy.position_min_interval_s),
+            )
 
     # ------------------------------------------------------------------ delivery bookkeeping
 
@@ -667,10 +821,13 @@ class NotifierCore:
             *(f"contact:{c}" for c in self._contacts),
             *(f"pending:{n}" for n in self._pending),
             *(f"sent:{n}" for n in self._settled),
+            *([_POLICY_KEY] if self.policy_version else []),
         ]
         return {key: entity for key in keys if (entity := self._entity(key)) is not None}
 
     def _entity(self, key: str) -> dict[str, Any] | None:
+        if key == _POLICY_KEY:
+            return {"version": self.policy_version, "document": self.policy_document}
         kind, _, ident = key.partition(":")
         if kind == "contact":
             contact = self._contacts.get(ident)
@@ -688,10 +845,15 @@ class NotifierCore:
         catalog: TemplateCatalog,
         snapshots: Mapping[str, Any],
         retry: RetryPolicy | None = None,
+        *,
+        version: int = 0,
+        document: str = "",
     ) -> NotifierCore:
         """The core :meth:`snapshot` (or the changelog's latest entities) describes, its
-        timers rescheduled."""
+        timers rescheduled, under the domain's ``policy`` (its ``version`` and
+        ``document``: :func:`stored_policy` reads them from the snapshots)."""
         core = cls(policy, catalog, retry)
+        core.policy_version, core.policy_document = version, document
         for key, snap in snapshots.items():
             kind, _, ident = key.partition(":")
             if snap is None:
@@ -701,15 +863,7 @@ class NotifierCore:
                 snap["customer"] = Customer(**snap["customer"])
                 contact = _Contact(**snap)
                 core._contacts[ident] = contact
-                if contact.pause_kind and not contact.overrun_sent:
-                    core._timers.set(
-                        (_OVERRUN, ident), contact.pause_until + policy.overrun_grace_s
-                    )
-                if contact.deferred_position:
-                    core._timers.set(
-                        (_POSITION, ident),
-                        contact.position_sent_at + policy.position_min_interval_s,
-                    )
+                core._arm_timers(ident, contact)
             elif kind == "pending":
                 note = dict(snap["notification"])
                 note["customer"] = Customer(**note["customer"])
@@ -724,3 +878,15 @@ class NotifierCore:
                 core._settled[ident] = (snap["at"], snap.get("outcome", "delivered"))
         core._settled = OrderedDict(sorted(core._settled.items(), key=lambda kv: kv[1][0]))
         return core
+
+
+def stored_policy(snapshots: Mapping[str, Any]) -> tuple[int, str]:
+    """The policy version and document a domain's changelog holds ((0, ""): the default;
+    an unreadable entry reads as the default too, and the caller says so)."""
+    stored = snapshots.get(_POLICY_KEY)
+    if not isinstance(stored, Mapping):
+        return 0, ""
+    version, document = stored.get("version"), stored.get("document")
+    if isinstance(version, bool) or not isinstance(version, int) or not isinstance(document, str):
+        return 0, ""
+    return version, document

@@ -13,6 +13,7 @@ __all__ = [
     "DELIVERED",
     "REJECTED",
     "RETRY",
+    "SUPPRESSED",
     "CircuitBreaker",
     "CircuitState",
     "NextStep",
@@ -24,6 +25,8 @@ __all__ = [
 DELIVERED = "delivered"
 REJECTED = "rejected"
 DEAD_LETTERED = "dead_lettered"
+#: Decided, never sent: the domain's policy held it back (rate limit, quiet hours).
+SUPPRESSED = "suppressed"
 #: Not final: the notification is tried again.
 RETRY = "retry"
 

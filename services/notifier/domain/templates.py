@@ -13,6 +13,8 @@ from __future__ import annotations
 import string
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 __all__ = [
     "KINDS",
@@ -22,13 +24,16 @@ __all__ = [
     "TemplateCatalog",
     "TemplateError",
     "duration_phrase",
+    "opening_phrase",
     "validate_language",
 ]
 
 #: The message tables every language must have: one per notification kind, plus
 #: ``queue_position_no_estimate``, the wording of a "queue_position" notice when the
-#: router has no estimate (nobody logged in could take the contact).
+#: router has no estimate (nobody logged in could take the contact). ``outside_hours``
+#: says when work resumes (``{opens}``: :func:`opening_phrase`).
 KINDS = (
+    "outside_hours",
     "hold_started",
     "pause_started",
     "pause_overrun",
@@ -40,7 +45,9 @@ KINDS = (
     "closed",
 )
 STYLES = ("sms", "email_subject", "email", "chat", "voice")
-PLACEHOLDERS = frozenset({"greeting", "name", "reason", "duration", "position", "wait", "outcome"})
+PLACEHOLDERS = frozenset(
+    {"greeting", "name", "reason", "duration", "position", "wait", "outcome", "opens"}
+)
 REASONS = (
     "checking_information",
     "waiting_for_specialist",
@@ -104,6 +111,97 @@ def duration_phrase(seconds: float, language: str) -> str:
     return f"{n} {word}"
 
 
+#: Weekdays (Monday first) with the preposition "on <day>" takes, and months in the form
+#: a date takes ("4 January", "4 stycznia", "4 января").
+_WEEKDAYS = {
+    "en": (
+        "on Monday",
+        "on Tuesday",
+        "on Wednesday",
+        "on Thursday",
+        "on Friday",
+        "on Saturday",
+        "on Sunday",
+    ),
+    "pl": (
+        "w poniedziałek",
+        "we wtorek",
+        "w środę",
+        "w czwartek",
+        "w piątek",
+        "w sobotę",
+        "w niedzielę",
+    ),
+    "ru": (
+        "в понедельник",
+        "во вторник",
+        "в среду",
+        "в четверг",
+        "в пятницу",
+        "в субботу",
+        "в воскресенье",
+    ),
+}
+_MONTHS = {
+    "en": (
+        "January",
+        "February",
+        "March",
+        "April",
+        "May",
+        "June",
+        "July",
+        "August",
+        "September",
+        "October",
+        "November",
+        "December",
+    ),
+    "pl": (
+        "stycznia",
+        "lutego",
+        "marca",
+        "kwietnia",
+        "maja",
+        "czerwca",
+        "lipca",
+        "sierpnia",
+        "września",
+        "października",
+        "listopada",
+        "grudnia",
+    ),
+    "ru": (
+        "января",
+        "февраля",
+        "марта",
+        "апреля",
+        "мая",
+        "июня",
+        "июля",
+        "августа",
+        "сентября",
+        "октября",
+        "ноября",
+        "декабря",
+    ),
+}
+_AT = {"en": "at", "pl": "o", "ru": "в"}
+
+
+def opening_phrase(at: float, zone: ZoneInfo, language: str) -> str:
+    """When work resumes, as the customer reads it, in the tenant's time zone:
+    "on Monday 4 January at 08:00 (CET)" / "w poniedziałek 4 stycznia o 08:00 (CET)" /
+    "в понедельник 4 января в 08:00 (CET)"."""
+    lang = language if language in _WEEKDAYS else "en"
+    local = datetime.fromtimestamp(at, zone)
+    zone_name = local.tzname() or zone.key
+    return (
+        f"{_WEEKDAYS[lang][local.weekday()]} {local.day} {_MONTHS[lang][local.month - 1]} "
+        f"{_AT[lang]} {local:%H:%M} ({zone_name})"
+    )
+
+
 @dataclass(frozen=True)
 class TemplateCatalog:
     """All languages' templates; ``render`` fills one for a customer."""
@@ -127,6 +225,8 @@ class TemplateCatalog:
         duration_s: float = 0,
         wait_s: float = 0,
         position: int = 0,
+        opens_at: float = 0.0,
+        zone: ZoneInfo | None = None,
     ) -> RenderedMessage:
         lang = language if language in self.languages else self.fallback
         table = self.languages[lang]
@@ -141,6 +241,7 @@ class TemplateCatalog:
             "duration": duration_phrase(duration_s, lang),
             "wait": duration_phrase(wait_s, lang),
             "position": str(position),
+            "opens": "" if zone is None else opening_phrase(opens_at, zone, lang),
         }
         body_style = "email" if style == "email" else style
         subject = table[kind]["email_subject"].format(**values) if style == "email" else ""

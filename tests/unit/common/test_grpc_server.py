@@ -1,5 +1,5 @@
-"""Every server answers health and reflection to anyone (so grpcurl needs no .proto files);
-everything else needs an identity."""
+"""Every server answers health to anyone (probes), and reflection to any identified caller
+(so grpcurl needs no .proto files, but a stranger learns nothing, not even the API)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from switchboard.v1 import router_admin_pb2, router_admin_pb2_grpc
 from services.common.config import GrpcSettings, IdentitySettings
 from services.common.grpc_server import start_grpc_server
 from services.common.identity import IdentityInterceptor, authenticator_from
-from tests.support import jwks_file
+from tests.support import bearer, jwks_file
 
 
 class Admin(router_admin_pb2_grpc.RouterAdminServicer):
@@ -28,7 +28,7 @@ def register(server: grpc.aio.Server) -> Sequence[str]:
     return ["switchboard.v1.RouterAdmin"]
 
 
-async def test_reflection_lists_the_services_without_credentials_but_calls_need_one() -> None:
+async def test_reflection_answers_an_identified_caller_of_any_role_and_no_stranger() -> None:
     settings = GrpcSettings(port=0)
     identity = IdentitySettings.model_validate(
         {"profile": "demo", "jwt": {"jwks_file": jwks_file(), "audience": "switchboard-router"}}
@@ -38,9 +38,15 @@ async def test_reflection_lists_the_services_without_credentials_but_calls_need_
     try:
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
-            call = stub.ServerReflectionInfo(
-                iter([reflection_pb2.ServerReflectionRequest(list_services="")])
-            )
+            listing = [reflection_pb2.ServerReflectionRequest(list_services="")]
+            stranger = stub.ServerReflectionInfo(iter(listing))
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await stranger.read()
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+            # a manager has no RouterAdmin role, but may see what the server offers
+            manager = bearer("mira", "router", "manager", teams=("billing",))
+            call = stub.ServerReflectionInfo(iter(listing), metadata=manager)
             reply = await call.read()
             names = {s.name for s in reply.list_services_response.service}
             assert names == {
@@ -49,9 +55,9 @@ async def test_reflection_lists_the_services_without_credentials_but_calls_need_
                 "grpc.reflection.v1alpha.ServerReflection",
             }
             admin = router_admin_pb2_grpc.RouterAdminStub(channel)
-            with pytest.raises(grpc.aio.AioRpcError) as refused:
+            with pytest.raises(grpc.aio.AioRpcError) as no_token:
                 await admin.ListAgents(router_admin_pb2.ListAgentsRequest())
-            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            assert no_token.value.code() == grpc.StatusCode.UNAUTHENTICATED
     finally:
         await health.shutdown()
         await server.stop(0)

@@ -29,6 +29,7 @@ from services.escalation.adapters.replicas import (
 )
 from services.escalation.domain import commands as c
 from services.escalation.domain.read_view import EscalationReadView
+from services.escalation.domain.scopes import DomainPolicies
 from services.escalation.metrics import EscalationMetrics
 from tests.unit.escalation.scenario import T0, make_policy
 
@@ -118,10 +119,15 @@ class Context:
 def servicer(view: EscalationReadView) -> tuple[EscalationServicer, ReadModel]:
     metrics = EscalationMetrics.create(CollectorRegistry())
     model = ReadModel(
-        TOPICS, KafkaSettings(), metrics, CommandSender(TOPICS, KafkaSettings(), metrics), view
+        TOPICS,
+        KafkaSettings(),
+        metrics,
+        CommandSender(TOPICS, KafkaSettings(), metrics),
+        DomainPolicies(make_policy()),
+        view,
     )
     model.follower.loaded.set()
-    return EscalationServicer(make_policy(), model), model
+    return EscalationServicer(model), model
 
 
 async def test_a_view_that_could_not_hold_every_escalation_refuses_to_answer() -> None:

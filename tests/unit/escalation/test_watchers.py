@@ -22,6 +22,7 @@ from services.escalation.adapters.kafka import EscalationHandler
 from services.escalation.adapters.replicas import CommandSender, ReadModel
 from services.escalation.adapters.watchers import TooManyWatchers, Watchers
 from services.escalation.domain import ManagerRequested
+from services.escalation.domain.scopes import DomainPolicies
 from services.escalation.metrics import EscalationMetrics
 from tests.unit.escalation.scenario import T0, arrive, make_policy
 
@@ -53,7 +54,11 @@ def handler() -> EscalationHandler:
 def read_model(watchers: Watchers) -> ReadModel:
     metrics = EscalationMetrics.create(CollectorRegistry())
     model = ReadModel(
-        TOPICS, KafkaSettings(), metrics, CommandSender(TOPICS, KafkaSettings(), metrics)
+        TOPICS,
+        KafkaSettings(),
+        metrics,
+        CommandSender(TOPICS, KafkaSettings(), metrics),
+        DomainPolicies(make_policy()),
     )
     model.watchers = watchers
     model.follower.loaded.set()  # as if the topic had been read to its end
@@ -80,7 +85,7 @@ async def read(stream: Any, count: int) -> None:
 async def test_a_stream_that_falls_behind_is_ended_and_the_others_go_on() -> None:
     h = handler()
     model = read_model(Watchers(max_streams=10, queue_size=3))
-    servicer = EscalationServicer(h.policy, model)
+    servicer = EscalationServicer(model)
     with calling_as(HUGO):
         slow = servicer.Watch(escalation_pb2.WatchRequest(), Context())
         fast = servicer.Watch(escalation_pb2.WatchRequest(), Context())
@@ -105,7 +110,7 @@ async def test_a_new_stream_starts_with_the_views_open_escalations() -> None:
     model = read_model(Watchers())
     raise_escalation(h, model, "c1")
     with calling_as(HUGO):
-        stream = EscalationServicer(h.policy, model).Watch(escalation_pb2.WatchRequest(), Context())
+        stream = EscalationServicer(model).Watch(escalation_pb2.WatchRequest(), Context())
         first, second = await anext(stream), await anext(stream)
         assert first.record.kind == escalation_pb2.ESCALATION_CHANGE_KIND_RAISED
         assert first.record.escalation.contact_id == "c1"
@@ -123,9 +128,8 @@ async def test_only_so_many_streams_are_open_at_once() -> None:
 
 
 async def test_a_third_stream_is_refused_with_resource_exhausted() -> None:
-    h = handler()
     model = read_model(Watchers(max_streams=1, queue_size=10))
-    servicer = EscalationServicer(h.policy, model)
+    servicer = EscalationServicer(model)
     with calling_as(HUGO):
         held = servicer.Watch(escalation_pb2.WatchRequest(), Context())
         await anext(held)
