@@ -27,7 +27,8 @@ import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from services.escalation.domain import BusinessCalendar, EscalationPolicy
+from services.common.business_hours import BusinessCalendar
+from services.escalation.domain import EscalationPolicy
 from services.escalation.domain.policy import QueuePolicy as EscalationQueue
 from services.escalation.domain.policy import TeamPolicy, TriggerSettings
 from services.notifier.domain.core import NotifierPolicy
@@ -485,5 +486,22 @@ def diff_escalation(old: EscalationPolicy, new: EscalationPolicy) -> list[str]:
 
 
 def diff_notification(old: NotifierPolicy, new: NotifierPolicy) -> list[str]:
-    """Each threshold of the notifier's policy that changes."""
-    return _other_fields(old, new, set())
+    """Each threshold of the notifier's policy that changes; its business hours (when
+    customers are told the center is closed) and what it keeps quiet outside them."""
+    lines = []
+    if old.business_hours != new.business_hours:
+        if old.business_hours.always_open or new.business_hours.always_open:
+            lines.append(
+                f"business hours: {_calendar_summary(old.business_hours)} -> "
+                f"{_calendar_summary(new.business_hours)}"
+            )
+        else:
+            changes = _calendar_changes(old.business_hours, new.business_hours)
+            lines.append("business hours: " + "; ".join(changes))
+    lines += _change(
+        "kept quiet outside business hours:",
+        old.quiet_outside_hours,
+        new.quiet_outside_hours,
+        _names,
+    )
+    return lines + _other_fields(old, new, {"business_hours", "quiet_outside_hours"})

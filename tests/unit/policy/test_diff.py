@@ -186,3 +186,20 @@ def test_the_demo_tenants_differ_in_words() -> None:
         for line in lines
     )
     assert "  callback_offer_after_s: 120 -> 90" in lines
+
+
+def test_the_notifiers_business_hours() -> None:
+    wroclaw = (ROOT / "deploy" / "policies" / "wroclaw.toml").read_text()
+    notification = wroclaw[wroclaw.rindex("[notification]") :]
+    later = notification.replace('sat = "09:00-13:00"', "").replace(
+        '"2027-01-01", "2027-01-06"', '"2027-01-01"'
+    )
+    assert changed(notification, later) == [
+        "business hours: sat 09:00-13:00 -> closed; holiday removed 2027-01-06"
+    ]
+    opened = ACME[ACME.rindex("[notification]") :]
+    lines = changed(opened, notification)
+    assert lines[0].startswith(
+        "business hours: always open -> Europe/Warsaw: mon 08:00-16:00; tue 08:00-16:00;"
+    )
+    assert "position_min_interval_s: 30 -> 45" in lines
