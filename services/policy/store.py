@@ -252,7 +252,13 @@ class PolicyStore:
         slot = writer_slot(domain)
         async with self._locks[slot]:
             written = await self._write(domain, slot, change, now)
-        await self.caught_up()
+        try:
+            await self.caught_up()
+        except StoreUnavailable as exc:
+            raise StoreUnavailable(
+                f"version {written.current.version} of domain {domain!r} was written, but this "
+                f"router's view does not show it yet ({exc}): look at the history"
+            ) from None
         shown = self.book.get(domain)
         mine = None if shown is None else shown.find(written.current.version)
         if mine != written.current:
