@@ -190,7 +190,7 @@ class PolicyStore:
     def on_record(self, record: InboundRecord) -> None:
         """One record of ``policies``: the domain's history, if newer than the one held."""
         if record.key is None or record.value is None:
-            self._refused("no key or tombstone")
+            self._refused("no_key_or_tombstone")
             return
         domain = record.key.decode("utf-8", "replace")
         try:
