@@ -92,6 +92,8 @@ TEXT_LIMITS = {
     "summary": 2_000,
     "subject": 200,
     "body": 4_000,
+    # a policy's TOML (policy.proto), bounded again by services.common.policy_document
+    "document": 64 * 1024,
 }
 DEFAULT_TEXT_CHARS = 128
 #: Most entries in any list field (skills, languages, capacities, notes).
@@ -131,6 +133,7 @@ _HOME_TOPICS = (
     (range(50, 70), "routing.decisions"),
     (range(70, 80), "escalations"),
     (range(80, 90), "notifications"),
+    (range(90, 100), "policies"),
 )
 
 
