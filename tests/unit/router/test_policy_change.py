@@ -418,3 +418,22 @@ def test_a_stored_document_this_build_cannot_read_leaves_the_default_and_says_so
     assert again.restore_problems == [
         "policy version 2: routing.new_field: unknown field; the configured default applies"
     ]
+
+
+def test_a_restore_under_a_changed_default_parks_and_unparks_as_a_change_would() -> None:
+    """The configured default itself may change between restarts (domains on version 0)."""
+    core = RoutingCore(DEFAULT)
+    core.apply(call("c1", queue="vip"), T0)
+    without_vip = policy_from_document(document(without="vip"), DEFAULT)
+    parked = RoutingCore.restore(without_vip, core.snapshot())
+    assert parked.take_restore_decisions() == [
+        ContactUnroutable("c1", "vip", "queue 'vip' is no longer configured")
+    ]
+    back = RoutingCore.restore(DEFAULT, parked.snapshot())
+    assert back.take_restore_decisions() == [ContactRequeued("c1", "vip", POLICY_CHANGED)]
+    assert back.restore_problems == ["contact c1: back in 'vip'"]
+    assert back.waiting_ids("vip") == ["c1"]
+    with_fallback = policy_from_document(document(fallback="billing", without="vip"), DEFAULT)
+    moved = RoutingCore.restore(with_fallback, parked.snapshot())
+    assert moved.take_restore_decisions() == [ContactRequeued("c1", "billing", POLICY_CHANGED)]
+    assert moved.waiting_ids("billing") == ["c1"]

@@ -91,7 +91,8 @@ def test_a_contact_whose_queue_was_removed_is_reported_unroutable_not_fatal() ->
     without = {**data, "queues": {k: v for k, v in data["queues"].items() if k != "tech-ru"}}
     restored = RoutingCore.restore(RoutingPolicy.from_dict(without), core.snapshot())
     view = restored.contact_view("c1", 1_001.0)  # parked, not lost: still visible
-    assert view is not None and view.status == "parked" and view.estimated_wait is None
+    assert view is not None
+    assert (view.status, view.estimated_wait) == ("parked", None)
     assert restored.restore_problems == [
         "contact c1: queue 'tech-ru' is no longer configured; parked"
     ]
