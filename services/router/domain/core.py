@@ -438,11 +438,11 @@ class RoutingCore:
             self._timers.cancel((_RELAX, contact.contact_id, contact.step + 1))
             kept = policy.queues.get(contact.queue)
             if kept is not None:  # the queue's skills (not the arrival's own): the new ones
-                if not contact.own_required:
-                    contact.required = dict(kept.skills)
-                if not contact.own_optional:
-                    contact.optional = dict(kept.optional_skills)
-                self._persist_contact(contact.contact_id)
+                required = contact.required if contact.own_required else dict(kept.skills)
+                optional = contact.optional if contact.own_optional else dict(kept.optional_skills)
+                if (required, optional) != (contact.required, contact.optional):
+                    contact.required, contact.optional = required, optional
+                    self._persist_contact(contact.contact_id)
             if contact.status in (OFFERED, ASSIGNED):
                 self._schedule_relaxation(contact)  # none if its queue was removed
                 continue
@@ -454,10 +454,12 @@ class RoutingCore:
             if contact.status == PARKED:
                 self._unpark(contact, now, out)
                 continue
-            contact.step = self._steps_due(kept, contact, now)
+            step = self._steps_due(kept, contact, now)
+            if step != contact.step:
+                contact.step = step
+                self._persist_contact(contact.contact_id)
             self._lines.add(contact)
             self._schedule_relaxation(contact)
-            self._persist_contact(contact.contact_id)
         self._refresh_all_positions_soon()
         # Re-evaluate at once: every agent free now takes the best contacts it may.
         free = sorted(
