@@ -36,6 +36,9 @@ class AuditReport:
     abandoned: int = 0
     closed: int = 0
     still_waiting: int = 0
+    #: Of those still waiting, the ones whose last routing word was ContactUnroutable
+    #: (e.g. parked when a policy change removed their queue): reported, not lost.
+    unroutable: int = 0
     offers: int = 0
     holds: int = 0
     notifications_delivered: int = 0
@@ -51,7 +54,8 @@ class AuditReport:
     def summary(self) -> str:
         lines = [
             f"contacts arrived {self.arrived}: assigned {self.assigned}, abandoned "
-            f"{self.abandoned}, closed {self.closed}, still waiting {self.still_waiting}",
+            f"{self.abandoned}, closed {self.closed}, still waiting {self.still_waiting} "
+            f"({self.unroutable} reported unroutable)",
             f"offers {self.offers}; holds/pauses {self.holds}; notifications delivered "
             f"{self.notifications_delivered}; escalations raised {self.escalations_raised}; "
             f"dead letters {self.dead_letters}",
@@ -72,6 +76,8 @@ class _Contact:
     ended_input: bool = False
     closed: bool = False
     closed_abandoned: bool = False
+    #: The router's last word on it was ContactUnroutable (until it is offered or requeued).
+    unroutable: bool = False
 
 
 @dataclass
@@ -148,6 +154,7 @@ class Ledger:
         if c.assigned:
             self.violations.append(f"contact {contact} offered again after assignment")
         c.offer, c.agent = offer, agent
+        c.unroutable = False
         key = (agent, m.channel)
         self.in_hand[key] += 1
         limit = self.capacity.get(key)
@@ -204,8 +211,15 @@ class Ledger:
         self._release(self._k(m.contact_id))
 
     def _on_contact_requeued(self, m: Any) -> None:
+        """Back in a line (a declined or withdrawn offer, a transfer, or a policy change
+        that moved it to a fallback queue or brought a parked contact's queue back)."""
         self._release(self._k(m.contact_id))
-        self.contacts[self._k(m.contact_id)].assigned = False
+        c = self.contacts[self._k(m.contact_id)]
+        c.assigned = False
+        c.unroutable = False
+
+    def _on_contact_unroutable(self, m: Any) -> None:
+        self.contacts[self._k(m.contact_id)].unroutable = True
 
     def _on_contact_closed(self, m: Any) -> None:
         c = self.contacts[self._k(m.contact_id)]
@@ -258,6 +272,7 @@ class Ledger:
                 report.abandoned += 1
             if not c.closed:
                 report.still_waiting += 1
+                report.unroutable += c.unroutable
                 if c.abandoned_input or c.ended_input:
                     report.violations.append(
                         f"contact {contact_id} ended or was abandoned but never closed (ghost)"

@@ -142,6 +142,7 @@ _HOME_TOPICS = (
     (range(50, 70), "routing.decisions"),
     (range(70, 80), "escalations"),
     (range(80, 90), "notifications"),
+    (range(90, 100), "policies"),
 )
 
 

@@ -100,7 +100,14 @@ BUSY_POLL_MS = 2
 DEAD_LETTER_HEADROOM = 16 * 1024
 #: The topics whose events :func:`wrong_topic_reason` checks (unprefixed).
 _OWN_TOPICS = frozenset(
-    {"contact.events", "agent.events", "routing.decisions", "escalations", "notifications"}
+    {
+        "contact.events",
+        "agent.events",
+        "routing.decisions",
+        "escalations",
+        "notifications",
+        "policies",
+    }
 )
 
 __all__ = [

@@ -15,7 +15,7 @@ from services.common.topics import Topics
 from services.policy.servicer import PolicyServicer
 from services.policy.store import PolicyMetrics, PolicyStore
 from services.router.adapters.grpc import RouterAdminServicer
-from services.router.adapters.kafka import RouterHandler
+from services.router.adapters.kafka import POLICIES_TOPIC, RouterHandler
 from services.router.adapters.view import AdminView, AdminViewMetrics
 from services.router.domain.domains_view import DomainsView
 from services.router.metric_labels import DomainLabels
@@ -46,7 +46,9 @@ async def build_and_run(
     loop = ConsumeLoop(
         service="router",
         settings=settings.kafka,
-        input_topics=[topics.contact_events, topics.agent_events],
+        # The domains' policies are one more input, co-partitioned by domain: a new
+        # version is applied by the domain's owner in order with its events.
+        input_topics=[topics.contact_events, topics.agent_events, topics.name(POLICIES_TOPIC)],
         handler=handler,
         metrics=RuntimeMetrics.create(registry),
     )

@@ -343,8 +343,11 @@ def escalation_input(step: tuple[Any, ...], core: EscalationCore) -> tuple[Escal
         case ("no contact id",):
             return event(ContactAbandoned("")), True
         case ("unknown queue", contact, unroutable):
-            kind = ContactUnroutable if unroutable else Arrived
-            return event(kind(contact, "marketing")), True
+            if unroutable:
+                # refused for a new case, but accepted for a held one: a policy change may
+                # have removed its queue, and the router reports it unroutable there
+                return event(ContactUnroutable(contact, "marketing")), False
+            return event(Arrived(contact, "marketing")), True
         case ("bad duration", contact, hold, seconds):
             kind = ContactHeld if hold else ContactPaused
             return event(kind(contact, PauseReason.TECHNICAL_ISSUE, seconds)), True

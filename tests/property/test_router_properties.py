@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
+from services.router.domain import RoutingCore, RoutingError, RoutingPolicy, policy_from_document
 from services.router.domain.model import (
     AgentLoggedIn,
     AgentLoggedOut,
@@ -65,6 +65,29 @@ AGENTS = {
     ),
 }
 CONTACTS = [f"c{n}" for n in range(10)]
+#: Policy versions a domain may be changed to live (issue #16): queues removed with and
+#: without a fallback, thresholds and strategies changed, and back to both queues.
+_BILLING = """
+[routing.queues.billing]
+skills = {billing = %d}
+language = "en"
+offer_timeout_s = 10
+wrap_up_s = 5
+steps = [{after_s = 20, min_proficiency_delta = 3}]
+"""
+_TECH = """
+[routing.queues.tech]
+skills = {tech = 3}
+offer_timeout_s = 10
+wrap_up_s = 0
+strategy = "%s"
+"""
+DOCUMENTS = [
+    "[routing]\n" + _BILLING % 5 + _TECH % "least_occupied",
+    '[routing]\nfallback_queue = "billing"\n' + _BILLING % 5,
+    "[routing]\n" + _TECH % "round_robin",
+    '[routing]\nfallback_queue = "tech"\n' + _BILLING % 3 + _TECH % "most_proficient",
+]
 
 step = st.one_of(
     st.tuples(
@@ -83,6 +106,7 @@ step = st.one_of(
     st.tuples(st.just("end"), st.sampled_from(CONTACTS)),
     st.tuples(st.just("abandon"), st.sampled_from(CONTACTS)),
     st.tuples(st.just("wait"), st.floats(0.5, 40)),
+    st.tuples(st.just("policy"), st.integers(0, len(DOCUMENTS) - 1)),
 )
 
 
@@ -108,6 +132,7 @@ def test_routing_invariants_hold_for_any_interleaving(steps: list[tuple[Any, ...
     arrived: set[str] = set()
     channel_of: dict[str, Channel] = {}
     offered_ever: list[OfferMade] = []
+    version = 0
 
     def check(decisions: list[Any]) -> None:
         for d in decisions:
@@ -141,9 +166,17 @@ def test_routing_invariants_hold_for_any_interleaving(steps: list[tuple[Any, ...
         kind = item[0]
         decisions: list[Any] = []
         if kind == "arrive" and item[1] not in arrived:
-            arrived.add(item[1])
             channel_of[item[1]] = item[3]
-            decisions = core.apply(ContactArrived(item[1], item[2], item[3], priority=item[4]), now)
+            arrival = ContactArrived(item[1], item[2], item[3], priority=item[4])
+            decisions = applied_or_refused(core, arrival, now)  # its queue may be gone
+            if item[1] in core.contacts():
+                arrived.add(item[1])
+        elif kind == "policy":
+            text = DOCUMENTS[item[1]]
+            version += 1
+            decisions = core.change_policy(policy_from_document(text, POLICY), version, now, text)
+            for d in decisions:  # a removed queue's contact waits elsewhere, or is parked
+                assert not isinstance(d, ContactClosed | OfferTimedOut), d
         elif kind == "login":
             decisions = core.apply(AGENTS[item[1]], now)
         elif kind == "logout":
@@ -173,6 +206,13 @@ def test_routing_invariants_hold_for_any_interleaving(steps: list[tuple[Any, ...
     known = set(core.contacts())
     for contact_id in arrived:
         assert (contact_id in closed) != (contact_id in known), f"{contact_id} lost or ghost"
+    # a new owner rebuilds the domain with its own policy, every contact where it was
+    again = RoutingCore.restore(POLICY, core.snapshot())
+    assert again.policy_version == version
+    assert list(again.policy.queues) == list(core.policy.queues)
+    assert again.take_restore_decisions() == []
+    for contact_id in known:
+        assert again.contact_view(contact_id, now) == core.contact_view(contact_id, now)
     # every offer met the contact's language requirement as relaxed (billing is en-only)
     for offer in offered_ever:
         if offer.queue == "billing" and offer.relaxation_step == 0:

@@ -34,6 +34,7 @@ _CONTACT_STATUS = {
     ContactStatus.WAITING: router_admin_pb2.CONTACT_STATUS_WAITING,
     ContactStatus.OFFERED: router_admin_pb2.CONTACT_STATUS_OFFERED,
     ContactStatus.ASSIGNED: router_admin_pb2.CONTACT_STATUS_ASSIGNED,
+    ContactStatus.PARKED: router_admin_pb2.CONTACT_STATUS_PARKED,
 }
 
 
@@ -107,6 +108,7 @@ class RouterAdminServicer(router_admin_pb2_grpc.RouterAdminServicer):
                     answered=s.answered,
                     abandoned=s.abandoned,
                     staffed_agents=s.staffed_agents,
+                    policy_version=core.policy_version,
                 )
                 set_duration_s(q.longest_wait, s.longest_wait)
                 if s.estimated_wait is None:  # nobody logged in could take a new arrival

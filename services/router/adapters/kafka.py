@@ -2,10 +2,19 @@
 
 Thin by design: map the envelope to a core input, apply it to the domain's core, map
 the decisions back to envelopes on ``routing.decisions`` (keyed by domain), and count.
+
+A ``PolicyChanged`` read from ``policies`` (one more co-partitioned input, so it is
+applied by the domain's owner in order with the domain's events) is the domain's new
+policy: its document's ``[routing]`` table (none: the configured default) is parsed here
+and handed to :meth:`RoutingCore.change_policy`. A version not newer than the applied
+one, or a document the parser refuses, is refused (dead letter and ``EventRejected``,
+the reason naming both versions or the field) and changes nothing. Every decision of a
+domain carries ``Envelope.policy_version``, the version its core applied.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -23,13 +32,22 @@ from services.common.kafka import InboundRecord, OutboundRecord
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics
 from services.router.adapters.mapping import decision_to_envelope, envelope_to_input
-from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
+from services.router.domain import (
+    PolicyError,
+    RoutingCore,
+    RoutingError,
+    RoutingPolicy,
+    policy_from_document,
+)
 from services.router.domain import model as m
 from services.router.domain.read_model import service_level
-from services.router.metric_labels import DomainLabels
+from services.router.metric_labels import OTHER, DomainLabels
 from services.router.metrics import RouterMetrics
 
-__all__ = ["RouterHandler"]
+__all__ = ["POLICIES_TOPIC", "RouterHandler"]
+
+#: The domains' policies (``policy.proto``'s PolicyChanged), an input of the router.
+POLICIES_TOPIC = "policies"
 
 log = structlog.get_logger("router")
 SOURCE = "router"
@@ -54,6 +72,8 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
     states: DomainStates[RoutingCore] = field(init=False)
     _tick_seq: int = 0
     _gauges_at: float = 0.0
+    #: (label, queue) series the gauges set last time (a removed queue's are removed).
+    _gauge_series: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.states = DomainStates.for_service(
@@ -67,6 +87,8 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
     # -- EventHandler ----------------------------------------------------------------
 
     def handle(self, envelope: Envelope, record: InboundRecord) -> Sequence[OutboundRecord]:
+        if envelope.WhichOneof("payload") == "policy_changed":
+            return self._change_policy(envelope, record)
         event = envelope_to_input(envelope)
         if event is None:
             return []
@@ -83,10 +105,46 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             self.metrics.decision_seconds.observe(time.perf_counter() - started)
         self.labels.observe(envelope.domain)
         if isinstance(event, m.ContactArrived) and decisions is not None:
+            label = self.labels.label(envelope.domain)
             self.metrics.arrived.labels(
-                self.labels.label(envelope.domain), event.queue, event.channel.name.lower()
+                label, self._queue_label(label, event.queue), event.channel.name.lower()
             ).inc()
-        return self._publish(envelope.domain, envelope.event_id, decisions)
+        return self._publish(envelope.domain, envelope.event_id, decisions, core.policy_version)
+
+    def _change_policy(self, envelope: Envelope, record: InboundRecord) -> list[OutboundRecord]:
+        """A domain's new policy version, from ``policies``: applied to its core, or refused
+        (stale, or a document the routing parser refuses) with nothing changed."""
+        domain = envelope.domain
+        if not domain:
+            raise RejectedEvent("envelope.domain is required: a policy is a domain's")
+        changed = envelope.policy_changed
+        if not changed.HasField("current"):
+            raise RejectedEvent("policy_changed.current is required")
+        version = changed.current.version
+        if version == 0:
+            raise RejectedEvent("policy_changed.current.version: 0 is not a version")
+        core = self.states.core_for(domain, record.partition)
+        if version <= core.policy_version:
+            raise RejectedEvent(
+                f"policy version {version} is stale: version {core.policy_version} is applied"
+            )
+        document = changed.current.document
+        try:
+            policy = policy_from_document(document, self.policy)
+            decisions = core.change_policy(policy, version, self.clock.now(), document)
+        except PolicyError as exc:
+            raise RejectedEvent(f"policy version {version} refused: {exc.reason}") from None
+        except RoutingError as exc:
+            raise RejectedEvent(exc.reason) from None
+        log.info(
+            "policy applied",
+            domain=domain,
+            version=version,
+            author=changed.current.author,
+            queues=sorted(policy.queues),
+            own_routing=policy is not self.policy,
+        )
+        return self._publish(domain, envelope.event_id, decisions, version)
 
     def on_refused(
         self, envelope: Envelope, record: InboundRecord, reason: str
@@ -99,6 +157,8 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             event_id=f"rejected:{envelope.event_id}",
             occurred_at=self.clock.now(),
         )
+        core = self.states.cores.get(envelope.domain)
+        answer.policy_version = core.policy_version if core is not None else 0
         rejected = answer.event_rejected
         rejected.event_id, rejected.reason, rejected.topic = envelope.event_id, reason, record.topic
         rejected.payload = envelope.WhichOneof("payload") or ""
@@ -108,9 +168,8 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         out: list[OutboundRecord] = []
         for domain, core in self.states.due(partition, now):
             self._tick_seq += 1
-            out.extend(
-                self._publish(domain, f"tick-{int(now * 1000)}-{self._tick_seq}", core.tick(now))
-            )
+            cause = f"tick-{int(now * 1000)}-{self._tick_seq}"
+            out.extend(self._publish(domain, cause, core.tick(now), core.policy_version))
         return out
 
     def _restore_core(self, domain: str, snapshots: Mapping[str, Any]) -> RoutingCore:
@@ -126,7 +185,8 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         out: list[OutboundRecord] = []
         for domain, core in self.states.on_partition(partition):
             if owed := core.take_restore_decisions():
-                out.extend(self._publish(domain, f"restore-{self.clock.now():.6f}", owed))
+                cause = f"restore-{self.clock.now():.6f}"
+                out.extend(self._publish(domain, cause, owed, core.policy_version))
         out.extend(super().drain_changelog(partition))
         return out
 
@@ -146,8 +206,9 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         structlog.contextvars.bind_contextvars(**ids)
 
     def _publish(
-        self, domain: str, cause: str, decisions: Sequence[m.Decision]
+        self, domain: str, cause: str, decisions: Sequence[m.Decision], policy_version: int
     ) -> list[OutboundRecord]:
+        """The decisions as envelopes, each naming the policy version it was decided under."""
         out = []
         label = self.labels.label(domain)
         for n, decision in enumerate(decisions):
@@ -158,6 +219,7 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
                 event_id=f"{cause}:{n}",
                 occurred_at=self.clock.now(),
             )
+            envelope.policy_version = policy_version
             decision_to_envelope(decision, envelope)
             out.append(self._record(domain, envelope))
         if decisions:
@@ -171,6 +233,14 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             self.topics.routing_decisions, value, domain.encode(), headers=headers
         )
 
+    def _queue_label(self, label: str, queue: str) -> str:
+        """The ``queue`` label: a labelled domain's own queue names (bounded by its
+        policy); under "other", the configured default's, the rest "other" (domains'
+        own policies must not make the shared label's series unbounded)."""
+        if label != OTHER or queue in self.policy.queues:
+            return queue
+        return OTHER
+
     def _count(self, label: str, decision: m.Decision) -> None:
         """Count a decision under its domain's ``label``."""
         metrics = self.metrics
@@ -178,11 +248,12 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             case m.OfferMade():
                 metrics.offers.labels(label, "made").inc()
             case m.ContactAssigned():
+                queue = self._queue_label(label, decision.queue)
                 metrics.offers.labels(label, "accepted").inc()
                 metrics.answered.labels(
-                    label, decision.queue, str(decision.within_service_level).lower()
+                    label, queue, str(decision.within_service_level).lower()
                 ).inc()
-                metrics.wait_seconds.labels(label, decision.queue).observe(decision.waited)
+                metrics.wait_seconds.labels(label, queue).observe(decision.waited)
             case m.OfferTimedOut():
                 metrics.offers.labels(label, "timed_out").inc()
             case m.ContactRequeued() if decision.reason == m.RequeueReason.REJECTED:
@@ -190,7 +261,7 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
             case m.ContactRequeued() if decision.reason == m.RequeueReason.AGENT_UNAVAILABLE:
                 metrics.offers.labels(label, "withdrawn").inc()
             case m.ContactClosed() if decision.abandoned:
-                metrics.abandoned.labels(label, decision.queue).inc()
+                metrics.abandoned.labels(label, self._queue_label(label, decision.queue)).inc()
             case _:
                 pass
 
@@ -203,7 +274,7 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         if now - self._gauges_at < GAUGE_INTERVAL_S:
             return
         self._gauges_at = now
-        queues = list(self.policy.queues)
+        queues = list(self.policy.queues)  # every label shows the default's queues ...
         waiting: dict[tuple[str, str], int] = {}
         longest: dict[tuple[str, str], float] = {}
         # (answered within, answered, abandoned late), summed over the label's domains
@@ -220,10 +291,10 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         for domain, core in self.states.items():
             label = self.labels.label(domain)
             for stats in core.queue_stats(now):
-                key = (label, stats.queue)
-                waiting[key] += stats.waiting + stats.offered
-                longest[key] = max(longest[key], stats.longest_wait)
-                within, answered, late = counts[key]
+                key = (label, self._queue_label(label, stats.queue))  # ... and its own
+                waiting[key] = waiting.get(key, 0) + stats.waiting + stats.offered
+                longest[key] = max(longest.get(key, 0.0), stats.longest_wait)
+                within, answered, late = counts.get(key, (0, 0, 0))
                 counts[key] = (
                     within + stats.answered_within,
                     answered + stats.answered,
@@ -238,6 +309,13 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
                         m.AgentState.RESERVED,
                         m.AgentState.WRAP_UP,
                     )
+        for gone in self._gauge_series - waiting.keys():  # a queue a policy removed
+            for gauge in (self.metrics.waiting, self.metrics.longest_wait):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*gone)
+            with contextlib.suppress(KeyError):
+                self.metrics.service_level.remove(*gone)
+        self._gauge_series = set(waiting)
         for (label, queue), count in waiting.items():
             self.metrics.waiting.labels(label, queue).set(count)
             self.metrics.longest_wait.labels(label, queue).set(longest[label, queue])

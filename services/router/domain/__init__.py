@@ -6,13 +6,20 @@ from services.router.domain.errors import (
     PolicyError,
     RoutingError,
     StaleOffer,
+    StalePolicy,
     UnknownAgent,
     UnknownContact,
     UnknownOffer,
     UnknownQueue,
     UnknownSkill,
 )
-from services.router.domain.policy import QueuePolicy, RelaxationStep, RoutingPolicy, Strategy
+from services.router.domain.policy import (
+    QueuePolicy,
+    RelaxationStep,
+    RoutingPolicy,
+    Strategy,
+    policy_from_document,
+)
 
 __all__ = [
     "AgentView",
@@ -26,10 +33,12 @@ __all__ = [
     "RoutingError",
     "RoutingPolicy",
     "StaleOffer",
+    "StalePolicy",
     "Strategy",
     "UnknownAgent",
     "UnknownContact",
     "UnknownOffer",
     "UnknownQueue",
     "UnknownSkill",
+    "policy_from_document",
 ]

@@ -9,6 +9,7 @@ API::
     core.take_changes()                     # {"agent:<id>" | "contact:<id>" | ...: snapshot}
     core.snapshot()                         # every entity, as take_changes writes them
     RoutingCore.restore(policy, snapshots)  # an identical core, timers and indexes included
+    core.change_policy(policy, version, now, document)  # the domain's new policy, live
     core.queue_stats(now), core.agent_views(), core.contact_view(contact_id, now)
 
 This module holds the event handlers and the routing decisions; around it:
@@ -34,6 +35,27 @@ Indexes (why a decision costs about the same at 100 and 100,000 agents):
   ``(kind, contact or agent id, version)``; one whose version is stale when it fires is
   skipped.
 
+Policy changes (:meth:`RoutingCore.change_policy`, a domain's new policy version, applied
+live as an input in order with the domain's events) never lose a contact:
+
+- a waiting contact whose queue the new policy removes moves to the policy's
+  ``fallback_queue`` (``ContactRequeued``, reason POLICY_CHANGED) or, without one, is
+  *parked* (``ContactUnroutable`` saying which queue which version removed): in no line,
+  visible in RouterAdmin, until it is transferred, ends, or a later version brings its
+  queue back or names a fallback (``ContactRequeued`` POLICY_CHANGED);
+- offers ringing and contacts in hand complete under the terms they were made under (the
+  removed queue's service-level threshold, offer timeout and wrap-up are kept, persisted,
+  while such contacts remain); a later requeue of one goes to the fallback or parks;
+- agents keep their state, contacts in hand and capacity; kept queues keep their
+  counters, removed queues' counters are dropped, new queues start at zero;
+- kept queues' changed skills, thresholds, steps and strategies apply at once: waiting
+  contacts that used the queue's default skills take the new ones, their relaxation step
+  is recomputed from how long they have waited, and every waiting contact is offered to
+  the agents free now.
+
+The applied version and document are persisted (``policy:``) so a restore, a takeover
+and the read views of other replicas rebuild the domain with its own policy.
+
 Invariants (checked by the property tests): an agent never holds more contacts than its
 capacity; a contact is never on two offers; a contact offered or assigned meets its
 requirements as relaxed at that moment; every contact ends with exactly one
@@ -52,7 +74,9 @@ from services.common.deadlines import Deadlines
 from services.router.domain import read_model
 from services.router.domain.errors import (
     InvalidTransition,
+    PolicyError,
     StaleOffer,
+    StalePolicy,
     UnknownAgent,
     UnknownContact,
     UnknownOffer,
@@ -86,10 +110,10 @@ from services.router.domain.model import (
     QueuePositionUpdated,
     RequeueReason,
 )
-from services.router.domain.policy import QueuePolicy, RoutingPolicy
+from services.router.domain.policy import QueuePolicy, RoutingPolicy, policy_from_document
 from services.router.domain.read_model import AgentView, ContactView, QueueStats
 from services.router.domain.records import TOLD_UNKNOWN, AgentRecord, ContactRecord, QueueCounts
-from services.router.domain.states import ASSIGNED, OFFERED, WAITING
+from services.router.domain.states import ASSIGNED, OFFERED, PARKED, WAITING
 
 __all__ = ["AgentView", "ContactView", "QueueStats", "RoutingCore"]
 
@@ -110,6 +134,13 @@ class RoutingCore:
 
     def __init__(self, policy: RoutingPolicy) -> None:
         self.policy = policy
+        #: The domain's applied policy version (0: the configured default) and its
+        #: document ("" for the default), persisted as the ``policy:`` entity.
+        self.policy_version = 0
+        self.policy_document = ""
+        #: Terms of removed queues that offers ringing or contacts in hand were made
+        #: under (they complete under them); dropped at a policy change once unused.
+        self._retired: dict[str, QueuePolicy] = {}
         self._agents: dict[str, AgentRecord] = {}
         self._contacts: dict[str, ContactRecord] = {}
         #: What :meth:`restore` could not place (logged and counted by the adapter).
@@ -131,16 +162,24 @@ class RoutingCore:
         self._moved_queues: set[str] = set()  # queues whose positions need re-sending
         self._refresh_due: float | None = None
         self._last_refresh = 0.0
+        self._known_skills: frozenset[str] = frozenset()
+        self._queues_by_anchor: dict[str, list[tuple[int, str]]] = {}
+        self._overflow_from: dict[str, list[tuple[str, int]]] = {}
+        self._index_policy()
+
+    def _index_policy(self) -> None:
+        """The lookups derived from the policy alone (at creation and at a policy change)."""
+        policy = self.policy
         self._known_skills = frozenset(
             s for qp in policy.queues.values() for s, _ in (*qp.skills, *qp.optional_skills)
         )
         # anchor skill -> (policy order, queue) of the queues that require it (ANY: none)
-        self._queues_by_anchor: dict[str, list[tuple[int, str]]] = {}
+        self._queues_by_anchor = {}
         for order, qp in enumerate(policy.queues.values()):
             anchor = min(s for s, _ in qp.skills) if qp.skills else ANY
             self._queues_by_anchor.setdefault(anchor, []).append((order, qp.name))
         # queue -> queues whose contacts may overflow into it (by step index)
-        self._overflow_from: dict[str, list[tuple[str, int]]] = {q: [] for q in policy.queues}
+        self._overflow_from = {q: [] for q in policy.queues}
         for qp in policy.queues.values():
             for i, step in enumerate(qp.steps, start=1):
                 for target in step.overflow_queues:
@@ -221,17 +260,38 @@ class RoutingCore:
                 contact = self._contacts.get(ident)
                 changes[key] = contact.snapshot() if contact else None
             elif kind == "queue":
-                changes[key] = self._queues[ident].snapshot()
+                counts = self._queues.get(ident)  # None: a policy change removed the queue
+                changes[key] = counts.snapshot() if counts else None
             elif kind == "meta":
                 changes[key] = {"seq": self._seq, "offer_seq": self._offer_seq}
+            elif kind == "policy":
+                changes[key] = self._policy_snapshot()
         self._unpersisted.clear()
         return changes
+
+    def _policy_snapshot(self) -> dict[str, Any]:
+        """The ``policy:`` entity: the applied version, its document, and the retired
+        queues' terms that contacts in flight still need."""
+        return {
+            "version": self.policy_version,
+            "document": self.policy_document,
+            "retired": {
+                name: {
+                    "service_level_s": qp.service_level_s,
+                    "offer_timeout_s": qp.offer_timeout_s,
+                    "wrap_up_s": qp.wrap_up_s,
+                }
+                for name, qp in sorted(self._retired.items())
+            },
+        }
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         """Every entity, as :meth:`take_changes` would write them (for checks and tests)."""
         entities: dict[str, dict[str, Any]] = {
             "meta:": {"seq": self._seq, "offer_seq": self._offer_seq}
         }
+        if self.policy_version or self._retired:  # a domain on the default writes none
+            entities["policy:"] = self._policy_snapshot()
         entities.update((f"queue:{q}", qs.snapshot()) for q, qs in self._queues.items())
         entities.update((f"agent:{a}", agent.snapshot()) for a, agent in self._agents.items())
         entities.update((f"contact:{c}", ct.snapshot()) for c, ct in self._contacts.items())
@@ -241,11 +301,43 @@ class RoutingCore:
     def restore(cls, policy: RoutingPolicy, snapshots: Mapping[str, Any]) -> RoutingCore:
         """Rebuild a core from :meth:`take_changes` snapshots (latest per key).
 
-        Never fails on stored state: a contact of a queue no longer configured is left out,
-        listed in :attr:`restore_problems`, and reported unroutable
+        ``policy`` is the configured default; a domain whose snapshots hold a ``policy:``
+        entity (a version it applied) is rebuilt with that version's document. Older
+        snapshots have none: the default, version 0.
+
+        Never fails on stored state: a stored document this build cannot read leaves the
+        default in force (the version is kept, so an older record is still stale); a
+        waiting contact of a queue no longer configured moves to the fallback queue or is
+        parked, an offer ringing or a contact in hand in one completes; each is listed in
+        :attr:`restore_problems`, and the decisions it needs are owed
         (:meth:`take_restore_decisions`) so the telephony platform and managers learn.
         """
+        problems: list[str] = []
+        stored = snapshots.get("policy:")
+        if stored:
+            document = str(stored.get("document", ""))
+            if document:
+                try:
+                    policy = policy_from_document(document, policy)
+                except PolicyError as exc:
+                    problems.append(
+                        f"policy version {stored.get('version')}: {exc.reason}; "
+                        "the configured default applies"
+                    )
         core = cls(policy)
+        core.restore_problems = problems
+        if stored:
+            core.policy_version = int(stored.get("version", 0))
+            core.policy_document = str(stored.get("document", ""))
+            for name, terms in dict(stored.get("retired", {})).items():
+                core._retired[name] = QueuePolicy(
+                    name,
+                    (),
+                    service_level_s=float(terms["service_level_s"]),
+                    offer_timeout_s=float(terms["offer_timeout_s"]),
+                    wrap_up_s=float(terms["wrap_up_s"]),
+                )
+        homeless: list[ContactRecord] = []
         for key, snap in snapshots.items():
             kind, _, ident = key.partition(":")
             if snap is None:
@@ -257,12 +349,14 @@ class RoutingCore:
                 core._queues[ident] = QueueCounts.from_snapshot(snap)
             elif kind == "agent":
                 core._agents[ident] = AgentRecord.from_snapshot(ident, snap)
-            elif kind == "contact" and snap["queue"] in core._queues:
-                core._contacts[ident] = ContactRecord.from_snapshot(ident, snap)
-            elif kind == "contact":  # its queue is gone: never fatal, reported, said
-                why = f"queue {snap['queue']!r} is no longer configured"
-                core.restore_problems.append(f"contact {ident}: {why}; left out")
-                core._restore_decisions.append(ContactUnroutable(ident, snap["queue"], why))
+            elif kind == "contact":
+                contact = core._contacts[ident] = ContactRecord.from_snapshot(ident, snap)
+                if contact.queue not in core._queues and contact.status == WAITING:
+                    homeless.append(contact)  # its queue is gone: never fatal, said
+                elif contact.status == PARKED and (
+                    contact.queue in core._queues or policy.fallback_queue
+                ):
+                    homeless.append(contact)  # its queue is back, or there is a fallback
         for agent in core._agents.values():
             if agent.state != AgentState.LOGGED_OUT:
                 core._staff.add(agent, +1)
@@ -271,23 +365,159 @@ class RoutingCore:
             core._ready.push(agent)
         for contact in core._contacts.values():
             core._seq = max(core._seq, contact.seq + 1)
-            if contact.status == WAITING:
+            if contact.status == WAITING and contact.queue in core._queues:
                 core._lines.add(contact)
             elif contact.status == OFFERED:
                 core._timers.set(
                     (_OFFER, contact.contact_id, contact.attempt), contact.offer_expires
                 )
             core._schedule_relaxation(contact)
+        for contact in homeless:
+            core._restore_placement(contact)
         core._unpersisted.clear()
         if any(c.status == WAITING for c in core._contacts.values()):
             core._moved_queues.update(core.policy.queues)
             core._refresh_due = 0.0
         return core
 
+    def _restore_placement(self, contact: ContactRecord) -> None:
+        """A restored contact that must wait in a queue the policy no longer has (to the
+        fallback, or parked), or a parked one whose queue is back (in line again)."""
+        gone = contact.queue
+        out = self._restore_decisions
+        if contact.status == PARKED and gone in self._queues:
+            self._unpark(contact, None, out)
+            self.restore_problems.append(f"contact {contact.contact_id}: back in {gone!r}")
+            return
+        self._rehome(contact, None, f"queue {gone!r} is no longer configured", out)
+        where = f"moved to {contact.queue!r}" if contact.status == WAITING else "parked"
+        self.restore_problems.append(
+            f"contact {contact.contact_id}: queue {gone!r} is no longer configured; {where}"
+        )
+
     def take_restore_decisions(self) -> list[Decision]:
         """The decisions :meth:`restore` owes (once)."""
         decisions, self._restore_decisions = self._restore_decisions, []
         return decisions
+
+    # ------------------------------------------------------------------ policy changes
+
+    def change_policy(
+        self, policy: RoutingPolicy, version: int, now: float, document: str = ""
+    ) -> list[Decision]:
+        """Apply ``version`` of the domain's policy (``document``: its text, persisted so
+        a restore rebuilds the domain with it). Wholly or not at all: a version not newer
+        than the applied one is :class:`StalePolicy` and changes nothing. What becomes of
+        contacts, offers, agents and counters: see the module's docstring."""
+        if version <= self.policy_version:
+            raise StalePolicy(
+                f"policy version {version} is stale: version {self.policy_version} is applied"
+            )
+        out: list[Decision] = []
+        in_flight = {c.queue for c in self._contacts.values() if c.status in (OFFERED, ASSIGNED)}
+        retired = {
+            q: self._terms(q) for q in sorted(in_flight) if q not in policy.queues
+        }  # the old terms, while they are still needed
+        self.policy, self.policy_version, self.policy_document = policy, version, document
+        self._retired = retired
+        self._unpersisted.add("policy:")
+        for queue in self._queues:
+            if queue not in policy.queues:
+                self._persist_queue_counts(queue)  # dropped: deleted from the changelog
+        self._queues = {q: self._queues.get(q) or QueueCounts() for q in policy.queues}
+        self._lines = WaitingLines(policy.queues, policy.boost)  # the boost may have changed
+        self._waiting = self._lines.by_queue
+        self._ready = ReadyAgents(
+            {q.strategy for q in policy.queues.values()}, policy.max_total, self._agents
+        )
+        for agent in self._agents.values():
+            self._ready.push(agent)
+        self._index_policy()
+        self._moved_queues &= set(policy.queues)
+        for contact in sorted(self._contacts.values(), key=lambda c: c.seq):
+            self._timers.cancel((_RELAX, contact.contact_id, contact.step + 1))
+            kept = policy.queues.get(contact.queue)
+            if kept is not None:  # the queue's skills (not the arrival's own): the new ones
+                required = contact.required if contact.own_required else dict(kept.skills)
+                optional = contact.optional if contact.own_optional else dict(kept.optional_skills)
+                if (required, optional) != (contact.required, contact.optional):
+                    contact.required, contact.optional = required, optional
+                    self._persist_contact(contact.contact_id)
+            if contact.status in (OFFERED, ASSIGNED):
+                self._schedule_relaxation(contact)  # none if its queue was removed
+                continue
+            if kept is None:
+                if contact.status == WAITING or policy.fallback_queue:
+                    why = f"queue {contact.queue!r} removed by policy version {version}"
+                    self._rehome(contact, now, why, out)
+                continue  # parked, and still nowhere to go
+            if contact.status == PARKED:
+                self._unpark(contact, now, out)
+                continue
+            step = self._steps_due(kept, contact, now)
+            if step != contact.step:
+                contact.step = step
+                self._persist_contact(contact.contact_id)
+            self._lines.add(contact)
+            self._schedule_relaxation(contact)
+        self._refresh_all_positions_soon()
+        # Re-evaluate at once: every agent free now takes the best contacts it may.
+        free = sorted(
+            (a for a in self._agents.values() if a.state == AgentState.AVAILABLE),
+            key=lambda a: (a.idle_since, a.agent_id),
+        )
+        for agent in free:
+            self._dispatch_agent(agent, now, out)
+        return out
+
+    def _terms(self, queue: str) -> QueuePolicy:
+        """The terms contacts of ``queue`` are handled under: the policy's, a removed
+        queue's kept for the contacts in flight in it, or the defaults."""
+        return self.policy.queues.get(queue) or self._retired.get(queue) or QueuePolicy(queue, ())
+
+    @staticmethod
+    def _steps_due(qp: QueuePolicy, contact: ContactRecord, now: float | None) -> int:
+        """Relaxation steps of ``qp`` a contact that waited since it was enqueued has
+        reached (``now`` unknown: none yet; their timers, due, fire at the next tick)."""
+        if now is None:
+            return 0
+        waited = now - contact.enqueued_at
+        return sum(1 for step in qp.steps if step.after_s <= waited)
+
+    def _rehome(
+        self, contact: ContactRecord, now: float | None, why: str, out: list[Decision]
+    ) -> None:
+        """A contact that must wait, in a queue the policy does not have: into the
+        fallback queue (on the fallback's terms, keeping its place by waiting time), or
+        parked and reported unroutable with ``why``."""
+        self._timers.cancel((_RELAX, contact.contact_id, contact.step + 1))
+        fallback = self.policy.fallback_queue
+        if not fallback:
+            if contact.status != PARKED:
+                contact.move_to(PARKED)
+            contact.unroutable_reported = True
+            self._persist_contact(contact.contact_id)
+            out.append(ContactUnroutable(contact.contact_id, contact.queue, why))
+            return
+        qp = self.policy.queues[fallback]
+        contact.queue = fallback
+        contact.required = dict(qp.skills)
+        contact.optional = dict(qp.optional_skills)
+        contact.own_required = contact.own_optional = False
+        contact.language = contact.language or qp.language
+        self._unpark(contact, now, out)
+
+    def _unpark(self, contact: ContactRecord, now: float | None, out: list[Decision]) -> None:
+        """Into the line of its (configured) queue again, said with a POLICY_CHANGED requeue."""
+        if contact.status == PARKED:
+            contact.move_to(WAITING)
+        contact.step = self._steps_due(self.policy.queues[contact.queue], contact, now)
+        self._lines.add(contact)
+        self._refresh_positions_soon(contact.queue)
+        self._schedule_relaxation(contact)
+        self._persist_contact(contact.contact_id)
+        out.append(ContactRequeued(contact.contact_id, contact.queue, RequeueReason.POLICY_CHANGED))
+        self._check_routable(contact, out)
 
     # ------------------------------------------------------------------ views
 
@@ -295,7 +525,7 @@ class RoutingCore:
         """Every queue of the policy, as :mod:`read_model` computes them."""
         ringing: dict[str, list[ContactRecord]] = {name: [] for name in self._queues}
         for c in self._contacts.values():
-            if c.status == OFFERED:
+            if c.status == OFFERED and c.queue in ringing:
                 ringing[c.queue].append(c)
         stats = []
         for name, counts in self._queues.items():
@@ -325,16 +555,19 @@ class RoutingCore:
         if contact is None:
             return None
         position = self._lines.position(contact) if contact.status == WAITING else 0
+        estimate: float | None = 0.0
+        if position:
+            estimate = (
+                self._estimate(contact.queue, position) if self._could_be_taken(contact) else None
+            )
+        elif contact.status == PARKED:
+            estimate = None  # in no line: nobody can say
         return ContactView(
             contact_id=contact_id,
             queue=contact.queue,
             status=contact.status,
             position=position,
-            estimated_wait=(
-                (self._estimate(contact.queue, position) if self._could_be_taken(contact) else None)
-                if position
-                else 0.0
-            ),
+            estimated_wait=estimate,
             agent_id=contact.agent,
             # the wait ends when an agent takes the contact (a transfer starts it again)
             waited=(contact.assigned_at if contact.status == ASSIGNED else now)
@@ -369,6 +602,8 @@ class RoutingCore:
             customer_id=event.customer_id,
             enqueued_at=now,
             seq=self._next_seq(),
+            own_required=bool(event.required_skills),
+            own_optional=bool(event.optional_skills),
         )
         if contact.preferred_agent and contact.preferred_agent not in self._agents:
             contact.preferred_agent = ""  # not logged in: do not hold the customer for them
@@ -390,12 +625,13 @@ class RoutingCore:
         if contact.status == OFFERED:
             self._withdraw_offer(contact, freed, now, out)
         self._lines.remove(contact)
-        qs = self._queues[contact.queue]
-        qs.abandoned += 1
-        qs.abandoned_late += (
-            now - contact.enqueued_at > self.policy.queues[contact.queue].service_level_s
-        )
-        self._refresh_positions_soon(contact.queue)
+        qs = self._queues.get(contact.queue)
+        if qs is not None:  # None: its queue was removed, with its counters
+            qs.abandoned += 1
+            qs.abandoned_late += (
+                now - contact.enqueued_at > self.policy.queues[contact.queue].service_level_s
+            )
+            self._refresh_positions_soon(contact.queue)
         self._close(contact, now, abandoned=True, out=out)
         if freed is not None:
             self._dispatch_agent(freed, now, out)
@@ -410,15 +646,16 @@ class RoutingCore:
             if agent is not None:
                 agent.active.pop(contact_id, None)
                 agent.handled += 1
-                qs = self._queues[contact.queue]
-                handle = max(0.0, now - contact.assigned_at)
-                qs.handle_s = (
-                    handle
-                    if qs.handle_s == 0
-                    else ((1 - HANDLE_EWMA_ALPHA) * qs.handle_s + HANDLE_EWMA_ALPHA * handle)
-                )
-                self._persist_queue_counts(contact.queue)
-                if self._start_wrap_up(agent, self.policy.queues[contact.queue], now, out):
+                qs = self._queues.get(contact.queue)
+                if qs is not None:  # None: its queue was removed, with its counters
+                    handle = max(0.0, now - contact.assigned_at)
+                    qs.handle_s = (
+                        handle
+                        if qs.handle_s == 0
+                        else ((1 - HANDLE_EWMA_ALPHA) * qs.handle_s + HANDLE_EWMA_ALPHA * handle)
+                    )
+                    self._persist_queue_counts(contact.queue)
+                if self._start_wrap_up(agent, self._terms(contact.queue), now, out):
                     freed = agent  # no wrap-up: free once the contact is closed
         self._lines.remove(contact)
         self._close(contact, now, abandoned=False, out=out)
@@ -443,13 +680,16 @@ class RoutingCore:
                 agent.handled += 1
                 # no wrap-up: takes work before the contact is requeued, as it always did
                 # (so its next offer precedes this ContactRequeued in the decisions)
-                if self._start_wrap_up(agent, self.policy.queues[contact.queue], now, out):
+                if self._start_wrap_up(agent, self._terms(contact.queue), now, out):
                     self._dispatch_agent(agent, now, out)
         self._lines.remove(contact)
-        self._refresh_positions_soon(contact.queue)
+        if contact.queue in self._waiting:
+            self._refresh_positions_soon(contact.queue)
+        self._timers.cancel((_RELAX, contact.contact_id, contact.step + 1))
         contact.queue = target
         contact.required = dict(qp.skills)
         contact.optional = dict(qp.optional_skills)
+        contact.own_required = contact.own_optional = False
         contact.language = contact.language or qp.language
         contact.move_to(WAITING)
         contact.agent, contact.offer_id = "", ""
@@ -558,12 +798,12 @@ class RoutingCore:
         contact.offer_outcome = f"{agent.agent_id!r} accepted it"
         contact.assigned_at = now
         waited = now - contact.enqueued_at
-        qp = self.policy.queues[contact.queue]
-        within = waited <= qp.service_level_s
-        qs = self._queues[contact.queue]
-        qs.answered += 1
-        qs.answered_within += within
-        self._persist_queue_counts(contact.queue)
+        within = waited <= self._terms(contact.queue).service_level_s
+        qs = self._queues.get(contact.queue)
+        if qs is not None:  # None: its queue was removed, with its counters
+            qs.answered += 1
+            qs.answered_within += within
+            self._persist_queue_counts(contact.queue)
         self._persist_contact(contact.contact_id)
         self._reindex_and_persist(agent)
         out.append(
@@ -595,7 +835,7 @@ class RoutingCore:
         out.append(OfferTimedOut(contact.offer_id, contact_id, contact.agent))
         contact.offer_outcome = (
             f"it timed out unanswered by {contact.agent!r} after "
-            f"{self.policy.queues[contact.queue].offer_timeout_s:g} s"
+            f"{self._terms(contact.queue).offer_timeout_s:g} s"
         )
         if agent is not None:
             contact.declined.append(agent.agent_id)
@@ -630,8 +870,8 @@ class RoutingCore:
 
     def _relax(self, contact_id: str, step: int, now: float, out: list[Decision]) -> None:
         contact = self._contacts.get(contact_id)
-        if contact is None or contact.step >= step:
-            return
+        if contact is None or contact.step >= step or contact.queue not in self._waiting:
+            return  # gone, already there, or its queue was removed (it is in flight)
         contact.step = step
         contact.declined = []
         self._persist_contact(contact.contact_id)
@@ -861,12 +1101,17 @@ class RoutingCore:
         contact.agent = ""
         self._reindex_and_persist(agent)
         self._persist_contact(contact.contact_id)
-        self._lines.add(contact)
-        self._refresh_positions_soon(contact.queue)
-        if reason in (RequeueReason.REJECTED, RequeueReason.TIMED_OUT):
+        out.append(ContactRequeued(contact.contact_id, contact.queue, reason, agent.agent_id))
+        if contact.queue not in self._waiting:  # offered in a queue a policy change removed
+            why = f"queue {contact.queue!r} removed by policy version {self.policy_version}"
+            self._rehome(contact, now, why, out)
+        else:
+            self._lines.add(contact)
+            self._refresh_positions_soon(contact.queue)
+        retry = reason in (RequeueReason.REJECTED, RequeueReason.TIMED_OUT)
+        if retry and contact.status == WAITING:
             retry_after = self.policy.queues[contact.queue].offer_timeout_s
             self._timers.set((_RETRY, contact.contact_id, contact.attempt), now + retry_after)
-        out.append(ContactRequeued(contact.contact_id, contact.queue, reason, agent.agent_id))
 
     def _withdraw_offer(
         self, contact: ContactRecord, agent: AgentRecord | None, now: float, out: list[Decision]
@@ -1009,7 +1254,7 @@ class RoutingCore:
         either changed enough to be worth a message."""
         queues, self._moved_queues = self._moved_queues, set()
         for queue in queues:
-            lst = self._waiting[queue]
+            lst = self._waiting.get(queue)
             if not lst:
                 continue
             handle = self._queues[queue].handle_s or self.policy.default_handle_s
@@ -1064,7 +1309,10 @@ class RoutingCore:
         return self._seq
 
     def _schedule_relaxation(self, contact: ContactRecord) -> None:
-        steps = self.policy.queues[contact.queue].steps
+        qp = self.policy.queues.get(contact.queue)
+        if qp is None:  # in flight in a removed queue, or parked: nothing relaxes
+            return
+        steps = qp.steps
         if contact.step < len(steps):
             due = contact.enqueued_at + steps[contact.step].after_s
             self._timers.set((_RELAX, contact.contact_id, contact.step + 1), due)

@@ -2,11 +2,12 @@
 replica a RouterAdmin call reaches answers it for every domain (issue #15, item 4).
 
 The owner of a domain writes its entities (agents, contacts, queue counters, sequence
-numbers; ``RoutingCore.take_changes``) to the compacted router changelog in the same
-transaction as its decisions. Every replica reads all partitions of that changelog,
-committed records only, into a :class:`DomainsView`. Asked about a domain, the view
-rebuilds the domain's :class:`RoutingCore` from the stored snapshots with
-:meth:`RoutingCore.restore`, exactly as a new owner does at a takeover, so the figures
+numbers, its applied policy version and document; ``RoutingCore.take_changes``) to the
+compacted router changelog in the same transaction as its decisions. Every replica
+reads all partitions of that changelog, committed records only, into a
+:class:`DomainsView`. Asked about a domain, the view rebuilds the domain's
+:class:`RoutingCore` from the stored snapshots with :meth:`RoutingCore.restore` (with
+the domain's own policy), exactly as a new owner does at a takeover, so the figures
 come from the same ``queue_stats``, ``agent_views`` and ``contact_view`` as the owner's
 own answer: one definition of every number, whoever renders it. Nothing more is written
 to Kafka for this.
@@ -32,9 +33,10 @@ from services.router.domain.policy import RoutingPolicy
 
 __all__ = ["DomainsView", "ViewIncomplete", "ViewLimits"]
 
-#: The changelog entities a core is restored from ("<kind>:<id>"); the others (the
+#: The changelog entities a core is restored from ("<kind>:<id>"; "policy:" is the
+#: domain's applied policy, so the view rebuilds it with its own); the others (the
 #: dedupe window's "~seen/<n>" chunks) are not part of what RouterAdmin shows.
-VIEW_KINDS = frozenset({"agent", "contact", "queue", "meta"})
+VIEW_KINDS = frozenset({"agent", "contact", "queue", "meta", "policy"})
 #: Bytes counted per stored entity on top of its name and snapshot (dict slots, index).
 ENTRY_OVERHEAD = 96
 

@@ -12,6 +12,7 @@ Hierarchy::
     │                       was rejected, withdrawn or already accepted)
     ├── UnknownQueue        a contact for a queue the policy does not define
     ├── UnknownSkill        a contact requires a skill no queue of the policy configures
+    ├── StalePolicy         a policy version not newer than the one the domain applied
     └── InvalidTransition   an event that contradicts the contact's or agent's state
 
     ForbiddenTransition     not an input error: the core tried a status change its table
@@ -33,6 +34,7 @@ __all__ = [
     "PolicyError",
     "RoutingError",
     "StaleOffer",
+    "StalePolicy",
     "UnknownAgent",
     "UnknownContact",
     "UnknownOffer",
@@ -75,6 +77,10 @@ class UnknownQueue(RoutingError):
 
 class UnknownSkill(RoutingError):
     """A contact requires a skill that no queue of the policy configures."""
+
+
+class StalePolicy(RoutingError):
+    """A policy version not newer than the domain's applied one (a replay, or out of order)."""
 
 
 class InvalidTransition(RoutingError):

@@ -174,8 +174,11 @@ class WaitingLines:
             insort(lst, entry)
 
     def remove(self, contact: ContactRecord) -> None:
-        """Take ``contact`` out of its queue's line (no-op if not there)."""
-        lst = self.by_queue[contact.queue]
+        """Take ``contact`` out of its queue's line (no-op if not there, or if its queue
+        has no line: a policy change removed it)."""
+        lst = self.by_queue.get(contact.queue)
+        if lst is None:
+            return
         entry = self._entry(contact)
         i = bisect_left(lst, entry)
         if i < len(lst) and lst[i] == entry:

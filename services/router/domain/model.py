@@ -75,6 +75,7 @@ class RequeueReason(IntEnum):
     TIMED_OUT = 2
     AGENT_UNAVAILABLE = 3
     TRANSFERRED = 4
+    POLICY_CHANGED = 5
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ raises :class:`PolicyError` whose reason starts with the field path, e.g.
     capacity = {voice = 1, chat = 3, email = 5, sms = 3, social = 3}
     max_total = 5                      # contacts at once across channels
     position_refresh_s = 2.0
+    fallback_queue = "billing-en"      # optional: where contacts of a queue a policy
+                                       # change removes wait (else they are parked)
 
     [routing.queues.billing-en]
     skills = {billing = 3}             # skill -> minimum proficiency
@@ -32,12 +34,13 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
 
+from services.common.policy_document import PolicyDocumentError, policy_tables
 from services.router.domain.errors import PolicyError
 from services.router.domain.model import Channel, Priority
 
 _E = TypeVar("_E", Priority, Channel)
 
-__all__ = ["QueuePolicy", "RelaxationStep", "RoutingPolicy", "Strategy"]
+__all__ = ["QueuePolicy", "RelaxationStep", "RoutingPolicy", "Strategy", "policy_from_document"]
 
 
 class Strategy(StrEnum):
@@ -93,6 +96,9 @@ class RoutingPolicy:
     position_refresh_s: float = 2.0
     #: Initial average handle time for estimates, until real ones are seen.
     default_handle_s: float = 180.0
+    #: Where a waiting contact goes when a policy change removes its queue ("": nowhere,
+    #: it is parked and reported unroutable). A queue of this policy.
+    fallback_queue: str = ""
 
     def boost(self, priority: Priority) -> float:
         """Seconds of waiting a priority is worth: the contact sorts as if it came earlier."""
@@ -107,6 +113,7 @@ class RoutingPolicy:
             "max_total",
             "position_refresh_s",
             "default_handle_s",
+            "fallback_queue",
         }
         _no_unknown(data, known, "")
         raw_queues = data.get("queues")
@@ -119,12 +126,18 @@ class RoutingPolicy:
                     if target not in queues:
                         path = f"queues.{queue.name}.steps.{i}.overflow_queues"
                         raise PolicyError(f"{path}: unknown queue {target!r}")
+        fallback = data.get("fallback_queue", "")
+        if not isinstance(fallback, str):
+            raise PolicyError(f"fallback_queue: must be a queue name, got {fallback!r}")
+        if fallback and fallback not in queues:
+            raise PolicyError(f"fallback_queue: unknown queue {fallback!r}")
         aging = {
             _enum(Priority, key, f"aging_s_per_priority.{key}"): _number(
                 value, f"aging_s_per_priority.{key}", minimum=0
             )
-            for key, value in dict(
-                data.get("aging_s_per_priority", {"vip": 120, "callback": 60})
+            for key, value in _table(
+                data.get("aging_s_per_priority", {"vip": 120, "callback": 60}),
+                "aging_s_per_priority",
             ).items()
         }
         capacity = {
@@ -134,7 +147,7 @@ class RoutingPolicy:
             Channel.SMS: 3,
             Channel.SOCIAL: 3,
         }
-        for key, value in dict(data.get("capacity", {})).items():
+        for key, value in _table(data.get("capacity", {}), "capacity").items():
             capacity[_enum(Channel, key, f"capacity.{key}")] = int(
                 _number(value, f"capacity.{key}", minimum=0)
             )
@@ -149,13 +162,43 @@ class RoutingPolicy:
             default_handle_s=_number(
                 data.get("default_handle_s", 180.0), "default_handle_s", minimum=1
             ),
+            fallback_queue=fallback,
         )
+
+
+def policy_from_document(document: str, default: RoutingPolicy) -> RoutingPolicy:
+    """The routing policy of a domain's policy document (``policy.proto``): its
+    ``[routing]`` table, or ``default`` (the configured one) if it has none. Pure; a
+    :class:`PolicyError` names the field, e.g. ``routing.queues.x.service_level_s: ...``."""
+    try:
+        tables = policy_tables(document)
+    except PolicyDocumentError as exc:
+        raise PolicyError(exc.reason) from None
+    routing = tables.get("routing")
+    if routing is None:
+        return default
+    try:
+        return RoutingPolicy.from_dict(routing)
+    except PolicyError as exc:
+        raise PolicyError(f"routing.{exc.reason}") from None
 
 
 def _no_unknown(data: Mapping[str, Any], known: set[str], path: str) -> None:
     for key in data:
         if key not in known:
             raise PolicyError(f"{path}{key}: unknown field")
+
+
+def _table(raw: Any, path: str) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise PolicyError(f"{path}: must be a table")
+    return raw
+
+
+def _names(raw: Any, path: str) -> tuple[str, ...]:
+    if not isinstance(raw, list | tuple) or not all(isinstance(n, str) for n in raw):
+        raise PolicyError(f"{path}: must be a list of queue names")
+    return tuple(raw)
 
 
 def _number(
@@ -227,7 +270,10 @@ def _queue(name: str, raw: Any) -> QueuePolicy:
         raise PolicyError(f"{path}.service_level_target: must be between 0 and 1")
     steps = []
     previous = 0.0
-    for i, step in enumerate(raw.get("steps", [])):
+    raw_steps = raw.get("steps", [])
+    if not isinstance(raw_steps, list | tuple):
+        raise PolicyError(f"{path}.steps: must be a list of tables")
+    for i, step in enumerate(raw_steps):
         spath = f"{path}.steps.{i}"
         if not isinstance(step, Mapping):
             raise PolicyError(f"{spath}: must be a table")
@@ -258,7 +304,7 @@ def _queue(name: str, raw: Any) -> QueuePolicy:
                 ),
                 drop_optional_skills=bool(step.get("drop_optional_skills", False)),
                 release_preferred_agent=bool(step.get("release_preferred_agent", False)),
-                overflow_queues=tuple(step.get("overflow_queues", ())),
+                overflow_queues=_names(step.get("overflow_queues", []), f"{spath}.overflow_queues"),
             )
         )
     return QueuePolicy(

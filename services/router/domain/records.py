@@ -173,6 +173,10 @@ class ContactRecord:
     #: What became of the latest offer once it closed ("it timed out ...", "'a1' rejected
     #: it"), to tell a late answer to it why it was refused.
     offer_outcome: str = ""
+    #: The arrival named its own required / optional skills (else they are its queue's,
+    #: and a policy changing the queue's skills changes them too).
+    own_required: bool = False
+    own_optional: bool = False
 
     def move_to(self, status: ContactStatus) -> None:
         """Change status as ``states.CONTACT_TRANSITIONS`` allows."""
@@ -210,6 +214,10 @@ class ContactRecord:
         }
         if self.offer_outcome:  # only once an offer has closed: older snapshots lack it
             snap["offer_outcome"] = self.offer_outcome
+        if self.own_required:  # only when set: older snapshots lack them
+            snap["own_required"] = True
+        if self.own_optional:
+            snap["own_optional"] = True
         return snap
 
     @classmethod

@@ -8,8 +8,10 @@ the event is not dead-lettered as if it were the sender's fault).
 
 Agents store one of four states; BUSY and RESERVED are never stored, they are what an
 AVAILABLE agent with contacts in hand or an offer ringing looks like from outside
-(``AgentRecord.effective_state``). Contacts store one of three statuses; a closed
-contact is deleted, so "closed" is not a status.
+(``AgentRecord.effective_state``). Contacts store one of four statuses; a closed
+contact is deleted, so "closed" is not a status. PARKED is where a waiting contact goes
+when a policy change removes its queue and names no fallback queue: in no line, reported
+unroutable, until it is transferred, its queue comes back, a fallback is named, or it ends.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "ASSIGNED",
     "CONTACT_TRANSITIONS",
     "OFFERED",
+    "PARKED",
     "WAITING",
     "ContactStatus",
     "agent_moves",
@@ -39,12 +42,14 @@ class ContactStatus(StrEnum):
     WAITING = "waiting"
     OFFERED = "offered"
     ASSIGNED = "assigned"
+    PARKED = "parked"
 
 
 # Module-level names: a class attribute lookup on an enum costs more on the hot path.
 WAITING: Final = ContactStatus.WAITING
 OFFERED: Final = ContactStatus.OFFERED
 ASSIGNED: Final = ContactStatus.ASSIGNED
+PARKED: Final = ContactStatus.PARKED
 
 _A = AgentState
 
@@ -54,6 +59,7 @@ CONTACT_TRANSITIONS: Final[Mapping[ContactStatus, frozenset[ContactStatus]]] = {
         {
             OFFERED,  # an agent is chosen (on arrival, or when an agent frees up)
             WAITING,  # transferred while waiting: back in line in the target queue
+            PARKED,  # a policy change removed its queue and named no fallback queue
         }
     ),
     OFFERED: frozenset(
@@ -65,6 +71,11 @@ CONTACT_TRANSITIONS: Final[Mapping[ContactStatus, frozenset[ContactStatus]]] = {
     ASSIGNED: frozenset(
         {
             WAITING,  # transferred
+        }
+    ),
+    PARKED: frozenset(
+        {
+            WAITING,  # transferred, or a policy brought its queue back or named a fallback
         }
     ),
 }

@@ -265,3 +265,30 @@ def test_an_offer_answered_by_another_agent_is_a_violation() -> None:
     assert ledger.report(run_finished=False).violations == [
         "contact acme/c1 assigned for agent acme/a2, but was offered to acme/a1"
     ]
+
+
+def test_contacts_a_policy_change_parked_or_moved_are_accounted_for() -> None:
+    """Parked (ContactUnroutable: its queue removed, no fallback) is still waiting, and
+    counted apart; one moved to a fallback (a POLICY_CHANGED requeue) waits again."""
+    ledger = Ledger()
+    for contact_id in ("parked", "moved"):
+        arrive(ledger, contact_id)
+    ledger.add(
+        "contact_unroutable",
+        routing.ContactUnroutable(
+            contact_id="parked", queue="vip", reason="queue 'vip' removed by policy version 2"
+        ),
+    )
+    ledger.add("contact_unroutable", routing.ContactUnroutable(contact_id="moved", queue="vip"))
+    ledger.add(
+        "contact_requeued",
+        routing.ContactRequeued(
+            contact_id="moved", queue="billing", reason=routing.REQUEUE_REASON_POLICY_CHANGED
+        ),
+    )
+    report = ledger.report(run_finished=False)
+    assert report.ok, report.summary()
+    assert (report.arrived, report.still_waiting, report.unroutable) == (2, 2, 1)
+    assert "still waiting 2 (1 reported unroutable)" in report.summary()
+    # a finished run still wants every contact closed: parked is not an end
+    assert not ledger.report(run_finished=True).ok

@@ -90,9 +90,11 @@ def test_a_contact_whose_queue_was_removed_is_reported_unroutable_not_fatal() ->
     core.apply(m.ContactArrived("c1", "tech-ru", m.Channel.VOICE, language="ru"), 1_000.0)
     without = {**data, "queues": {k: v for k, v in data["queues"].items() if k != "tech-ru"}}
     restored = RoutingCore.restore(RoutingPolicy.from_dict(without), core.snapshot())
-    assert restored.contact_view("c1", 1_001.0) is None
+    view = restored.contact_view("c1", 1_001.0)  # parked, not lost: still visible
+    assert view is not None
+    assert (view.status, view.estimated_wait) == ("parked", None)
     assert restored.restore_problems == [
-        "contact c1: queue 'tech-ru' is no longer configured; left out"
+        "contact c1: queue 'tech-ru' is no longer configured; parked"
     ]
     assert restored.take_restore_decisions() == [
         m.ContactUnroutable("c1", "tech-ru", "queue 'tech-ru' is no longer configured")
