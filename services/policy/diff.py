@@ -310,6 +310,12 @@ def diff_routing(old: RoutingPolicy, new: RoutingPolicy) -> list[str]:
     lines += _change(
         "handle time assumed until measured", old.default_handle_s, new.default_handle_s, _s
     )
+    lines += _change(
+        "contacts of a removed queue go to",
+        old.fallback_queue,
+        new.fallback_queue,
+        lambda q: q or "(none: they are parked and reported unroutable)",
+    )
     lines += _other_fields(
         old,
         new,
@@ -320,6 +326,7 @@ def diff_routing(old: RoutingPolicy, new: RoutingPolicy) -> list[str]:
             "aging_s_per_priority",
             "position_refresh_s",
             "default_handle_s",
+            "fallback_queue",
         },
     )
     return lines

@@ -96,10 +96,13 @@ def test_capacity_and_priorities() -> None:
     new = edit(ACME, "chat = 3", "chat = 2")
     new = edit(new, "max_total = 5", "max_total = 4")
     new = edit(new, "vip = 120", "vip = 60")
+    new = edit(new, "max_total = 4", 'max_total = 4\nfallback_queue = "billing-en"')
     assert changed(ACME, new) == [
         "capacity: chat 3 -> 2 contacts at once per agent",
         "capacity: 5 -> 4 contacts at once per agent across channels",
         "priority vip counts as waiting longer by 120s -> 60s",
+        "contacts of a removed queue go to (none: they are parked and reported unroutable) "
+        "-> billing-en",
     ]
 
 

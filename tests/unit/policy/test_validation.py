@@ -48,9 +48,10 @@ def test_a_table_left_out_is_none_the_configured_default() -> None:
             QUEUE + 'steps = [{ after_s = 30, overflow_queues = ["nowhere"] }]\n',
             "routing.queues.billing-en.steps.0.overflow_queues: unknown queue 'nowhere'",
         ),
+        ("[routing]\ncapacity = 5\n" + QUEUE, "routing.capacity: must be a table"),
         (
-            "[routing]\ncapacity = 5\n" + QUEUE,
-            "routing: cannot be read",
+            '[routing]\nfallback_queue = "nowhere"\n' + QUEUE,
+            "routing.fallback_queue: unknown queue 'nowhere'",
         ),
         (
             '[escalation]\nmanager = "m"\n[escalation.teams.t]\n[escalation.queues.q]\nteam = "t"\n',
