@@ -17,13 +17,20 @@ import grpc
 import pytest
 from aiokafka.partitioner import murmur2
 from aiokafka.structs import ConsumerRecord
-from switchboard.v1 import policy_pb2, policy_pb2_grpc
+from switchboard.v1 import (
+    common_pb2,
+    policy_pb2,
+    policy_pb2_grpc,
+    router_admin_pb2,
+    router_admin_pb2_grpc,
+)
 
-from services.common.codec import decode_envelope
+from services.common.codec import decode_envelope, encode_envelope, new_envelope
 from services.common.topics import Topics
 from services.launcher.demo_credentials import AUDIENCES
 from services.launcher.errors import LaunchError
 from services.launcher.policies import apply_demo_policies, demo_policies
+from tests.scenario import arrive, offers
 from tests.support import (
     ISSUER,
     KafkaBroker,
@@ -32,6 +39,7 @@ from tests.support import (
     channel_as,
     service_env,
     service_process,
+    wait_for,
 )
 
 pytestmark = pytest.mark.kafka
@@ -441,3 +449,37 @@ async def test_make_run_applies_each_tenants_policy_once(
     broken = [replace(tenants[1], document="[routing]\nmax_total = 0\n")]
     with pytest.raises(LaunchError, match=r"policy of wroclaw .* INVALID_ARGUMENT: routing"):
         await apply_demo_policies(target, token, broken)
+
+
+async def test_a_version_applied_through_the_service_routes_the_domain(
+    kafka: KafkaBroker, router: Router
+) -> None:
+    """End to end: PolicyService writes, the router applies it (it reads `policies` as an
+    input), RouterAdmin shows the tenant's own queues and decisions carry the version."""
+    ops = bearer("ops", "router", "operator")
+    reply = await stub(router.port, ops).ApplyPolicy(
+        policy_pb2.ApplyPolicyRequest(domain="wroclaw", document=WROCLAW, comment="Polish only")
+    )
+    assert reply.applied.version == 1
+    CHANNELS.append(channel_as(router.port, ops))
+    admin = router_admin_pb2_grpc.RouterAdminStub(CHANNELS[-1])
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while True:
+        stats = await admin.GetQueueStats(router_admin_pb2.GetQueueStatsRequest(domain="wroclaw"))
+        shown = {(q.queue, q.policy_version) for q in stats.queues}
+        if shown == {("faktury", 1), ("serwis", 1), ("sprzedaz", 1)}:
+            break
+        assert loop.time() < deadline, f"RouterAdmin shows {shown}"
+        await asyncio.sleep(0.1)
+
+    agent = new_envelope("wroclaw", "desk", event_id="login-wroclaw-w1")
+    agent.agent_logged_in.agent_id = "w1"
+    agent.agent_logged_in.languages.append("pl")
+    agent.agent_logged_in.skills.add(skill="billing", proficiency=5)
+    agent.agent_logged_in.capacity.add(channel=common_pb2.CHANNEL_VOICE, max_concurrent=1)
+    await kafka.produce(router.topics.agent_events, [encode_envelope(agent)])
+    await kafka.produce(router.topics.contact_events, [arrive("k1", "faktury", "wroclaw")])
+    seen = await wait_for(kafka, router.topics.routing_decisions, lambda ds: bool(offers(ds)))
+    [offer] = [d for d in seen if d.HasField("offer_made")]
+    assert (offer.domain, offer.offer_made.queue, offer.policy_version) == ("wroclaw", "faktury", 1)
