@@ -274,7 +274,6 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         if now - self._gauges_at < GAUGE_INTERVAL_S:
             return
         self._gauges_at = now
-        queues = list(self.policy.queues)  # every label shows the default's queues ...
         waiting: dict[tuple[str, str], int] = {}
         longest: dict[tuple[str, str], float] = {}
         # (answered within, answered, abandoned late), summed over the label's domains
@@ -283,15 +282,13 @@ class RouterHandler(DomainStateHandler[RoutingCore]):
         busy: dict[str, int] = {}
         present: dict[str, int] = {}
         for label in self.labels.values():
-            for queue in queues:
-                waiting[label, queue], longest[label, queue] = 0, 0.0
-                counts[label, queue] = (0, 0, 0)
             states[label] = {s.name.lower(): 0 for s in m.AgentState}
             busy[label] = present[label] = 0
         for domain, core in self.states.items():
             label = self.labels.label(domain)
             for stats in core.queue_stats(now):
-                key = (label, self._queue_label(label, stats.queue))  # ... and its own
+                # the queues of each domain's own policy (a tenant's policy names its own)
+                key = (label, self._queue_label(label, stats.queue))
                 waiting[key] = waiting.get(key, 0) + stats.waiting + stats.offered
                 longest[key] = max(longest.get(key, 0.0), stats.longest_wait)
                 within, answered, late = counts.get(key, (0, 0, 0))
