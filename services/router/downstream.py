@@ -71,6 +71,8 @@ class DownstreamPolicies:
     escalation: EscalationPolicy
     notification: note.NotifierPolicy
     catalog: TemplateCatalog
+    #: Where the two policies come from, for the reader of a what-if.
+    source: str = ""
 
 
 def escalation_decision(decision: m.Decision) -> esc.Input | None:

@@ -800,7 +800,10 @@ class FigureCounter:
 
 
 def figures(recording: Recording, policy: RoutingPolicy) -> Figures:
-    """The recorded figures: the router's own decisions, counted as the replay's are."""
+    """The recorded figures: the router's own decisions, counted as the replay's are;
+    with the escalations and notifications read, the ones about the counted contacts
+    (an escalation by the queue it names, if raised by the last record read; a
+    notification by the queue its contact was in when it was decided)."""
     counter = FigureCounter(policy, recording.arrival_queues(), recording.start, recording.end)
     inputs = sorted(recording.agent_inputs(), key=lambda item: item[0])
     for login, away in recording.roster:
@@ -815,7 +818,8 @@ def figures(recording: Recording, policy: RoutingPolicy) -> Figures:
     if recording.escalations is None or recording.notifications is None:
         return counter.finish(outcomes_missing=recording.outcomes_missing)
     for e in recording.escalations.values():
-        counter.escalated(e.contact_id, e.queue, e.reason)
+        if e.raised_at <= recording.horizon:  # not later than the replay sees
+            counter.escalated(e.contact_id, e.queue, e.reason)
     legs = {c.contact_id: c.legs for c in recording.contacts if c.counted}
     for n in recording.notifications.values():
         contact_legs = legs.get(n.contact_id)

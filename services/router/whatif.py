@@ -162,14 +162,16 @@ def build_parser() -> argparse.ArgumentParser:
     replaying.add_argument(
         "--escalation-policy",
         type=Path,
-        help="the escalation policy of both sides: a file's [escalation] table "
-        f"(default {DEFAULT_ESCALATION})",
+        help="the escalation policy: a file's [escalation] table (default: --current's if "
+        f"a policy document with one, else {DEFAULT_ESCALATION}); the proposed side's too, "
+        "unless --policy is a policy document with an [escalation] table",
     )
     replaying.add_argument(
         "--notification-policy",
         type=Path,
-        help="the notification policy of both sides: a file's [notification] table or "
-        f"notifier.toml's [policy] (default {DEFAULT_NOTIFICATION})",
+        help="the notification policy: a file's [notification] table, or notifier.toml's "
+        f"[policy] (default: --current's if it has one, else {DEFAULT_NOTIFICATION}); the "
+        "proposed side's too, unless --policy has a [notification] table",
     )
     replaying.add_argument(
         "--agents",
@@ -286,30 +288,42 @@ def downstream_policies(
         found = _table(escalation, _toml(escalation), "escalation")
         if found is None:
             raise UsageError(f"{escalation}: no [escalation] table")
-        esc_now = _escalation_policy(escalation, found[1])
+        esc_now, esc_from = _escalation_policy(escalation, found[1]), escalation
     elif (found := _table(current, current_data, "escalation")) is not None:
-        esc_now = _escalation_policy(current, found[1])
+        esc_now, esc_from = _escalation_policy(current, found[1]), current
     else:
         default = _table(DEFAULT_ESCALATION, _toml(DEFAULT_ESCALATION), "escalation")
         esc_now = _escalation_policy(DEFAULT_ESCALATION, default[1] if default else {})
+        esc_from = DEFAULT_ESCALATION
     found = _table(proposed, proposed_data, "escalation")
-    esc_new = esc_now if found is None else _escalation_policy(proposed, found[1])
+    esc_new, esc_new_from = (
+        (esc_now, esc_from) if found is None else (_escalation_policy(proposed, found[1]), proposed)
+    )
 
     if notification is not None:
         found = _table(notification, _toml(notification), "notification", "policy")
         if found is None:
             raise UsageError(f"{notification}: no [notification] (or notifier [policy]) table")
-        note_now = _notification_policy(notification, *found)
+        note_now, note_from = _notification_policy(notification, *found), notification
     elif (found := _table(current, current_data, "notification")) is not None:
-        note_now = _notification_policy(current, *found)
+        note_now, note_from = _notification_policy(current, *found), current
     else:
         default = _table(DEFAULT_NOTIFICATION, _toml(DEFAULT_NOTIFICATION), "policy")
         note_now = _notification_policy(DEFAULT_NOTIFICATION, *(default or ("policy", {})))
+        note_from = DEFAULT_NOTIFICATION
     found = _table(proposed, proposed_data, "notification")
-    note_new = note_now if found is None else _notification_policy(proposed, *found)
+    note_new, note_new_from = (
+        (note_now, note_from)
+        if found is None
+        else (_notification_policy(proposed, *found), proposed)
+    )
     return (
-        DownstreamPolicies(esc_now, note_now, catalog),
-        DownstreamPolicies(esc_new, note_new, catalog),
+        DownstreamPolicies(
+            esc_now, note_now, catalog, f"escalation {esc_from}, notification {note_from}"
+        ),
+        DownstreamPolicies(
+            esc_new, note_new, catalog, f"escalation {esc_new_from}, notification {note_new_from}"
+        ),
     )
 
 
@@ -585,6 +599,8 @@ def _run_replay(args: argparse.Namespace) -> str:
         f"{_clock(start)} .. {_clock(end)} (replayed from {_clock(recording.replay_from)})",
         f"current: {args.current}   proposed: {args.policy}   patience: {patience.value}"
         + (f"   agents: {' '.join(args.agents)}" if args.agents else ""),
+        f"current: {downstream_now.source}",
+        f"proposed: {downstream_new.source}",
     ]
     for reason, count in sorted(recording.skipped.items()):
         heading.append(f"records left out: {count} ({reason})")

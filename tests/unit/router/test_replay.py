@@ -573,6 +573,7 @@ def test_recorded_escalations_and_notifications_are_counted_from_their_topics() 
         escalation_record(T0 + 55, "c2", wait, resolved),  # the same escalation, later
         escalation_record(T0 + 200, "c1", unresolved, raised),
         escalation_record(T0 + 560, "late", wait, raised),  # arrived after the window
+        escalation_record(T0 + 86_400, "c2", 8, raised),  # a survey the next day: too late
         escalation_record(T0 + 40, "c2", wait, raised, domain="other"),
         notification_record(T0 + 20, "c2", "queue_position", "delivered"),
         notification_record(T0 + 50, "c2", "queue_position", "suppressed"),
