@@ -7,14 +7,18 @@ teams, ~10,000 contacts on the six queues of deploy/config/router.toml over 12.5
 the real core deciding) is built in memory as the three topics would hold it. Timed:
 turning those records into a recording (what the command does after reading Kafka),
 the recorded figures, and one replay through the real core under the current policy
-and under a proposed one (wrap-up 30 s instead of 3-5 s). Kafka reading is not timed
-here (the integration test covers it). Prints the best of ``--repeat`` runs and how
-close the unchanged-policy replay comes to the recorded figures.
+and under a proposed one (wrap-up 30 s instead of 3-5 s, and a notification policy
+telling positions every 15 s instead of 30 s), each with the real escalation and
+notifier cores fed alongside (deploy/config/escalation.toml and notifier.toml);
+``--routing-only`` times the replays without them. Kafka reading is not timed here (the
+integration test covers it). Prints the best of ``--repeat`` runs and how close the
+unchanged-policy replay comes to the recorded figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
 import tomllib
 from collections.abc import Callable
@@ -22,10 +26,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from services.router.domain import RoutingPolicy
+from services.router.downstream import DownstreamPolicies
 from services.router.recording import build_recording, figures
 from services.router.replay import replay
 from services.router.synthetic import default_center, record_day
-from services.router.whatif import format_comparison
+from services.router.whatif import DEFAULT_POLICY, downstream_policies, format_comparison
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -45,12 +50,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--routing-only", action="store_true")
     args = parser.parse_args()
     data = tomllib.loads((ROOT / "deploy" / "config" / "router.toml").read_text())["routing"]
     current = RoutingPolicy.from_dict(data)
     for queue in data["queues"].values():
         queue["wrap_up_s"] = 30
     proposed = RoutingPolicy.from_dict(data)
+    now: DownstreamPolicies | None = None
+    new: DownstreamPolicies | None = None
+    if not args.routing_only:
+        now, new = downstream_policies(DEFAULT_POLICY, DEFAULT_POLICY)
+        new = dataclasses.replace(
+            new, notification=dataclasses.replace(new.notification, position_min_interval_s=15)
+        )
     demand, teams = default_center(args.scale)
     start = 1_800_000_000.0
     made = time.perf_counter()
@@ -63,8 +76,8 @@ def main() -> None:
         ),
     )
     t_figures, recorded = best_of(args.repeat, lambda: figures(recording, current))
-    t_current, as_is = best_of(args.repeat, lambda: replay(recording, current))
-    t_proposed, to_be = best_of(args.repeat, lambda: replay(recording, proposed))
+    t_current, as_is = best_of(args.repeat, lambda: replay(recording, current, downstream=now))
+    t_proposed, to_be = best_of(args.repeat, lambda: replay(recording, proposed, downstream=new))
     agents = len({e.event.agent_id for e in recording.agent_events}) + len(recording.roster)
     counted = sum(c.counted for c in recording.contacts)
     print(

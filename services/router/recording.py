@@ -12,7 +12,15 @@ in memory by :mod:`services.router.synthetic`) into:
   before it), and their logins, logouts, breaks and skill changes after that;
 - each agent's mean delay between an offer and its acceptance;
 - the router's own decisions on the window, from which :func:`figures` computes the
-  *recorded* per-queue figures, by the same rules as the replay's.
+  *recorded* per-queue figures, by the same rules as the replay's;
+- what each contact event tells the escalation service and the notifier (each read by
+  that service's own mapping, once): the arrival, the end (its disposition), and the
+  events only they act on (holds, pauses, resumes, surveys, requests for a manager,
+  reopened tickets), each *anchored* to the moment of the contact it follows (its
+  leg's enqueue or answer, or its end), so the replay can move it with that moment;
+- when read (``outcomes=True``), the escalations and notifications the services
+  recorded, from ``escalations`` and ``notifications``: the recorded column of
+  escalations raised and notifications sent.
 
 Times: an input event's time is its record timestamp (when it was produced, which is
 what the router saw, within its lag); a decision's is the router's clock in its envelope
@@ -34,7 +42,12 @@ from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common import contract
 from services.common.errors import RejectedEvent
-from services.router.adapters.mapping import envelope_to_input
+from services.escalation.adapters.mapping import envelope_to_input as escalation_input
+from services.escalation.domain import model as esc
+from services.notifier.adapters.mapping import KIND_NUMBERS, OUTCOMES
+from services.notifier.adapters.mapping import envelope_to_input as notifier_input
+from services.notifier.domain import core as note
+from services.router.adapters.mapping import envelope_to_input, ignored_payloads
 from services.router.domain import RoutingPolicy
 from services.router.domain import model as m
 
@@ -42,14 +55,19 @@ __all__ = [
     "MAX_CONTACTS",
     "MAX_EVENTS",
     "AgentEvent",
+    "Anchor",
+    "Aside",
     "FigureCounter",
     "Figures",
     "Leg",
     "LegEnd",
     "QueueFigures",
     "RecordedContact",
+    "RecordedEscalation",
     "RecordedEvent",
+    "RecordedNotification",
     "Recording",
+    "Said",
     "Stream",
     "build_recording",
     "envelope_to_decision",
@@ -73,6 +91,14 @@ class Stream(StrEnum):
     CONTACT = "contact.events"
     AGENT = "agent.events"
     DECISION = "routing.decisions"
+    ESCALATION = "escalations"
+    NOTIFICATION = "notifications"
+
+
+#: What the services decided, not what they were told: read for the recorded column only.
+_OUTCOME_STREAMS = frozenset({Stream.ESCALATION, Stream.NOTIFICATION})
+_KINDS = {number: kind for kind, number in KIND_NUMBERS.items()}
+_OUTCOMES = {number: outcome for outcome, number in OUTCOMES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,12 +149,48 @@ class Leg:
         return None if self.answered_at is None else max(0.0, self.answered_at - self.enqueued_at)
 
 
+@dataclass(frozen=True, slots=True)
+class Said:
+    """What one contact event tells escalation and the notifier, each as its service's
+    mapping reads the record (None: that service ignores the event, or refuses it), and
+    the event's id (the cause the notifier derives its notification ids from)."""
+
+    cause: str
+    escalation: esc.Input | None
+    notifier: note.Input | None
+
+
+class Anchor(StrEnum):
+    """The moment of a contact an :class:`Aside` follows."""
+
+    ENQUEUED = "enqueued"  # the leg's start: it came while the contact waited
+    ANSWERED = "answered"  # the leg's answer: it came while an agent had the contact
+    ENDED = "ended"  # the contact's end (a survey, a reopened ticket)
+
+
+@dataclass(frozen=True, slots=True)
+class Aside:
+    """A contact event only escalation and the notifier act on (a hold, a pause, a
+    resume, a survey, a request for a manager, a reopened ticket), ``after_s`` seconds
+    after its ``anchor`` on leg ``leg`` in the recording."""
+
+    anchor: Anchor
+    leg: int
+    after_s: float
+    said: Said
+
+
 @dataclass(slots=True)
 class RecordedContact:
     arrival: m.ContactArrived
     arrived_at: float
     counted: bool
     legs: list[Leg] = field(default_factory=list)
+    #: The arrival as escalation and the notifier read it.
+    arrival_said: Said | None = None
+    #: The recorded end (its disposition), if the contact ended while recorded.
+    ending: Said | None = None
+    asides: list[Aside] = field(default_factory=list)
 
     @property
     def contact_id(self) -> str:
@@ -139,6 +201,28 @@ class RecordedContact:
 class AgentEvent:
     at: float
     event: m.AgentLoggedIn | m.AgentLoggedOut | m.AgentStateChanged | m.AgentSkillsChanged
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEscalation:
+    """An escalation the escalation service recorded (its latest record on the topic)."""
+
+    escalation_id: str
+    contact_id: str
+    queue: str
+    reason: str  # EscalationReason slug
+    raised_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedNotification:
+    """A notification's final outcome as the notifier recorded it."""
+
+    notification_id: str
+    contact_id: str
+    kind: str
+    outcome: str  # delivered | suppressed | dead_lettered | rejected
+    created_at: float
 
 
 @dataclass
@@ -161,6 +245,11 @@ class Recording:
     decisions: list[tuple[float, m.Decision]]
     #: Records not used, by reason (undecodable, another domain, refused by the mapping).
     skipped: Counter[str] = field(default_factory=Counter)
+    #: The escalations and notifications the services recorded, by id, when read
+    #: (None: not read, :attr:`outcomes_missing` says why).
+    escalations: dict[str, RecordedEscalation] | None = None
+    notifications: dict[str, RecordedNotification] | None = None
+    outcomes_missing: str = "the escalations and notifications topics were not read"
 
     def counted_ids(self) -> set[str]:
         return {c.contact_id for c in self.contacts if c.counted}
@@ -191,17 +280,20 @@ def build_recording(
     start: float,
     end: float,
     warmup_s: float = 1800.0,
+    outcomes: bool = False,
 ) -> Recording:
     """The recording of ``domain`` for contacts arriving in ``[start, end]``.
 
     ``events`` may hold records of other domains (a partition is shared) and from before
     the warm-up (agent events are read further back, for the roster); both are sorted
-    out here. Raises ``ValueError`` on a window that is empty or inverted, or on more
-    than :data:`MAX_EVENTS` records.
+    out here. With ``outcomes``, the ``escalations`` and ``notifications`` records among
+    them were read (none is a count of zero). Raises ``ValueError`` on a window that is
+    empty or inverted, or on more than :data:`MAX_EVENTS` records.
     """
     if not end > start:
         raise ValueError(f"the window must end after it starts ({start} .. {end})")
     ordered: list[RecordedEvent] = []
+    decided: list[RecordedEvent] = []
     skipped: Counter[str] = Counter()
     for n, event in enumerate(events):
         if n >= MAX_EVENTS:
@@ -209,7 +301,7 @@ def build_recording(
         if event.envelope.domain != domain:
             skipped["another domain"] += 1
             continue
-        ordered.append(event)
+        (decided if event.stream in _OUTCOME_STREAMS else ordered).append(event)
     ordered.sort(key=lambda e: e.at)  # stable: a partition's order is kept on ties
     if not ordered:
         raise ValueError(f"no records of domain {domain!r} in the window")
@@ -218,7 +310,63 @@ def build_recording(
     builder = _Builder(domain, start, end, replay_from, skipped)
     for event in ordered:
         builder.add(event)
-    return builder.finish(ordered[-1].at)
+    recording = builder.finish(ordered[-1].at)
+    if outcomes:
+        recording.escalations, recording.notifications = {}, {}
+        recording.outcomes_missing = ""
+        for event in decided:
+            _outcome(recording, event)
+    return recording
+
+
+def _outcome(recording: Recording, event: RecordedEvent) -> None:
+    """One ``escalations`` or ``notifications`` record into the recording (the latest
+    record of an escalation, or a notification's outcome, once per id)."""
+    envelope = event.envelope
+    kind = envelope.WhichOneof("payload")
+    if kind == "escalation_record" and recording.escalations is not None:
+        e = envelope.escalation_record.escalation
+        try:
+            reason = esc.EscalationReason(e.reason).slug
+        except ValueError:
+            recording.skipped[f"escalations: unknown reason {e.reason}"] += 1
+            return
+        raised = e.raised_at
+        recording.escalations[e.escalation_id] = RecordedEscalation(
+            e.escalation_id, e.contact_id, e.queue, reason, raised.seconds + raised.nanos / 1e9
+        )
+    elif kind == "notification_record" and recording.notifications is not None:
+        record = envelope.notification_record
+        n = record.notification
+        found, outcome = _KINDS.get(n.kind), _OUTCOMES.get(record.outcome)
+        if found is None or outcome is None:
+            recording.skipped[f"notifications: unknown kind {n.kind} or outcome"] += 1
+            return
+        created = n.created_at
+        recording.notifications[n.notification_id] = RecordedNotification(
+            n.notification_id, n.contact_id, found, outcome, created.seconds + created.nanos / 1e9
+        )
+    else:
+        recording.skipped[f"{event.stream.value}: {kind or 'no payload'}"] += 1
+
+
+def _said(envelope: Envelope, skipped: Counter[str]) -> Said | None:
+    """What the record tells escalation and the notifier, each through its service's own
+    mapping; what a service would refuse (dead-letter) is counted in ``skipped``."""
+    kind = envelope.WhichOneof("payload") or ""
+    escalation: esc.Input | None = None
+    notifier: note.Input | None = None
+    try:
+        escalation = escalation_input(envelope)
+    except (RejectedEvent, ValueError) as exc:
+        skipped[f"escalation refuses {kind}: {str(exc)[:80]}"] += 1
+    try:
+        notifier = notifier_input(envelope)
+    except (RejectedEvent, ValueError) as exc:
+        skipped[f"notifier refuses {kind}: {str(exc)[:80]}"] += 1
+    if escalation is None and notifier is None:
+        return None
+    return Said(envelope.event_id, escalation, notifier)
 
 
 class _Builder:
@@ -241,6 +389,9 @@ class _Builder:
             self._decision(event)
             return
         kind = event.envelope.WhichOneof("payload") or ""
+        if kind in ignored_payloads:
+            self._aside(event)
+            return
         if kind == "offer_accepted":
             accept = event.envelope.offer_accepted
             offered = self.offers.pop(accept.offer_id, None)
@@ -260,7 +411,7 @@ class _Builder:
         ):
             self._agent(event.at, item)
         elif not isinstance(item, m.OfferAccepted):  # accepts are read above
-            self._contact(event.at, item)
+            self._contact(event, item)
 
     # -- agents
 
@@ -301,9 +452,10 @@ class _Builder:
 
     def _contact(
         self,
-        at: float,
+        event: RecordedEvent,
         item: m.ContactArrived | m.ContactAbandoned | m.ContactEnded | m.ContactTransferred,
     ) -> None:
+        at = event.at
         if isinstance(item, m.ContactArrived):
             if at < self.replay_from or item.contact_id in self.contacts:
                 return
@@ -311,6 +463,7 @@ class _Builder:
                 raise ValueError(f"more than {MAX_CONTACTS} contacts in the window: narrow it")
             contact = RecordedContact(item, at, self.start <= at <= self.end)
             contact.legs.append(Leg(item.queue, at))
+            contact.arrival_said = _said(event.envelope, self.skipped)
             self.contacts[item.contact_id] = contact
             self.order.append(contact)
             return
@@ -328,10 +481,32 @@ class _Builder:
                 leg.end = LegEnd.ABANDONED if leg.answered_at is None else LegEnd.ENDED
             case m.ContactEnded():
                 leg.end = LegEnd.ENDED
+                found.ending = _said(event.envelope, self.skipped)
             case m.ContactTransferred():
                 leg.end = LegEnd.TRANSFERRED
                 leg.to_queue, leg.to_agent = item.to_queue, item.to_agent_id
                 found.legs.append(Leg(item.to_queue or leg.queue, at))
+
+    def _aside(self, event: RecordedEvent) -> None:
+        """An event only escalation and the notifier act on, anchored to the moment of
+        its contact it follows: the leg's enqueue or answer, or the contact's end."""
+        envelope = event.envelope
+        payload = getattr(envelope, envelope.WhichOneof("payload") or "")
+        found = self.contacts.get(getattr(payload, "contact_id", ""))
+        if found is None:
+            return  # arrived before the replay starts (or names no contact)
+        said = _said(envelope, self.skipped)
+        if said is None:
+            return
+        index = len(found.legs) - 1
+        leg = found.legs[index]
+        if leg.end != LegEnd.OPEN and leg.ended_at is not None:
+            anchor, since = Anchor.ENDED, leg.ended_at
+        elif leg.answered_at is not None:
+            anchor, since = Anchor.ANSWERED, leg.answered_at
+        else:
+            anchor, since = Anchor.ENQUEUED, leg.enqueued_at
+        found.asides.append(Aside(anchor, index, max(0.0, event.at - since), said))
 
     # -- decisions
 
@@ -447,6 +622,15 @@ class QueueFigures:
     refused: int = 0
     busy_s: float = 0.0
     present_s: float = 0.0
+    #: Escalations raised about the counted contacts, by reason (slug), by the queue the
+    #: escalation names.
+    escalations: Counter[str] = field(default_factory=Counter)
+    #: Notifications sent to the counted contacts, by kind, by the queue the contact was
+    #: in when told; the ones the notification policy held back (settled SUPPRESSED),
+    #: and, recorded only, the ones the gateway never took (dead-lettered, rejected).
+    notifications: Counter[str] = field(default_factory=Counter)
+    suppressed: Counter[str] = field(default_factory=Counter)
+    undelivered: Counter[str] = field(default_factory=Counter)
 
     @property
     def service_level(self) -> float | None:
@@ -475,6 +659,10 @@ class Figures:
     occupancy: float | None
     #: Inputs the core refused in a replay, by reason.
     refused: Counter[str] = field(default_factory=Counter)
+    #: Why escalations and notifications were not counted ("": they were).
+    outcomes_missing: str = "not computed"
+    #: Inputs the escalation and notifier cores refused in a replay, by reason.
+    outcomes_refused: Counter[str] = field(default_factory=Counter)
 
 
 class FigureCounter:
@@ -550,6 +738,23 @@ class FigureCounter:
             case _:
                 pass
 
+    def escalated(self, contact_id: str, queue: str, reason: str) -> None:
+        """An escalation raised about ``contact_id`` (counted if the contact is)."""
+        if contact_id in self.counted:
+            self._queue(queue).escalations[reason] += 1
+
+    def notified(self, contact_id: str, queue: str, kind: str, outcome: str) -> None:
+        """A notification's outcome for ``contact_id`` (counted if the contact is)."""
+        if contact_id not in self.counted:
+            return
+        q = self._queue(queue)
+        if outcome == "delivered":
+            q.notifications[kind] += 1
+        elif outcome == "suppressed":
+            q.suppressed[kind] += 1
+        else:
+            q.undelivered[kind] += 1
+
     def set_state(self, at: float, agent: str, state: m.AgentState) -> None:
         """An agent's state known otherwise (the roster at the start of a recording)."""
         if agent not in self.state:
@@ -574,16 +779,31 @@ class FigureCounter:
             q.present_s += span
             q.busy_s += span * working
 
-    def finish(self, refused: Counter[str] | None = None) -> Figures:
+    def finish(
+        self,
+        refused: Counter[str] | None = None,
+        *,
+        outcomes_missing: str = "not computed",
+        outcomes_refused: Counter[str] | None = None,
+    ) -> Figures:
         for agent, (state, since) in self.state.items():
             self._account(agent, state, since, self.end)
         self.state.clear()
         occupancy = self.busy_s / self.present_s if self.present_s > 0 else None
-        return Figures(self.queues, occupancy, refused or Counter())
+        return Figures(
+            self.queues,
+            occupancy,
+            refused or Counter(),
+            outcomes_missing,
+            outcomes_refused or Counter(),
+        )
 
 
 def figures(recording: Recording, policy: RoutingPolicy) -> Figures:
-    """The recorded figures: the router's own decisions, counted as the replay's are."""
+    """The recorded figures: the router's own decisions, counted as the replay's are;
+    with the escalations and notifications read, the ones about the counted contacts
+    (an escalation by the queue it names, if raised by the last record read; a
+    notification by the queue its contact was in when it was decided)."""
     counter = FigureCounter(policy, recording.arrival_queues(), recording.start, recording.end)
     inputs = sorted(recording.agent_inputs(), key=lambda item: item[0])
     for login, away in recording.roster:
@@ -595,4 +815,24 @@ def figures(recording: Recording, policy: RoutingPolicy) -> Figures:
             counter.agent(inputs[i][1])
             i += 1
         counter.decision(at, decision)
-    return counter.finish()
+    if recording.escalations is None or recording.notifications is None:
+        return counter.finish(outcomes_missing=recording.outcomes_missing)
+    for e in recording.escalations.values():
+        if e.raised_at <= recording.horizon:  # not later than the replay sees
+            counter.escalated(e.contact_id, e.queue, e.reason)
+    legs = {c.contact_id: c.legs for c in recording.contacts if c.counted}
+    for n in recording.notifications.values():
+        contact_legs = legs.get(n.contact_id)
+        if contact_legs is not None:
+            counter.notified(n.contact_id, _queue_at(contact_legs, n.created_at), n.kind, n.outcome)
+    return counter.finish(outcomes_missing="")
+
+
+def _queue_at(legs: list[Leg], at: float) -> str:
+    """The queue a contact was in at ``at``: its last leg begun by then."""
+    queue = legs[0].queue
+    for leg in legs:
+        if leg.enqueued_at > at:
+            break
+        queue = leg.queue
+    return queue

@@ -27,11 +27,18 @@ what it cannot say is modelled:
   after the same wait in the replay, if still waiting.
 - **Transfers** happen after the leg's recorded handle time, to the recorded queue or
   agent; each queue the contact then waits in is a new leg.
+- **Escalations and notifications** (with ``downstream`` policies): the real
+  escalation and notifier cores get the replay's contact events and the replayed
+  core's decisions in time order, their timers ticked; :mod:`services.router.downstream`
+  says what they are fed and what is assumed (nobody acknowledges; the gateway takes
+  every notice). A contact the policy refuses (its queue is gone) is still seen by
+  both services, and hangs up after its patience.
 
 Draws use one random generator per contact and leg, seeded by the seed and the contact
 id, so the current and the proposed policy meet the very same customers (paired
-comparison) and a replay is deterministic. Position updates are switched off in the
-replay (they change no routing decision and cost time).
+comparison) and a replay is deterministic. Position updates are switched off in a
+replay without ``downstream`` (they change no routing decision and cost time); with it
+they run at the policy's ``position_refresh_s``, as the notifier hears them.
 """
 
 from __future__ import annotations
@@ -50,8 +57,11 @@ from functools import partial
 
 from services.router.domain import RoutingCore, RoutingError, RoutingPolicy
 from services.router.domain import model as m
+from services.router.downstream import Downstream, DownstreamPolicies
 from services.router.recording import (
     AgentEvent,
+    Anchor,
+    Aside,
     FigureCounter,
     Figures,
     Leg,
@@ -248,15 +258,25 @@ class _Live:
 
 class _Replay:
     def __init__(
-        self, recording: Recording, policy: RoutingPolicy, seed: int, patience: PatienceModel
+        self,
+        recording: Recording,
+        policy: RoutingPolicy,
+        seed: int,
+        patience: PatienceModel,
+        downstream: DownstreamPolicies | None,
     ) -> None:
         self.recording = recording
         self.policy = policy
         self.seed = seed
         self.patience = patience
-        self.core = RoutingCore(dataclasses.replace(policy, position_refresh_s=_NEVER))
+        self.core = RoutingCore(
+            policy if downstream else dataclasses.replace(policy, position_refresh_s=_NEVER)
+        )
         self.counter = FigureCounter(
             policy, recording.arrival_queues(), recording.start, recording.end
+        )
+        self.downstream = (
+            None if downstream is None else Downstream(downstream, recording.domain, self.counter)
         )
         self.refused: Counter[str] = Counter()
         #: The open offer of each contact: an agent answers only an offer still open (one
@@ -295,8 +315,21 @@ class _Replay:
         stop = rec.horizon + RUN_ON_S
         core = self.core
         agenda = self.agenda
+        downstream = self.downstream
         while True:
             deadline = core.next_deadline()
+            if downstream is not None:
+                due = downstream.next_deadline()
+                if (
+                    due is not None
+                    and (deadline is None or due < deadline)
+                    and (not agenda or due < agenda[0][0])
+                ):
+                    if due > stop:
+                        break
+                    self.now = max(self.now, due)
+                    downstream.tick(self.now)
+                    continue
             if agenda and (deadline is None or agenda[0][0] < deadline):
                 at, _, act = heapq.heappop(agenda)
                 if at > stop:
@@ -308,7 +341,11 @@ class _Replay:
                 self._react(core.tick(self.now))
             else:
                 break
-        return self.counter.finish(self.refused)
+        if downstream is None:
+            return self.counter.finish(self.refused)
+        return self.counter.finish(
+            self.refused, outcomes_missing="", outcomes_refused=downstream.refused
+        )
 
     def _at(self, when: float, act: Callable[[], object]) -> None:
         heapq.heappush(self.agenda, (when, next(self.seq), act))
@@ -323,8 +360,11 @@ class _Replay:
         return True
 
     def _react(self, decisions: list[m.Decision]) -> None:
+        downstream = self.downstream
         for d in decisions:
             self.counter.decision(self.now, d)
+            if downstream is not None:
+                downstream.decision(self.now, d)
             if isinstance(d, m.OfferMade):
                 delay = self.recording.accept_delay_s.get(
                     d.agent_id, self.recording.default_accept_delay_s
@@ -343,6 +383,7 @@ class _Replay:
                     self._at(
                         self.now + self._handle(live, leg), partial(self._finish, live, live.leg)
                     )
+                    self._asides(live, Anchor.ANSWERED)
             elif isinstance(d, m.ContactClosed):
                 self.open_offer.pop(d.contact_id, None)
                 live = self.live.pop(d.contact_id, None)
@@ -366,15 +407,38 @@ class _Replay:
     def _arrive(self, contact: RecordedContact) -> None:
         live = _Live(contact)
         self.live[contact.contact_id] = live
+        if self.downstream is not None:  # they read contact.events whatever the router does
+            self.downstream.arrived(
+                self.now, contact.contact_id, contact.arrival.queue, contact.arrival_said
+            )
         if not self._feed(contact.arrival):
             self.live.pop(contact.contact_id, None)
             self.counter.refused_arrival(contact.contact_id)
+            if self.downstream is not None:
+                self._strand(live)
             return
         if contact.contact_id in self.live:  # not closed at once
             self._start_leg(live)
 
+    def _strand(self, live: _Live) -> None:
+        """A contact the router refused: nobody takes it, the customer hangs up after the
+        recorded wait or the drawn patience (escalation and the notifier see it)."""
+        leg = live.contact.legs[0]
+        left = leg.left_waiting_after_s
+        patience = left if left is not None else self._patience(live, leg)
+        if math.isfinite(patience) and self.downstream is not None:
+            self._at(
+                self.now + patience,
+                partial(self._downstream_abandoned, live.contact.contact_id),
+            )
+
+    def _downstream_abandoned(self, contact_id: str) -> None:
+        if self.downstream is not None:
+            self.downstream.abandoned(self.now, contact_id)
+
     def _start_leg(self, live: _Live) -> None:
         leg = live.contact.legs[live.leg]
+        self._asides(live, Anchor.ENQUEUED)
         left = leg.left_waiting_after_s
         if left is not None:  # left while waiting in the recording: the same in the replay
             self._at(self.now + left, partial(self._leave, live, live.leg, leg.end))
@@ -404,8 +468,10 @@ class _Replay:
         if how == LegEnd.TRANSFERRED:
             self._transfer(live, leg)
         elif how == LegEnd.ENDED:
-            self._feed(m.ContactEnded(contact_id))
+            self._end(live)
         else:
+            if self.downstream is not None:
+                self.downstream.abandoned(self.now, contact_id)
             self._feed(m.ContactAbandoned(contact_id))
 
     def _finish(self, live: _Live, leg_index: int) -> None:
@@ -415,19 +481,50 @@ class _Replay:
         if leg.end == LegEnd.TRANSFERRED:
             self._transfer(live, leg)
         else:
-            self._feed(m.ContactEnded(live.contact.contact_id))
+            self._end(live)
+
+    def _end(self, live: _Live) -> None:
+        contact = live.contact
+        if self.downstream is not None:
+            self.downstream.ended(self.now, contact.contact_id, contact.ending)
+            self._asides(live, Anchor.ENDED)
+        self._feed(m.ContactEnded(contact.contact_id))
 
     def _transfer(self, live: _Live, leg: Leg) -> None:
+        if self.downstream is not None:
+            self.downstream.transferred(self.now, live.contact.contact_id, leg.to_queue)
         live.leg += 1
         live.assigned = False
         if not self._feed(
             m.ContactTransferred(live.contact.contact_id, leg.to_queue, leg.to_agent)
         ):
             live.leg -= 1
-            self._feed(m.ContactEnded(live.contact.contact_id))
+            self._end(live)
             return
         if live.leg < len(live.contact.legs) and not live.assigned:
             self._start_leg(live)
+
+    # -- what only escalation and the notifier hear
+
+    def _asides(self, live: _Live, anchor: Anchor) -> None:
+        """Schedule the recorded events that followed this moment of the contact (on its
+        current leg, or after its end), as long after it as recorded."""
+        if self.downstream is None or not live.contact.asides:
+            return
+        for aside in live.contact.asides:
+            if aside.anchor == anchor and (anchor == Anchor.ENDED or aside.leg == live.leg):
+                self._at(self.now + aside.after_s, partial(self._aside, live, aside))
+
+    def _aside(self, live: _Live, aside: Aside) -> None:
+        """Heard if the contact is still where the recording had it (the same leg, still
+        waiting or still with its agent); after its end, always."""
+        if aside.anchor != Anchor.ENDED:
+            if live.gone or live.leg != aside.leg:
+                return
+            if live.assigned != (aside.anchor == Anchor.ANSWERED):
+                return
+        if self.downstream is not None:
+            self.downstream.heard(self.now, aside.said)
 
     def _handle(self, live: _Live, leg: Leg) -> float:
         known = leg.handle_s
@@ -451,6 +548,9 @@ def replay(
     *,
     seed: int = 1,
     patience: PatienceModel = PatienceModel.KAPLAN_MEIER,
+    downstream: DownstreamPolicies | None = None,
 ) -> Figures:
-    """Per-queue figures of ``recording`` replayed through a fresh core under ``policy``."""
-    return _Replay(recording, policy, seed, patience).run()
+    """Per-queue figures of ``recording`` replayed through a fresh core under ``policy``;
+    with ``downstream``, the escalations raised and notifications sent too (fresh
+    escalation and notifier cores under those policies, fed alongside)."""
+    return _Replay(recording, policy, seed, patience, downstream).run()

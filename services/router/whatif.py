@@ -10,10 +10,20 @@ Replay a recorded window of one domain under the current and a proposed policy::
 reads the domain's ``contact.events``, ``agent.events`` and ``routing.decisions`` of the
 window from Kafka (connection from ``SWITCHBOARD_KAFKA__*`` and ``SWITCHBOARD_CONFIG``,
 or ``--bootstrap-servers``), replays them through the real routing core under both
-policies (:mod:`services.router.replay` says what is replayed as recorded and what is
-modelled) and prints per queue, side by side, what the router recorded and what each
-policy gives: service level, ASA, abandonment and occupancy. ``--agents`` changes the
-staffing of both replays (the recorded column stays as recorded).
+policies, with the real escalation and notifier cores fed alongside
+(:mod:`services.router.replay` and :mod:`services.router.downstream` say what is
+replayed as recorded and what is modelled), and prints per queue, side by side, what
+was recorded and what each policy gives: service level, ASA, abandonment, occupancy,
+escalations raised and notifications sent (the recorded ones read from ``escalations``
+and ``notifications``). ``--agents`` changes the staffing of both replays (the recorded
+column stays as recorded).
+
+The escalation policy of both sides is ``--escalation-policy`` (a file's
+``[escalation]`` table: escalation.toml or a policy document; default
+deploy/config/escalation.toml), the notification policy ``--notification-policy`` (its
+``[notification]`` table, or notifier.toml's ``[policy]``; default
+deploy/config/notifier.toml); a ``--current`` or ``--policy`` file that is a policy
+document with an ``[escalation]`` or ``[notification]`` table gives that side its own.
 
 Find the fewest agents meeting a target, by simulation with the real core::
 
@@ -37,9 +47,11 @@ import asyncio
 import os
 import sys
 import tomllib
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aiokafka.errors import KafkaError
 from pydantic import BaseModel, ConfigDict
@@ -48,8 +60,16 @@ from services.common.config import KafkaSettings, load_settings
 from services.common.errors import ConfigError
 from services.common.policy_document import TABLES, PolicyDocumentError, policy_tables
 from services.common.topics import Topics
+from services.escalation.domain import EscalationPolicy
+from services.escalation.domain import PolicyError as EscalationPolicyError
+from services.notifier.adapters.templates import load_catalog
+from services.notifier.domain.core import NotifierPolicy
+from services.notifier.domain.errors import PolicyError as NotifierPolicyError
+from services.notifier.domain.templates import TemplateCatalog, TemplateError
+from services.router.adapters.outcome_reader import read_outcomes
 from services.router.adapters.recording_reader import read_window
 from services.router.domain import PolicyError, RoutingPolicy
+from services.router.downstream import DownstreamPolicies
 from services.router.recording import (
     Figures,
     LegEnd,
@@ -64,10 +84,13 @@ from services.router.simulate import QueueLoad
 from services.router.staffing import StaffingAnswer, fewest_agents, parse_target
 
 __all__ = [
+    "DEFAULT_ESCALATION",
+    "DEFAULT_NOTIFICATION",
     "DEFAULT_POLICY",
     "DESCRIPTION",
     "add_arguments",
     "build_parser",
+    "downstream_policies",
     "format_comparison",
     "format_staffing",
     "load_policy",
@@ -76,11 +99,17 @@ __all__ = [
     "run",
 ]
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "config" / "router.toml"
-NOT_REPLAYED = (
-    "escalations raised, notifications sent: not computed (the what-if replays the "
-    "routing core only, not the escalation and notifier cores)"
+_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "config"
+DEFAULT_POLICY = _CONFIG / "router.toml"
+DEFAULT_ESCALATION = _CONFIG / "escalation.toml"
+DEFAULT_NOTIFICATION = _CONFIG / "notifier.toml"
+TEMPLATES = Path(__file__).resolve().parents[1] / "notifier" / "templates"
+MODELLED = (
+    "escalations and notifications: the escalation and notifier cores fed each replay "
+    "(nobody acknowledges an escalation; the gateway takes every notification at once)"
 )
+#: Reasons and kinds named in the footnotes (the most frequent first).
+TOP = 4
 
 
 class _Settings(BaseModel):
@@ -149,6 +178,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=Path,
         default=DEFAULT_POLICY,
         help="the policy in force: a policy document or a router.toml (default %(default)s)",
+    )
+    replaying.add_argument(
+        "--escalation-policy",
+        type=Path,
+        help="the escalation policy: a file's [escalation] table (default: --current's if "
+        f"a policy document with one, else {DEFAULT_ESCALATION}); the proposed side's too, "
+        "unless --policy is a policy document with an [escalation] table",
+    )
+    replaying.add_argument(
+        "--notification-policy",
+        type=Path,
+        help="the notification policy: a file's [notification] table, or notifier.toml's "
+        f"[policy] (default: --current's if it has one, else {DEFAULT_NOTIFICATION}); the "
+        "proposed side's too, unless --policy has a [notification] table",
     )
     replaying.add_argument(
         "--agents",
@@ -223,6 +266,105 @@ def load_policy(path: Path) -> RoutingPolicy:
         raise UsageError(f"{path}: {prefix}{exc.reason}") from None
 
 
+def _toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+
+
+def _table(path: Path, data: Mapping[str, Any], *names: str) -> tuple[str, dict[str, Any]] | None:
+    """The first of the tables ``names`` the file has, with its name."""
+    for name in names:
+        if name in data:
+            table = data[name]
+            if not isinstance(table, dict):
+                raise UsageError(f"{path}: {name}: must be a table")
+            return name, table
+    return None
+
+
+def _escalation_policy(path: Path, table: Mapping[str, Any]) -> EscalationPolicy:
+    try:
+        return EscalationPolicy.from_dict(table, prefix="escalation.")
+    except EscalationPolicyError as exc:
+        raise UsageError(f"{path}: {exc.reason}") from None
+
+
+def _notification_policy(path: Path, name: str, table: Mapping[str, Any]) -> NotifierPolicy:
+    try:
+        return NotifierPolicy.from_dict(table)
+    except NotifierPolicyError as exc:
+        raise UsageError(f"{path}: {name}.{exc.reason}") from None
+
+
+def downstream_policies(
+    current: Path,
+    proposed: Path,
+    *,
+    escalation: Path | None = None,
+    notification: Path | None = None,
+    catalog: TemplateCatalog | None = None,
+) -> tuple[DownstreamPolicies, DownstreamPolicies]:
+    """The escalation and notification policies of the current and the proposed side.
+
+    The current side's: ``escalation``'s ``[escalation]`` table (``notification``'s
+    ``[notification]``, or notifier.toml's ``[policy]``) when given, else the
+    ``current`` file's table if it is a policy document that has one, else the default
+    configuration's. The proposed side's: the ``proposed`` file's table if it has one,
+    else the current side's."""
+    if catalog is None:
+        try:
+            catalog = load_catalog(TEMPLATES)
+        except TemplateError as exc:
+            raise UsageError(f"notifier templates: {exc}") from None
+    current_data, proposed_data = _toml(current), _toml(proposed)
+
+    if escalation is not None:
+        found = _table(escalation, _toml(escalation), "escalation")
+        if found is None:
+            raise UsageError(f"{escalation}: no [escalation] table")
+        esc_now, esc_from = _escalation_policy(escalation, found[1]), escalation
+    elif (found := _table(current, current_data, "escalation")) is not None:
+        esc_now, esc_from = _escalation_policy(current, found[1]), current
+    else:
+        default = _table(DEFAULT_ESCALATION, _toml(DEFAULT_ESCALATION), "escalation")
+        esc_now = _escalation_policy(DEFAULT_ESCALATION, default[1] if default else {})
+        esc_from = DEFAULT_ESCALATION
+    found = _table(proposed, proposed_data, "escalation")
+    esc_new, esc_new_from = (
+        (esc_now, esc_from) if found is None else (_escalation_policy(proposed, found[1]), proposed)
+    )
+
+    if notification is not None:
+        found = _table(notification, _toml(notification), "notification", "policy")
+        if found is None:
+            raise UsageError(f"{notification}: no [notification] (or notifier [policy]) table")
+        note_now, note_from = _notification_policy(notification, *found), notification
+    elif (found := _table(current, current_data, "notification")) is not None:
+        note_now, note_from = _notification_policy(current, *found), current
+    else:
+        default = _table(DEFAULT_NOTIFICATION, _toml(DEFAULT_NOTIFICATION), "policy")
+        note_now = _notification_policy(DEFAULT_NOTIFICATION, *(default or ("policy", {})))
+        note_from = DEFAULT_NOTIFICATION
+    found = _table(proposed, proposed_data, "notification")
+    note_new, note_new_from = (
+        (note_now, note_from)
+        if found is None
+        else (_notification_policy(proposed, *found), proposed)
+    )
+    return (
+        DownstreamPolicies(
+            esc_now, note_now, catalog, f"escalation {esc_from}, notification {note_from}"
+        ),
+        DownstreamPolicies(
+            esc_new, note_new, catalog, f"escalation {esc_new_from}, notification {note_new_from}"
+        ),
+    )
+
+
 # ---------------------------------------------------------------------------- output
 
 
@@ -234,6 +376,41 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}s"
 
 
+def _total(figures: Figures, f: QueueFigures, attr: str) -> str:
+    return "-" if figures.outcomes_missing else str(sum(getattr(f, attr).values()))
+
+
+def _by_name(sides: Sequence[Figures], attr: str) -> list[tuple[str, list[str]]]:
+    """Every reason (or kind) counted on any side, the most frequent first, with each
+    side's count ("-" where not counted)."""
+    totals = [Counter[str]() for _ in sides]
+    for total, figures in zip(totals, sides, strict=True):
+        for f in figures.queues.values():
+            total.update(getattr(f, attr))
+    names = sorted(
+        {name for total in totals for name in total}, key=lambda n: (-max(t[n] for t in totals), n)
+    )
+    return [
+        (
+            name,
+            [
+                "-" if figures.outcomes_missing else str(total[name])
+                for total, figures in zip(totals, sides, strict=True)
+            ],
+        )
+        for name in names
+    ]
+
+
+def _footnote(label: str, sides: Sequence[Figures], attr: str) -> str | None:
+    named = _by_name(sides, attr)
+    if not named:
+        return None
+    shown = ", ".join(f"{name} {'/'.join(counts)}" for name, counts in named[:TOP])
+    more = f" (and {len(named) - TOP} more)" if len(named) > TOP else ""
+    return f"{label} (recorded/current/proposed): {shown}{more}"
+
+
 def format_comparison(
     recorded: Figures,
     current: Figures,
@@ -242,6 +419,7 @@ def format_comparison(
     heading: Sequence[str] = (),
 ) -> str:
     """The side-by-side table: per queue, recorded | current policy | proposed policy."""
+    sides = (recorded, current, proposed)
     queues = list(dict.fromkeys([*current.queues, *proposed.queues, *recorded.queues]))
     empty = QueueFigures("")
     metrics: list[tuple[str, str]] = [
@@ -249,6 +427,8 @@ def format_comparison(
         ("ASA", "asa_s"),
         ("ABANDONED", "abandonment"),
         ("OCCUPANCY", "occupancy"),
+        ("ESCALATIONS", "escalations"),
+        ("NOTIFIED", "notifications"),
     ]
     cell = 9
     group = 3 * cell
@@ -259,22 +439,22 @@ def format_comparison(
     )
     lines += [top, sub]
     for queue in queues:
-        row = [
-            recorded.queues.get(queue, empty),
-            current.queues.get(queue, empty),
-            proposed.queues.get(queue, empty),
-        ]
+        row = [side.queues.get(queue, empty) for side in sides]
         offered = max(f.offered for f in row)
         cells = []
         for _, attr in metrics:
-            show = _secs if attr == "asa_s" else _pct
-            cells.append("| " + "".join(f"{show(getattr(f, attr)):>{cell}}" for f in row))
+            if attr in ("escalations", "notifications"):
+                shown = [_total(side, f, attr) for side, f in zip(sides, row, strict=True)]
+            else:
+                show = _secs if attr == "asa_s" else _pct
+                shown = [show(getattr(f, attr)) for f in row]
+            cells.append("| " + "".join(f"{text:>{cell}}" for text in shown))
         lines.append(f"{queue:<14}{offered:>8} " + " ".join(cells))
     lines.append(
         f"{'all agents':<14}{'':>8} "
-        + " ".join(f"| {'':>{group}}" for _ in metrics[:-1])
+        + " ".join(f"| {'':>{group}}" for _ in metrics[:3])
         + " | "
-        + "".join(f"{_pct(f.occupancy):>{cell}}" for f in (recorded, current, proposed))
+        + "".join(f"{_pct(f.occupancy):>{cell}}" for f in sides)
     )
     for name, figures in (("current", current), ("proposed", proposed)):
         for reason, count in sorted(figures.refused.items()):
@@ -284,7 +464,28 @@ def format_comparison(
                 lines.append(f"{name} policy: {f.refused} arrival(s) for {queue} refused")
             if f.unroutable:
                 lines.append(f"{name} policy: {f.unroutable} contact(s) of {queue} unroutable")
-    lines.append(NOT_REPLAYED)
+        for reason, count in sorted(figures.outcomes_refused.items()):
+            lines.append(f"{name} policy: {count} input(s) refused by {reason}")
+    for label, attr in (
+        ("escalations raised by reason", "escalations"),
+        ("notifications sent by kind", "notifications"),
+        ("notifications held back by the policy (suppressed)", "suppressed"),
+    ):
+        footnote = _footnote(label, sides, attr)
+        if footnote is not None:
+            lines.append(footnote)
+    undelivered = sum(sum(f.undelivered.values()) for f in recorded.queues.values())
+    if undelivered:
+        lines.append(
+            f"recorded: {undelivered} notification(s) decided but never delivered "
+            "(dead-lettered or rejected), not counted as sent"
+        )
+    if recorded.outcomes_missing:
+        lines.append(f"recorded escalations and notifications: -, {recorded.outcomes_missing}")
+    if current.outcomes_missing or proposed.outcomes_missing:
+        lines.append("replayed escalations and notifications: not computed")
+    else:
+        lines.append(MODELLED)
     return "\n".join(lines)
 
 
@@ -370,10 +571,28 @@ async def _read(args: argparse.Namespace, start: float, end: float) -> Recording
         Stream.DECISION: (start - warmup, until),
         Stream.AGENT: (start - max(args.roster_hours * 3600, warmup), until),
     }
-    events, skipped = await read_window(
-        settings, Topics(prefix=settings.topic_prefix), args.domain, ranges
+    topics = Topics(prefix=settings.topic_prefix)
+    events, skipped = await read_window(settings, topics, args.domain, ranges)
+    missing = ""
+    try:
+        decided, left_out = await read_outcomes(
+            settings, topics, args.domain, start - warmup, until
+        )
+    except (KafkaError, OSError, RuntimeError, ValueError) as exc:
+        missing = f"reading escalations and notifications failed: {str(exc)[:120]}"
+    else:
+        events.extend(decided)
+        skipped.update(left_out)
+    recording = build_recording(
+        events,
+        domain=args.domain,
+        start=start,
+        end=end,
+        warmup_s=warmup,
+        outcomes=not missing,
     )
-    recording = build_recording(events, domain=args.domain, start=start, end=end, warmup_s=warmup)
+    if missing:
+        recording.outcomes_missing = missing
     recording.skipped.update(skipped)
     return recording
 
@@ -395,6 +614,12 @@ def _run_replay(args: argparse.Namespace) -> str:
     if args.policy is None:
         raise UsageError("--policy: the proposed policy file is required (or --target)")
     current, proposed = load_policy(args.current), load_policy(args.policy)
+    downstream_now, downstream_new = downstream_policies(
+        args.current,
+        args.policy,
+        escalation=args.escalation_policy,
+        notification=args.notification_policy,
+    )
     try:
         changes = [AgentChange.parse(text) for text in args.agents]
     except ValueError as exc:
@@ -412,14 +637,16 @@ def _run_replay(args: argparse.Namespace) -> str:
         f"{_clock(start)} .. {_clock(end)} (replayed from {_clock(recording.replay_from)})",
         f"current: {args.current}   proposed: {args.policy}   patience: {patience.value}"
         + (f"   agents: {' '.join(args.agents)}" if args.agents else ""),
+        f"current: {downstream_now.source}",
+        f"proposed: {downstream_new.source}",
     ]
     for reason, count in sorted(recording.skipped.items()):
         heading.append(f"records left out: {count} ({reason})")
     heading.append("")
     return format_comparison(
         recorded_figures(recording, current),
-        replay(staffed, current, seed=args.seed, patience=patience),
-        replay(staffed, proposed, seed=args.seed, patience=patience),
+        replay(staffed, current, seed=args.seed, patience=patience, downstream=downstream_now),
+        replay(staffed, proposed, seed=args.seed, patience=patience, downstream=downstream_new),
         heading=heading,
     )
 

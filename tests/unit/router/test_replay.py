@@ -6,15 +6,27 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
+from switchboard.v1 import contact_events_pb2, escalation_pb2
 from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.codec import new_envelope
+from services.escalation.adapters.mapping import envelope_to_input as escalation_input
+from services.escalation.domain import EscalationPolicy
+from services.notifier.adapters.mapping import KIND_NUMBERS, OUTCOMES
+from services.notifier.adapters.mapping import envelope_to_input as notifier_input
+from services.notifier.adapters.templates import load_catalog
+from services.notifier.domain.core import NotifierPolicy
 from services.router.adapters.mapping import decision_to_envelope
 from services.router.domain import RoutingPolicy
 from services.router.domain import model as m
+from services.router.downstream import DownstreamPolicies, escalation_decision, notifier_decision
 from services.router.recording import (
+    Anchor,
     Figures,
     LegEnd,
     RecordedEvent,
@@ -24,10 +36,11 @@ from services.router.recording import (
 )
 from services.router.replay import AgentChange, PatienceModel, Survival, adjust_agents, replay
 from services.router.synthetic import Demand, Team, input_to_envelope, record_day
-from services.router.whatif import format_comparison
+from services.router.whatif import TEMPLATES, format_comparison
 
 T0 = 1_800_000_000.0
 HOUR = 3600.0
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def policy(wrap_up_s: float = 5, **billing: object) -> RoutingPolicy:
@@ -166,7 +179,7 @@ def test_a_queue_the_proposed_policy_drops_is_refused_and_said(recording) -> Non
     assert any("tech-en" in reason for reason in result.refused)
     table = format_comparison(figures(recording, CURRENT), replay(recording, CURRENT), result)
     assert f"proposed policy: {tech.offered} arrival(s) for tech-en refused" in table
-    assert "escalations raised, notifications sent: not computed" in table
+    assert "replayed escalations and notifications: not computed" in table
 
 
 # ------------------------------------------------------------------ reading a recording
@@ -299,3 +312,326 @@ def test_a_queues_demand_is_measured_on_the_recording(recording) -> None:  # typ
     assert load.aht_s == pytest.approx(200, rel=0.1)
     assert load.patience_s == pytest.approx(150, rel=0.25)
     assert load.service_level_s == 20
+
+
+# ------------------------------------------------------------------ escalations, notifications
+
+
+CATALOG = load_catalog(TEMPLATES)
+
+
+def escalation_policy(wait_s: float = 60, **queues: dict[str, object]) -> EscalationPolicy:
+    return EscalationPolicy.from_dict(
+        {
+            "manager": "mira",
+            "head_of_service": "hugo",
+            "ack_deadlines_s": {"supervisor": 120, "manager": 240},
+            "triggers": {"wait_threshold_s": wait_s, "pause_grace_s": 15, "low_score": 2},
+            "teams": {"billing": {"supervisor": "sofia"}, "tech": {"supervisor": "tom"}},
+            "queues": {
+                "billing-en": {"team": "billing", **queues.get("billing-en", {})},
+                "tech-en": {"team": "tech", **queues.get("tech-en", {})},
+            },
+        },
+        prefix="escalation.",
+    )
+
+
+def sides(escalation: EscalationPolicy | None = None, **notification: object) -> DownstreamPolicies:
+    return DownstreamPolicies(
+        escalation or escalation_policy(),
+        NotifierPolicy.from_dict(
+            {"position_min_interval_s": 30, "overrun_grace_s": 10, **notification}
+        ),
+        CATALOG,
+    )
+
+
+def total(f: Figures, attr: str, name: str) -> int:
+    return sum(getattr(q, attr)[name] for q in f.queues.values())
+
+
+def test_wait_escalations_are_the_real_cores_and_match_the_routing_decisions(recording) -> None:  # type: ignore[no-untyped-def]
+    """With the escalation wait threshold equal to each queue's service-level threshold,
+    the escalation core raises exactly one wait escalation per contact the routing core
+    answered after the threshold or lost after it; a shorter threshold raises more."""
+    same = escalation_policy(20, **{"tech-en": {"triggers": {"wait_threshold_s": 30}}})
+    for staffed in (recording, adjust_agents(recording, [AgentChange("billing", -3)])):
+        result = replay(staffed, CURRENT, downstream=sides(same))
+        assert not result.outcomes_missing
+        assert not result.outcomes_refused
+        for queue in CURRENT.queues:
+            q = result.queues[queue]
+            late = q.answered - q.answered_within + q.abandoned_late
+            assert q.escalations == Counter({"wait_threshold": late}), queue
+            assert late > 50
+    patient = replay(recording, CURRENT, downstream=sides(escalation_policy(60)))
+    eager = replay(recording, CURRENT, downstream=sides(escalation_policy(15)))
+    for queue in CURRENT.queues:
+        assert (
+            eager.queues[queue].escalations["wait_threshold"]
+            > patient.queues[queue].escalations["wait_threshold"] + 20
+        )
+    # the routing figures are the same with or without the other two cores
+    plain = replay(recording, CURRENT)
+    for queue in CURRENT.queues:
+        a, b = plain.queues[queue], patient.queues[queue]
+        assert (a.answered, a.answered_within, a.abandoned) == (
+            b.answered,
+            b.answered_within,
+            b.abandoned,
+        )
+
+
+def test_notifications_are_the_real_cores(recording) -> None:  # type: ignore[no-untyped-def]
+    """Every answered contact is told it was closed (the notifier's closing notice on its
+    end); a shorter position interval tells more positions; a tighter rate limit holds
+    some back (suppressed, not sent)."""
+    busy = adjust_agents(recording, [AgentChange("billing", -3)])
+    base = replay(busy, CURRENT, downstream=sides())
+    for queue in CURRENT.queues:
+        q = base.queues[queue]
+        assert q.notifications["closed"] == q.answered > 0
+    often = replay(busy, CURRENT, downstream=sides(position_min_interval_s=5))
+    assert total(often, "notifications", "queue_position") > 1.2 * total(
+        base, "notifications", "queue_position"
+    )
+    assert total(base, "notifications", "queue_position") > 100
+    limited = replay(
+        busy,
+        CURRENT,
+        downstream=sides(position_min_interval_s=5, rate_limit_count=1, rate_limit_window_s=3600),
+    )
+    assert total(limited, "notifications", "queue_position") < total(
+        often, "notifications", "queue_position"
+    )
+    assert total(limited, "suppressed", "queue_position") > 0
+    assert replay(busy, CURRENT, downstream=sides()) == base  # deterministic
+
+
+def test_a_queue_the_proposed_policy_drops_leaves_its_callers_to_escalate(recording) -> None:  # type: ignore[no-untyped-def]
+    """Escalation reads contact.events whatever the router does: callers of a queue the
+    routing policy no longer has wait unanswered, and their wait escalations rise."""
+    only_billing = RoutingPolicy.from_dict({"queues": {"billing-en": {"skills": {"billing": 3}}}})
+    before = replay(recording, CURRENT, downstream=sides())
+    after = replay(recording, only_billing, downstream=sides())
+    tech_before, tech_after = before.queues["tech-en"], after.queues["tech-en"]
+    assert tech_after.refused == tech_after.offered
+    assert tech_after.escalations["wait_threshold"] > 2 * tech_before.escalations["wait_threshold"]
+    assert tech_after.notifications["closed"] == 0
+    table = format_comparison(figures(recording, CURRENT), before, after)
+    assert "ESCALATIONS" in table
+    assert "NOTIFIED" in table
+    assert "escalations raised by reason (recorded/current/proposed): wait_threshold -/" in table
+    assert "recorded escalations and notifications: -, the escalations and notifications" in table
+
+
+@pytest.mark.parametrize(
+    "decision",
+    [
+        m.ContactAssigned("o1", "c1", "a1", "billing-en", 12.5, True),
+        m.ContactRequeued("c1", "billing-en", m.RequeueReason.TIMED_OUT, "a1"),
+        m.ContactUnroutable("c1", "billing-en", "no agent with billing>=3"),
+        m.ContactClosed("c1", "billing-en", True, 40.0),
+        m.ContactClosed("c1", "billing-en", False, 4.0),
+        m.QueuePositionUpdated("c1", "billing-en", 3, 90.0, 10.0),
+        m.QueuePositionUpdated("c1", "billing-en", 3, None, 10.0),
+        m.OfferMade("o1", "c1", "a1", "billing-en", m.Channel.VOICE, T0, 1.0, 1, 0),
+        m.OfferTimedOut("o1", "c1", "a1"),
+        m.AgentStatusChanged("a1", m.AgentState.BUSY, "", "billing"),
+    ],
+    ids=lambda d: type(d).__name__,
+)
+def test_decisions_reach_the_cores_as_the_services_read_their_records(
+    decision: m.Decision,
+) -> None:
+    """The replay hands decisions to the escalation and notifier cores directly; what it
+    hands them is what each service's mapping reads from the router's record."""
+    record = decision_to_envelope(decision, new_envelope("acme", "router", event_id="d1"))
+    assert escalation_decision(decision) == escalation_input(record)
+    assert notifier_decision(decision) == notifier_input(record)
+
+
+def contact_event(at: float, fill: Callable[[Envelope], object], stream: Stream) -> RecordedEvent:
+    e = new_envelope("acme", "platform", event_id=f"x-{at}", occurred_at=at)
+    fill(e)
+    return RecordedEvent(stream, at, e)
+
+
+def held(e: Envelope) -> None:
+    e.contact_held.contact_id, e.contact_held.agent_id = "c1", "a1"
+    e.contact_held.reason = contact_events_pb2.PAUSE_REASON_CHECKING_INFORMATION
+    e.contact_held.expected_duration.FromSeconds(30)
+
+
+def resumed(e: Envelope) -> None:
+    e.contact_resumed.contact_id = "c1"
+
+
+def manager(e: Envelope) -> None:
+    e.manager_requested.contact_id, e.manager_requested.agent_id = "c1", "a1"
+
+
+def ended_unresolved(e: Envelope) -> None:
+    e.contact_ended.contact_id, e.contact_ended.agent_id = "c1", "a1"
+    e.contact_ended.disposition = contact_events_pb2.DISPOSITION_UNRESOLVED
+
+
+def survey(e: Envelope) -> None:
+    e.survey_result.contact_id, e.survey_result.score = "c1", 1
+
+
+def test_holds_requests_ends_and_surveys_follow_the_moment_they_hang_on() -> None:
+    """A hold, a request for a manager, an unresolved end and a bad survey, recorded
+    around c1's answer and end, reach both cores in the replay; if the replay never
+    answers c1 (its only agent removed) none of them happens: c1 hangs up instead."""
+    login = m.AgentLoggedIn("a1", "billing", (("billing", 5),), ("en",), ((m.Channel.VOICE, 1),))
+    events = [
+        rec(T0 - 100, login),
+        rec(T0, m.ContactArrived("c1", "billing-en", m.Channel.VOICE)),
+        rec(T0, m.OfferMade("c1#1", "c1", "a1", "billing-en", m.Channel.VOICE, T0 + 10, 0, 1, 0)),
+        rec(T0 + 4, m.OfferAccepted("a1", "c1", "c1#1")),
+        rec(T0 + 4, m.ContactAssigned("c1#1", "c1", "a1", "billing-en", 4, True)),
+        rec(T0 + 10, m.ContactArrived("c2", "billing-en", m.Channel.VOICE)),
+        contact_event(T0 + 24, held, Stream.CONTACT),
+        rec(T0 + 55, m.ContactAbandoned("c2")),
+        contact_event(T0 + 104, resumed, Stream.CONTACT),
+        contact_event(T0 + 114, manager, Stream.AGENT),
+        contact_event(T0 + 154, ended_unresolved, Stream.CONTACT),
+        contact_event(T0 + 214, survey, Stream.CONTACT),
+    ]
+    recording = build_recording(events, domain="acme", start=T0, end=T0 + 60, warmup_s=600)
+    (c1, _) = recording.contacts
+    assert [(a.anchor, a.after_s) for a in c1.asides] == [
+        (Anchor.ANSWERED, 20.0),
+        (Anchor.ANSWERED, 100.0),
+        (Anchor.ANSWERED, 110.0),
+        (Anchor.ENDED, 60.0),
+    ]
+    assert c1.ending is not None
+    downstream = sides(escalation_policy(30))
+    result = replay(recording, CURRENT, downstream=downstream).queues["billing-en"]
+    assert result.escalations == Counter(
+        {
+            "wait_threshold": 1,  # c2, hung up after 45 s
+            "pause_overrun": 1,  # 30 s promised, 80 s held
+            "manager_requested": 1,
+            "unresolved": 1,
+            "low_satisfaction": 1,
+        }
+    )
+    assert result.notifications == Counter(
+        {"hold_started": 1, "pause_overrun": 1, "resumed": 1, "closed": 1, "queue_position": 1}
+    )  # c2 was told its place while a1 had c1
+    nobody = adjust_agents(recording, [AgentChange("billing", -1)])
+    unanswered = replay(nobody, CURRENT, downstream=downstream).queues["billing-en"]
+    assert unanswered.answered == 0
+    # nobody logged in could take them: both unroutable, both hang up unanswered
+    assert unanswered.escalations == Counter({"wait_threshold": 2, "unroutable": 2})
+    assert unanswered.notifications == Counter({"no_agent_available": 2, "queue_position": 3})
+
+
+def escalation_record(
+    at: float, contact: str, reason: int, kind: int, domain: str = "acme"
+) -> RecordedEvent:
+    e = new_envelope(domain, "escalation", event_id=f"{contact}/{reason}@{kind}", occurred_at=at)
+    e.escalation_record.kind = escalation_pb2.EscalationChangeKind.ValueType(kind)
+    record = e.escalation_record.escalation
+    record.escalation_id, record.contact_id, record.domain = f"{contact}/{reason}", contact, domain
+    record.queue, record.reason = "billing-en", escalation_pb2.EscalationReason.ValueType(reason)
+    record.raised_at.FromSeconds(int(at))
+    return RecordedEvent(Stream.ESCALATION, at, e)
+
+
+def notification_record(at: float, contact: str, kind: str, outcome: str) -> RecordedEvent:
+    e = new_envelope("acme", "notifier", event_id=f"{contact}:{kind}:{at}", occurred_at=at)
+    record = e.notification_record
+    record.notification.notification_id = f"{contact}:{kind}:{at}"
+    record.notification.contact_id = contact
+    record.notification.kind = KIND_NUMBERS[kind]
+    record.notification.created_at.FromSeconds(int(at))
+    record.outcome = OUTCOMES[outcome]
+    return RecordedEvent(Stream.NOTIFICATION, at, e)
+
+
+def test_recorded_escalations_and_notifications_are_counted_from_their_topics() -> None:
+    """The recorded column: each escalation once (however many records it has), each
+    notification by its outcome, in the queue the contact was in when told; contacts
+    outside the window and other domains are not counted."""
+    login = m.AgentLoggedIn("a1", "billing", (("billing", 5), ("tech", 5)), ("en",))
+    wait, unresolved = 1, 4  # EscalationReason numbers
+    raised, resolved = 1, 4  # EscalationChangeKind numbers
+    events = [
+        rec(T0 - 100, login),
+        rec(T0, m.ContactArrived("c1", "billing-en", m.Channel.VOICE)),
+        rec(T0 + 4, m.ContactAssigned("c1#1", "c1", "a1", "billing-en", 4, True)),
+        rec(T0 + 100, m.ContactTransferred("c1", "tech-en")),
+        rec(T0 + 10, m.ContactArrived("c2", "billing-en", m.Channel.VOICE)),
+        rec(T0 + 55, m.ContactAbandoned("c2")),
+        rec(T0 + 500, m.ContactArrived("late", "billing-en", m.Channel.VOICE)),
+        escalation_record(T0 + 40, "c2", wait, raised),
+        escalation_record(T0 + 55, "c2", wait, resolved),  # the same escalation, later
+        escalation_record(T0 + 200, "c1", unresolved, raised),
+        escalation_record(T0 + 560, "late", wait, raised),  # arrived after the window
+        escalation_record(T0 + 86_400, "c2", 8, raised),  # a survey the next day: too late
+        escalation_record(T0 + 40, "c2", wait, raised, domain="other"),
+        notification_record(T0 + 20, "c2", "queue_position", "delivered"),
+        notification_record(T0 + 50, "c2", "queue_position", "suppressed"),
+        notification_record(T0 + 150, "c1", "closed", "delivered"),  # after the transfer
+        notification_record(T0 + 151, "c1", "resumed", "dead_lettered"),
+    ]
+    recording = build_recording(
+        events, domain="acme", start=T0, end=T0 + 60, warmup_s=600, outcomes=True
+    )
+    recorded = figures(recording, CURRENT)
+    billing, tech = recorded.queues["billing-en"], recorded.queues["tech-en"]
+    assert billing.escalations == Counter({"wait_threshold": 1, "unresolved": 1})
+    assert billing.notifications == Counter({"queue_position": 1})
+    assert billing.suppressed == Counter({"queue_position": 1})
+    assert tech.notifications == Counter({"closed": 1})
+    assert tech.undelivered == Counter({"resumed": 1})
+    assert recording.horizon == T0 + 500  # the outcome records do not stretch the replay
+    table = format_comparison(recorded, replay(recording, CURRENT), replay(recording, CURRENT))
+    billing_row = next(line for line in table.splitlines() if line.startswith("billing-en"))
+    assert billing_row.split()[-8:] == ["|", "2", "-", "-", "|", "1", "-", "-"]
+    assert "recorded: 1 notification(s) decided but never delivered" in table
+    unread = build_recording(events, domain="acme", start=T0, end=T0 + 60, warmup_s=600)
+    assert figures(unread, CURRENT).outcomes_missing
+    assert figures(unread, CURRENT).queues["billing-en"].escalations == Counter()
+
+
+def test_policy_documents_give_the_proposed_side_its_escalation_and_notification_policy(
+    tmp_path: Path,
+) -> None:
+    """``--policy`` as a policy document: its [escalation] and [notification] tables
+    are the proposed side's; without them both sides run the configured ones; a mistake
+    is refused naming the field."""
+    from services.router.whatif import UsageError, downstream_policies
+
+    router = tmp_path / "router.toml"
+    router.write_text("[routing.queues.billing-en]\nskills = { billing = 3 }\n")
+    escalation = (ROOT / "deploy" / "config" / "escalation.toml").read_text()
+    document = tmp_path / "proposed.toml"
+    document.write_text(
+        "[routing.queues.billing-en]\nskills = { billing = 3 }\n"
+        + escalation[escalation.index("[escalation]") :].replace(
+            "wait_threshold_s = 60", "wait_threshold_s = 20"
+        )
+        + "\n[notification]\nposition_min_interval_s = 5\n"
+    )
+    now, new = downstream_policies(router, document)
+    assert now.escalation.triggers_for("acme", "billing-en").wait_threshold_s == 60
+    assert new.escalation.triggers_for("acme", "billing-en").wait_threshold_s == 20
+    assert (now.notification.position_min_interval_s, new.notification.position_min_interval_s) == (
+        30,
+        5,
+    )
+    same_now, same_new = downstream_policies(router, router, escalation=document)
+    assert same_now.escalation == same_new.escalation == new.escalation
+    assert same_now.notification == same_new.notification == now.notification
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[notification]\nposition_min_interval_s = -1\n")
+    with pytest.raises(UsageError, match=r"notification\.position_min_interval_s: must be > 0"):
+        downstream_policies(router, bad)
+    with pytest.raises(UsageError, match=r"no \[escalation\] table"):
+        downstream_policies(router, router, escalation=router)
