@@ -15,8 +15,9 @@ policies, with the real escalation and notifier cores fed alongside
 replayed as recorded and what is modelled), and prints per queue, side by side, what
 was recorded and what each policy gives: service level, ASA, abandonment, occupancy,
 escalations raised and notifications sent (the recorded ones read from ``escalations``
-and ``notifications``). ``--agents`` changes the staffing of both replays (the recorded
-column stays as recorded).
+and ``notifications``). ``--agents`` is part of the proposal: the proposed replay runs
+with the changed staffing, the current one with the staffing as recorded (to see staffing
+alone, propose the current policy).
 
 The escalation policy of both sides is ``--escalation-policy`` (a file's
 ``[escalation]`` table: escalation.toml or a policy document; default
@@ -198,7 +199,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="GROUP:+N",
-        help="clone (+N) or remove (-N) agents of a team, or else of a skill; repeatable",
+        help="the proposal's staffing: clone (+N) or remove (-N) agents of a team, or else "
+        "of a skill, in the proposed replay only; repeatable",
     )
     replaying.add_argument(
         "--patience",
@@ -645,7 +647,7 @@ def _run_replay(args: argparse.Namespace) -> str:
     heading.append("")
     return format_comparison(
         recorded_figures(recording, current),
-        replay(staffed, current, seed=args.seed, patience=patience, downstream=downstream_now),
+        replay(recording, current, seed=args.seed, patience=patience, downstream=downstream_now),
         replay(staffed, proposed, seed=args.seed, patience=patience, downstream=downstream_new),
         heading=heading,
     )
