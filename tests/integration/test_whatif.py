@@ -262,9 +262,10 @@ async def test_whatif_replays_a_recorded_window_read_from_kafka(
     assert f"proposed: escalation {tmp_path / 'proposed.toml'}, notification" in out
 
     # `switchboard whatif` takes a policy document (as `switchboard policy apply` does):
-    # its [routing] table is replayed, the other tables are not the routing core's
+    # its [routing] table is replayed through the router core, its [escalation] and
+    # [notification] tables through the escalation and notifier cores
     document = tmp_path / "proposed-policy.toml"
-    document.write_text(proposed_toml + "\n[notification]\nposition_min_interval_s = 45\n")
+    document.write_text(proposed_toml)
     cli = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
