@@ -47,6 +47,7 @@ import argparse
 import asyncio
 import os
 import sys
+import tempfile
 import tomllib
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -68,7 +69,7 @@ from services.notifier.domain.core import NotifierPolicy
 from services.notifier.domain.errors import PolicyError as NotifierPolicyError
 from services.notifier.domain.templates import TemplateCatalog, TemplateError
 from services.router.adapters.outcome_reader import read_outcomes
-from services.router.adapters.recording_reader import read_window
+from services.router.adapters.recording_reader import read_applied_policy, read_window
 from services.router.domain import PolicyError, RoutingPolicy
 from services.router.downstream import DownstreamPolicies
 from services.router.recording import (
@@ -177,8 +178,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     replaying.add_argument(
         "--current",
         type=Path,
-        default=DEFAULT_POLICY,
-        help="the policy in force: a policy document or a router.toml (default %(default)s)",
+        default=None,
+        help="the policy in force: a policy document or a router.toml (default: the "
+        "domain's applied version, read from the policies topic, or, if it has none, "
+        f"{DEFAULT_POLICY})",
     )
     replaying.add_argument(
         "--escalation-policy",
@@ -558,14 +561,22 @@ def queue_load(recording: Recording, queue: str, threshold_s: float) -> QueueLoa
 # ---------------------------------------------------------------------------- running
 
 
-async def _read(args: argparse.Namespace, start: float, end: float) -> Recording:
+def _kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     settings = load_settings(_Settings, os.environ).kafka
     overrides: dict[str, str] = {}
     if args.bootstrap_servers:
         overrides["bootstrap_servers"] = args.bootstrap_servers
     if args.topic_prefix is not None:
         overrides["topic_prefix"] = args.topic_prefix
-    settings = settings.model_copy(update=overrides)
+    return settings.model_copy(update=overrides)
+
+
+def _topics(args: argparse.Namespace) -> Topics:
+    return Topics(prefix=_kafka_settings(args).topic_prefix)
+
+
+async def _read(args: argparse.Namespace, start: float, end: float) -> Recording:
+    settings = _kafka_settings(args)
     warmup = max(0.0, args.warmup_minutes) * 60
     until = end + max(0.0, args.tail_minutes) * 60
     ranges = {
@@ -615,6 +626,23 @@ def _clock(epoch: float) -> str:
 def _run_replay(args: argparse.Namespace) -> str:
     if args.policy is None:
         raise UsageError("--policy: the proposed policy file is required (or --target)")
+    if args.current is not None:
+        return _replay_with(args, args.current, str(args.current))
+    if not args.domain:
+        raise UsageError("--domain, --from and --to name the recorded window")
+    applied = asyncio.run(read_applied_policy(_kafka_settings(args), _topics(args), args.domain))
+    if applied is None:
+        label = f"{DEFAULT_POLICY} (the configured default: {args.domain} has no policy version)"
+        return _replay_with(args, DEFAULT_POLICY, label)
+    version, document = applied
+    with tempfile.TemporaryDirectory(prefix="switchboard-whatif-") as directory:
+        path = Path(directory) / f"{args.domain}-v{version}.toml"
+        path.write_text(document, encoding="utf-8")
+        return _replay_with(args, path, f"{args.domain}'s policy version {version} (applied)")
+
+
+def _replay_with(args: argparse.Namespace, current_file: Path, current_label: str) -> str:
+    args.current = current_file
     current, proposed = load_policy(args.current), load_policy(args.policy)
     downstream_now, downstream_new = downstream_policies(
         args.current,
@@ -637,7 +665,7 @@ def _run_replay(args: argparse.Namespace) -> str:
     heading = [
         f"what-if for domain {args.domain}: {counted} contacts arrived "
         f"{_clock(start)} .. {_clock(end)} (replayed from {_clock(recording.replay_from)})",
-        f"current: {args.current}   proposed: {args.policy}   patience: {patience.value}"
+        f"current: {current_label}   proposed: {args.policy}   patience: {patience.value}"
         + (f"   agents: {' '.join(args.agents)}" if args.agents else ""),
         f"current: {downstream_now.source}",
         f"proposed: {downstream_new.source}",

@@ -240,6 +240,25 @@ async def test_whatif_replays_a_recorded_window_read_from_kafka(
     )
     assert expected in out
     assert "records left out: 1 (contact.events: not an envelope)" in out
+
+    # Without --current, the current side is the domain's applied version, read from the
+    # policies topic; another domain's version is not it
+    for domain, version in (("globex", 7), ("acme", 1)):
+        applied = new_envelope(domain, "policy-service", event_id=f"{domain}-policy-{version}")
+        applied.policy_changed.current.version = version
+        applied.policy_changed.current.document = current_toml
+        await kafka.produce(topics.name("policies"), [encode_envelope(applied)])
+    code, applied_out, err = await whatif(
+        *("--domain", "acme", "--from", str(start), "--to", str(end)),
+        *("--policy", str(tmp_path / "proposed.toml"), "--warmup-minutes", "15"),
+        env={
+            "SWITCHBOARD_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
+            "SWITCHBOARD_KAFKA__TOPIC_PREFIX": topics.prefix,
+        },
+    )
+    assert code == 0, err
+    assert "current: acme's policy version 1 (applied)" in applied_out
+    assert expected in applied_out
     rows = {
         line.split()[0]: line.split()
         for line in out.splitlines()

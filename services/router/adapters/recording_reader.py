@@ -115,3 +115,45 @@ async def read_window(
     finally:
         await consumer.stop()
     return events, skipped
+
+
+async def read_applied_policy(
+    settings: KafkaSettings, topics: Topics, domain: str
+) -> tuple[int, str] | None:
+    """The version and document of ``domain``'s policy in force: the last ``policies``
+    record of the domain (compacted, keyed by domain, on its murmur2 partition), or
+    ``None`` if the domain runs on the configured default."""
+    topic = topics.name("policies")
+    counts = await _partition_counts(settings, [topic])
+    tp = TopicPartition(topic, domain_partition(domain, counts[topic]))
+    consumer = AIOKafkaConsumer(
+        **connection_options(settings),
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        request_timeout_ms=settings.request_timeout_ms,
+    )
+    await consumer.start()
+    found: tuple[int, str] | None = None
+    try:
+        consumer.assign([tp])
+        await consumer.seek_to_beginning(tp)
+        end = (await consumer.end_offsets([tp]))[tp]
+        idle = 0
+        while await consumer.position(tp) < end and idle < MAX_IDLE_POLLS:
+            batch = await consumer.getmany(tp, timeout_ms=500, max_records=1_000)
+            records = batch.get(tp, [])
+            idle = 0 if records else idle + 1
+            for record in records:
+                if record.key != domain.encode() or record.value is None:
+                    continue
+                try:
+                    envelope = decode_envelope(record.value, tuple(record.headers))
+                except DecodeError:
+                    continue
+                if envelope.WhichOneof("payload") == "policy_changed":
+                    current = envelope.policy_changed.current
+                    if found is None or current.version > found[0]:
+                        found = (current.version, current.document)
+    finally:
+        await consumer.stop()
+    return found
