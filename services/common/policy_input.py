@@ -17,7 +17,7 @@ from switchboard.v1.envelope_pb2 import Envelope
 
 from services.common.errors import RejectedEvent
 
-__all__ = ["POLICIES_TOPIC", "PolicyInput", "policy_input", "stale_reason"]
+__all__ = ["POLICIES_TOPIC", "PolicyInput", "policy_input", "require_newer", "stale_reason"]
 
 #: The topic's base name (``deploy/topics.toml``).
 POLICIES_TOPIC = "policies"
@@ -59,3 +59,9 @@ def stale_reason(domain: str, version: int, applied: int) -> str:
         f"policy version {version} of domain {domain!r} is stale: version {applied} is "
         "already applied"
     )
+
+
+def require_newer(changed: PolicyInput, applied: int) -> None:
+    """Refuse ``changed`` (:class:`RejectedEvent`) unless it is newer than ``applied``."""
+    if changed.version <= applied:
+        raise RejectedEvent(stale_reason(changed.domain, changed.version, applied))

@@ -29,7 +29,7 @@ from services.common.codec import decode_envelope, encode_record, new_envelope
 from services.common.config import KafkaSettings
 from services.common.errors import DecodeError, RejectedEvent
 from services.common.kafka import InboundRecord, OutboundRecord, read_latest_records
-from services.common.policy_input import PolicyInput, policy_input, stale_reason
+from services.common.policy_input import PolicyInput, policy_input, require_newer
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics, load_topic_specs
 from services.escalation.adapters.mapping import (
@@ -137,8 +137,7 @@ class EscalationHandler(DomainStateHandler[EscalationCore]):
         a document the policy parser refuses) with nothing changed."""
         held = self.states.cores.get(changed.domain)
         applied = 0 if held is None else held.policy_version
-        if changed.version <= applied:
-            raise RejectedEvent(stale_reason(changed.domain, changed.version, applied))
+        require_newer(changed, applied)
         try:
             policy = policy_in_document(changed.document, self.policy)
         except PolicyError as exc:

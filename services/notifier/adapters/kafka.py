@@ -28,7 +28,7 @@ from services.common.kafka import (
     OutboundRecord,
     dead_letter_of_output,
 )
-from services.common.policy_input import PolicyInput, policy_input, stale_reason
+from services.common.policy_input import PolicyInput, policy_input, require_newer
 from services.common.state import DomainStateHandler, DomainStates
 from services.common.topics import Topics
 from services.notifier.adapters.mapping import OUTCOMES, envelope_to_input, to_proto
@@ -124,8 +124,7 @@ class NotifierHandler(DomainStateHandler[NotifierCore]):
         a document the policy parser refuses) with nothing changed."""
         held = self.states.cores.get(changed.domain)
         applied = 0 if held is None else held.policy_version
-        if changed.version <= applied:
-            raise RejectedEvent(stale_reason(changed.domain, changed.version, applied))
+        require_newer(changed, applied)
         try:
             policy = policy_in_document(changed.document, self.policy)
         except PolicyError as exc:
